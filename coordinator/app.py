@@ -1,0 +1,139 @@
+"""Wiring: turns validated options into a run (store, searches, backend, loop, report).
+Kept apart from ``cli.py`` so tests and scripts can call it without click."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from coordinator import datasets, dispatch, resources
+from coordinator.backends.local import LocalBackend
+from coordinator.config import Experiment, SearchOptions, resolve
+from coordinator.errors import ConfigError, SearchFailed
+from coordinator.loop import Coordinator, Limits, StudyPlan
+from coordinator.models import BUILTIN, get_model
+from coordinator.protocol import MetricParser
+from coordinator.registry import RUNNABLE_CONNECTIONS, default_registry, load_registry
+from coordinator.reporting import write_report
+from coordinator.routing import plan_lines
+from coordinator.search import Search, make_sampler, open_storage
+from coordinator.store import RunStore
+from coordinator.tracking import Tracker, Trackers
+from coordinator.trial import Needs
+from coordinator.yamlcfg import load_yaml
+
+log = logging.getLogger(__name__)
+
+
+def _tracker(mode: str) -> Tracker:
+    from coordinator import progress
+
+    if mode == "live":
+        return progress.LiveDisplay()
+    if mode == "plain":
+        return progress.PlainLines()
+    if mode == "json":
+        return progress.JsonLines()
+    return Tracker()
+
+
+def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
+    """Validate, create the run, search, report. Returns the summary with file paths."""
+    import optuna
+
+    exp = resolve(opts)  # every input error surfaces here, before anything is written
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    store = RunStore.create(Path(opts.runs_root), exp.name, exp.snapshot(),
+                            Path(opts.run_dir) if opts.run_dir else None)
+    data = exp.data
+    if data is not None and "builtin" in data:
+        path = datasets.generate(store.root / "data" / f"{datasets.BUILTIN_NAME}.csv")
+        data = {**{k: v for k, v in data.items() if k != "builtin"}, "path": str(path),
+                "sha256": datasets.sha256(path)}
+    storage = open_storage(store.root, opts.storage)
+    plans = []
+    for study in exp.studies:
+        sampler = make_sampler(opts.sampler, opts.seed, exp.parallel, study.space, len(exp.metrics))
+        search = Search.create(name=study.name, storage=storage, sampler=sampler, space=study.space,
+                               metrics=exp.metrics, directions=exp.directions, n_trials=exp.trials)
+        plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
+                               data, opts.seed))
+    backend = LocalBackend(exp.registry.platforms, resources.folder("runners"),
+                           parser_factory=_parser_factory(exp))
+    tracker = Trackers([_tracker(mode)])
+    store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
+    coordinator = Coordinator(store, plans, exp.registry, backend, Limits(exp.parallel, opts.timeout,
+                              opts.trial_timeout), dispatch.RetryPolicy(opts.max_retries), tracker,
+                              RUNNABLE_CONNECTIONS)
+    try:
+        summary = coordinator.run()
+    finally:
+        tracker.close()
+        store.close()
+    files = {k: str(v) for k, v in write_report(store).items()}
+    result = {"run_dir": str(store.root), **summary, "files": files}
+    if summary["complete"] == 0 and not summary["interrupted"]:
+        errors = [r.result.get("error", "") for r in store.trials() if r.result]
+        last = next((e for e in reversed(errors) if e), "no error output")
+        raise SearchFailed(f"no trial completed ({summary['failed']} failed); run directory {store.root}; "
+                           f"last error:\n{last.strip()[-1500:]}")
+    return result
+
+
+def _parser_factory(exp: Experiment) -> Any:
+    wanted = frozenset(exp.metrics) if exp.command else frozenset()
+    return lambda: MetricParser(wanted=wanted)
+
+
+def run_status(path: Path) -> dict[str, Any]:
+    store = RunStore.open(path)
+    cfg = store.config
+    counts: dict[str, int] = {}
+    best: tuple[float, int] | None = None
+    sign = 1 if cfg["directions"][0] == "maximize" else -1
+    for rec in store.trials():
+        state = rec.result["status"] if rec.result else "RUNNING"
+        counts[state] = counts.get(state, 0) + 1
+        values = (rec.result or {}).get("values")
+        if values and (best is None or sign * values[0] > sign * best[0]):
+            best = (values[0], rec.number)
+    return {"run": str(path), "name": cfg["name"], "metric": cfg["metrics"][0], "planned": cfg["trials"] *
+            len(cfg["studies"]), **{k.lower(): v for k, v in sorted(counts.items())},
+            "best": f"{best[0]:.6g} (trial {best[1]})" if best else "-"}
+
+
+def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
+    reg = load_registry(registry_path) if registry_path else default_registry()
+    infos = [get_model(m) for m in models] if models else list(BUILTIN.values())
+    lines = [f"registry: {reg.source}"]
+    for name, p in reg.platforms.items():
+        gpus = ", ".join(f"{g.model}" for g in p.specs.gpus) or "no GPU"
+        usable = "" if p.connection in RUNNABLE_CONNECTIONS else f"  [{p.connection}: not runnable yet]"
+        lines.append(f"  {name:<16} {p.name}: {p.specs.cpu_cores} cores, {p.specs.memory_gb:g} GB, {gpus}, "
+                     f"{p.max_concurrent_jobs} slots{usable}")
+    for info in infos:
+        lines.append(f"\n{info.name} (model type {info.model_type}, GPU {info.gpu}):")
+        lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))
+    return "\n".join(lines)
+
+
+def validate_file(path: str, kind: str) -> str:
+    from coordinator.errors import RegistryError, SpaceError
+    from coordinator.registry import parse_registry
+    from coordinator.space import parse_space
+
+    data, source = load_yaml(path)
+    if kind == "auto":
+        kind = "registry" if isinstance(data, dict) and "platforms" in data else \
+            "space" if isinstance(data, dict) and "params" in data else ""
+        if not kind:
+            raise ConfigError("neither a registry (no 'platforms') nor a search space (no 'params')", file=path)
+    if kind == "registry":
+        source.error = RegistryError
+        reg = parse_registry(data, source)
+        return (f"{path}: valid registry: {len(reg.platforms)} platforms ({', '.join(reg.platforms)}), "
+                f"{len(reg.rules)} routing rules")
+    source.error = SpaceError
+    space = parse_space(data, source)
+    return f"{path}: valid search space: {len(space.params)} parameters ({', '.join(space.params)})"

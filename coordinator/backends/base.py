@@ -1,0 +1,63 @@
+"""The Backend contract, shared by every way of running a trial.
+
+- ``launch(spec, allocation) -> Handle`` starts one attempt and returns at once; the
+  parameters travel in the spec file, never on a command line.
+- ``poll(timeout) -> events`` blocks at most ``timeout`` seconds and returns every
+  event that arrived: ``MetricEvent`` for each metric line, then exactly one
+  ``EndEvent`` per launched handle (also after ``cancel``).
+- ``cancel(handle, reason)`` kills the attempt's whole process tree; its ``EndEvent``
+  carries ``cancelled`` or ``timed_out``.
+- ``close()`` kills whatever is still running and releases every resource; idempotent.
+
+Events are values; the backend never touches the search or the store.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from coordinator.trial import Allocation, Outcome, TrialSpec
+
+
+@dataclass(frozen=True)
+class Handle:
+    number: int
+    attempt: int
+    allocation: Allocation
+
+    @property
+    def key(self) -> str:
+        return f"{self.number}.{self.attempt}"
+
+
+@dataclass(frozen=True)
+class MetricEvent:
+    handle: Handle
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EndEvent:
+    handle: Handle
+    outcome: Outcome
+    mono: float  # time.monotonic() when the end was seen: the moment the slot freed
+
+
+Event = MetricEvent | EndEvent
+
+
+class Backend(abc.ABC):
+    """How trials run. See the module docstring for the contract."""
+
+    @abc.abstractmethod
+    def launch(self, spec: TrialSpec, allocation: Allocation) -> Handle: ...
+
+    @abc.abstractmethod
+    def poll(self, timeout: float) -> list[Event]: ...
+
+    @abc.abstractmethod
+    def cancel(self, handle: Handle, reason: str = "cancelled") -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,146 @@
+"""The ``coord`` command. The only module that imports click, and the only place errors
+become messages and exit codes. Heavy libraries are imported inside commands, so
+``coord --help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from coordinator.errors import CoordError
+
+log = logging.getLogger("coordinator")
+
+
+class _Group(click.Group):
+    """Turns every CoordError into one readable line and its exit code, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CoordError as exc:
+            click.echo(f"coord: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="coord")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """coord: one hyperparameter-optimisation cluster from the machines you own."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, help="Built-in model: xgboost, random_forest, glm, mlp "
+              "(repeat to compare several in one run). Default: xgboost.")
+@click.option("--command", help="Tune your own script instead, e.g. \"python train.py\".")
+@click.option("--model-type", help="Routing key for --command trials (default: Custom).")
+@click.option("--space", type=click.Path(), help="Search space YAML (default: the model's own).")
+@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(),
+              help="Hardware registry YAML [env COORD_REGISTRY] (default: this machine).")
+@click.option("--trials", type=click.IntRange(min=1), help="Trials per model (default 30; grid: its size).")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop starting new trials after SECONDS.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampler, split and trial seed base.")
+@click.option("--sampler", default="tpe", show_default=True,
+              type=click.Choice(["tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2"]))
+@click.option("--metric", "metrics", multiple=True,
+              help="Objective (repeat for multi-objective). Default: auc, or rmse for regression.")
+@click.option("--direction", type=click.Choice(["maximize", "minimize"]),
+              help="Needed only when the metric's name does not tell.")
+@click.option("--parallel", type=click.IntRange(min=1), envvar="COORD_PARALLEL",
+              help="Trials at once (default: every slot).")
+@click.option("--data", type=click.Path(), help="CSV file (default: the built-in team-features data).")
+@click.option("--target", help="Column to predict.")
+@click.option("--task", default="auto", show_default=True,
+              type=click.Choice(["auto", "classification", "regression"]))
+@click.option("--cv", type=click.Choice(["holdout", "kfold", "walk-forward"]),
+              help="Validation (default: walk-forward with --time-col, else holdout).")
+@click.option("--time-col", help="Time column for walk-forward validation (e.g. season).")
+@click.option("--folds", type=int, default=3, show_default=True, help="k-fold folds / walk-forward steps.")
+@click.option("--run-dir", type=click.Path(), help="Exact run directory (default: RUNS/<name>-<time>).")
+@click.option("--runs", "runs_root", default="runs", show_default=True, envvar="COORD_RUNS_DIR",
+              help="Where run directories go [env COORD_RUNS_DIR].")
+@click.option("--name", help="Run name (default: the model).")
+@click.option("--storage", envvar="COORD_STORAGE", help="Optuna storage URL (default: a journal file in the run).")
+@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--trial-timeout", type=click.FloatRange(min=0), help="Kill a trial after SECONDS.")
+@click.option("--quiet", is_flag=True, help="Only the final summary.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
+def search(quiet: bool, as_json: bool, **kw: Any) -> None:
+    """Run a hyperparameter search (e.g. coord search --model xgboost)."""
+    from coordinator.config import SearchOptions
+    from coordinator.app import run_search
+
+    opts = SearchOptions(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()})
+    mode = "json" if as_json else "quiet" if quiet else ("live" if sys.stdout.isatty() else "plain")
+    result = run_search(opts, mode)
+    if as_json:
+        click.echo(json.dumps(result, default=str))
+    else:
+        _print_summary(result)
+    if result.get("interrupted"):
+        sys.exit(130)
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    click.echo(f"\nrun: {result['run_dir']}")
+    click.echo(f"trials: {result['complete']} complete, {result['failed']} failed, "
+               f"{result['cancelled']} cancelled, {result['retries']} retries, {result['elapsed_s']:.1f}s")
+    if result.get("best_value") is not None:
+        click.echo(f"best {result['metric']}: {result['best_value']:.6g} (trial {result['best_number']})")
+    for kind, path in result["files"].items():
+        click.echo(f"  {kind:<24} {path}")
+
+
+@main.command()
+@click.argument("run", type=click.Path())
+def report(run: str) -> None:
+    """(Re)build trials.csv, best.json and LaTeX tables of RUN from its run directory."""
+    from coordinator.reporting import write_report
+    from coordinator.store import RunStore
+
+    files = write_report(RunStore.open(Path(run)))
+    for kind, path in files.items():
+        click.echo(f"{kind:<24} {path}")
+
+
+@main.command()
+@click.argument("run", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+def status(run: str, as_json: bool) -> None:
+    """Counts and best value of RUN, from its run directory (live or finished)."""
+    from coordinator.app import run_status
+
+    info = run_status(Path(run))
+    if as_json:
+        click.echo(json.dumps(info, default=str))
+        return
+    for key, value in info.items():
+        click.echo(f"{key:<12} {value}")
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, help="Model(s) to plan for (default: all built-in).")
+@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path())
+def plan(models: tuple[str, ...], registry: str | None) -> None:
+    """Show where each model type's trials would run, with slots and fallbacks."""
+    from coordinator.app import plan_text
+
+    click.echo(plan_text(models, registry))
+
+
+@main.command()
+@click.argument("file", type=click.Path())
+@click.option("--kind", type=click.Choice(["auto", "registry", "space"]), default="auto")
+def validate(file: str, kind: str) -> None:
+    """Check a registry or search-space YAML file; print what it defines."""
+    from coordinator.app import validate_file
+
+    click.echo(validate_file(file, kind))

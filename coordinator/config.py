@@ -1,0 +1,227 @@
+"""Experiment configuration: everything a search needs, resolved and validated once,
+before a run directory exists, so bad input never leaves half-written state behind.
+
+Precedence: CLI flag > ``COORD_*`` environment (handled by click) > files > defaults.
+"""
+
+from __future__ import annotations
+
+import csv
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordinator import datasets, resources
+from coordinator.errors import ConfigError, DataError, RoutingError
+from coordinator.models import CUSTOM_MODEL_TYPE, ModelInfo, get_model
+from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
+from coordinator.routing import Infeasible, Ledger, route
+from coordinator.search import SAMPLERS, infer_direction
+from coordinator.space import Space, check_space_matches, load_space
+from coordinator.trial import Needs
+
+CV_CHOICES = ("holdout", "kfold", "walk-forward")
+TASKS = ("auto", "classification", "regression")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """The user's request, as given (CLI flags and environment)."""
+
+    models: tuple[str, ...] = ()
+    command: str | None = None
+    model_type: str | None = None
+    space: str | None = None
+    registry: str | None = None
+    trials: int | None = None
+    timeout: float | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    metrics: tuple[str, ...] = ()
+    direction: str | None = None
+    parallel: int | None = None
+    data: str | None = None
+    target: str | None = None
+    task: str = "auto"
+    cv: str | None = None
+    time_col: str | None = None
+    folds: int = 3
+    run_dir: str | None = None
+    runs_root: str = "runs"
+    name: str | None = None
+    storage: str | None = None
+    max_retries: int = 3
+    trial_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    model: ModelInfo | None
+    space: Space
+    needs: Needs
+
+
+@dataclass(frozen=True)
+class Experiment:
+    options: SearchOptions
+    registry: Registry
+    studies: tuple[StudyConfig, ...]
+    metrics: tuple[str, ...]
+    directions: tuple[str, ...]
+    command: tuple[str, ...] | None
+    data: dict[str, Any] | None  # None: the built-in data set, generated into the run dir
+    parallel: int
+    trials: int
+    name: str
+
+    def snapshot(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"options": asdict(self.options), "registry": self.registry.to_json(),
+                "studies": [{"name": s.name, "model": s.model.name if s.model else None,
+                             "model_type": s.needs.model_type, "space": s.space.to_json()} for s in self.studies],
+                "metrics": list(self.metrics), "directions": list(self.directions),
+                "command": list(self.command) if self.command else None, "data": self.data,
+                "parallel": self.parallel, "trials": self.trials, "name": self.name}
+
+
+def resolve(o: SearchOptions) -> Experiment:
+    """Validate every input and return the experiment, or raise a ConfigError subclass."""
+    if o.sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {o.sampler!r}", key="--sampler", valid=SAMPLERS)
+    if o.command and o.models:
+        raise ConfigError("give either --model or --command, not both", key="--command")
+    if o.direction not in (None, "maximize", "minimize"):
+        raise ConfigError(f"unknown direction {o.direction!r}", key="--direction", valid=("maximize", "minimize"))
+    registry = load_registry(o.registry) if o.registry else default_registry()
+    command: tuple[str, ...] | None = None
+    if o.command:
+        try:
+            command = tuple(shlex.split(o.command))
+        except ValueError as exc:
+            raise ConfigError(f"cannot split the command: {exc}", key="--command") from None
+        if not command:
+            raise ConfigError("the command is empty", key="--command")
+        if not o.space:
+            raise ConfigError("a --command search needs --space FILE", key="--space")
+        if not o.metrics:
+            raise ConfigError("a --command search needs --metric NAME (what the script prints)", key="--metric")
+        space = load_space(o.space)
+        studies = [StudyConfig("custom", None, space, Needs(o.model_type or CUSTOM_MODEL_TYPE))]
+    else:
+        studies = [_builtin_study(get_model(m), o) for m in (o.models or ("xgboost",))]
+        if len({s.name for s in studies}) != len(studies):
+            raise ConfigError("a model is named twice", key="--model")
+    data = _data_spec(o) if command is None else None
+    task = (data or {}).get("task", "classification") if data else "classification"
+    metrics = o.metrics or (("auc",) if task != "regression" else ("rmse",))
+    if o.direction and len(metrics) > 1:
+        raise ConfigError("--direction applies to one metric; with several, each is inferred from its name",
+                          key="--direction")
+    directions = tuple(o.direction or infer_direction(m) for m in metrics)
+    if len(metrics) > 1 and o.sampler not in ("nsga2", "random", "grid", "qmc", "tpe", "gp"):
+        raise ConfigError(f"sampler {o.sampler!r} is single-objective; use nsga2 for several metrics",
+                          key="--sampler", valid=("nsga2", "tpe", "random", "grid", "qmc", "gp"))
+    if command is None:
+        valid = {"auc", "logloss", "brier", "rmse", "mae", "r2", "train_seconds"}
+        for m in metrics:
+            if m not in valid:
+                raise ConfigError(f"built-in runners do not report {m!r}", key="--metric", valid=valid)
+    for s in studies:  # fail fast: a trial that can never be placed
+        decision = route(s.needs, registry, Ledger(), runnable=RUNNABLE_CONNECTIONS)
+        if isinstance(decision, Infeasible):
+            raise RoutingError(s.needs.model_type, decision.reasons)
+    slots = sum(p.max_concurrent_jobs for p in registry.platforms.values() if p.connection in RUNNABLE_CONNECTIONS)
+    parallel = o.parallel or slots
+    if parallel < 1:
+        raise ConfigError("must be at least 1", key="--parallel")
+    trials = o.trials or 0
+    if o.sampler == "grid":
+        grid_size = min(_grid_size(s.space) for s in studies)
+        trials = min(trials, grid_size) if trials else grid_size
+    if trials <= 0:
+        trials = 30
+    name = o.name or (studies[0].name if len(studies) == 1 else "compare")
+    return Experiment(o, registry, tuple(studies), tuple(metrics), directions, command, data, parallel, trials, name)
+
+
+def _grid_size(space: Space) -> int:
+    size = 1
+    for values in space.grid().values():
+        size *= len(values)
+    return size
+
+
+def _builtin_study(model: ModelInfo, o: SearchOptions) -> StudyConfig:
+    path = o.space or str(resources.folder("registry") / "spaces" / f"{model.name}.yaml")
+    space = load_space(path)
+    check_space_matches(space, model.params, model.name)
+    return StudyConfig(model.name, model, space, Needs(model.model_type, model.memory_gb, model.gpu,
+                                                       model.capabilities))
+
+
+def _data_spec(o: SearchOptions) -> dict[str, Any]:
+    if o.task not in TASKS:
+        raise ConfigError(f"unknown task {o.task!r}", key="--task", valid=TASKS)
+    if o.folds < 2 and o.cv == "kfold":
+        raise ConfigError("k-fold needs at least 2 folds", key="--folds")
+    if o.folds < 1:
+        raise ConfigError("must be at least 1", key="--folds")
+    if o.data is None:
+        if o.target and o.target != datasets.BUILTIN_TARGET:
+            raise DataError(f"the built-in data set has no column {o.target!r}", key="--target",
+                            valid=(datasets.BUILTIN_TARGET,))
+        cv = o.cv or "walk-forward"
+        _check_cv(cv)
+        return {"builtin": datasets.BUILTIN_NAME, "target": datasets.BUILTIN_TARGET, "task": "classification",
+                "cv": cv, "time_col": o.time_col or datasets.BUILTIN_TIME_COL, "folds": o.folds,
+                "split_seed": o.seed}
+    path = Path(o.data).expanduser().resolve()
+    if not path.is_file():
+        raise DataError("data file not found", file=o.data)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read the CSV header: {exc}", file=o.data) from None
+    if not header:
+        raise DataError("the CSV file is empty", file=o.data)
+    if not o.target:
+        raise DataError("name the column to predict with --target", file=o.data, key="--target", valid=header)
+    for flag, col in (("--target", o.target), ("--time-col", o.time_col)):
+        if col is not None and col not in header:
+            raise DataError(f"no column {col!r}", file=o.data, key=flag, valid=header)
+    cv = o.cv or ("walk-forward" if o.time_col else "holdout")
+    _check_cv(cv)
+    if cv == "walk-forward" and not o.time_col:
+        raise ConfigError("walk-forward validation needs --time-col COLUMN", key="--time-col", valid=header)
+    task = o.task if o.task != "auto" else _infer_task(path, header.index(o.target))
+    return {"path": str(path), "sha256": datasets.sha256(path), "target": o.target, "task": task, "cv": cv, "time_col": o.time_col,
+            "folds": o.folds, "split_seed": o.seed}
+
+
+def _infer_task(path: Path, column: int) -> str:
+    """Binary or non-numeric target: classification; otherwise regression."""
+    values: set[str] = set()
+    numeric = True
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for row in reader:
+            if column < len(row) and row[column] != "":
+                values.add(row[column])
+                if numeric:
+                    try:
+                        float(row[column])
+                    except ValueError:
+                        numeric = False
+            if len(values) > 2 and numeric:
+                return "regression"
+    return "classification"
+
+
+def _check_cv(cv: str) -> None:
+    if cv not in CV_CHOICES:
+        raise ConfigError(f"unknown validation scheme {cv!r}", key="--cv", valid=CV_CHOICES)

@@ -1,0 +1,94 @@
+"""One error hierarchy for everything coord reports to a user.
+
+Every subclass carries the data a useful message needs (file, line, key path, host,
+valid alternatives) and knows its process exit code; only ``cli.py`` turns these into
+output, so library code never prints or exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class CoordError(Exception):
+    """Root of every error coord raises on purpose. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class ConfigError(CoordError):
+    """A user-supplied file or option is invalid.
+
+    Args:
+        message: what is wrong, in words.
+        file: the file the value came from, if any.
+        line: 1-based line in that file, if known.
+        key: the key path, e.g. ``platforms.remote_4090.specs.memory_gb``.
+        valid: the values that would have been accepted, if a finite set.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        valid: Iterable[str] | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+        self.valid = sorted(valid) if valid is not None else None
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        key = f"{self.key}: " if self.key else ""
+        hint = f" (valid: {', '.join(self.valid)})" if self.valid else ""
+        return f"{where}{key}{self.message}{hint}"
+
+
+class RegistryError(ConfigError):
+    """The hardware registry is missing, malformed or inconsistent."""
+
+
+class SpaceError(ConfigError):
+    """A search space is malformed or does not match the model."""
+
+
+class DataError(ConfigError):
+    """The data file is missing, unreadable or lacks the named columns."""
+
+
+class RoutingError(CoordError):
+    """A trial can never run on any platform (infeasible), as opposed to 'all busy now'."""
+
+    exit_code = 3
+
+    def __init__(self, model_type: str, reasons: dict[str, str]) -> None:
+        self.model_type = model_type
+        self.reasons = reasons
+        detail = "; ".join(f"{p}: {r}" for p, r in reasons.items()) or "no candidate platforms"
+        super().__init__(f"no platform can ever run a {model_type} trial: {detail}")
+
+
+class StoreError(CoordError):
+    """The run directory is missing, not a coord run, or inconsistent."""
+
+    exit_code = 2
+
+
+class BackendError(CoordError):
+    """A backend could not start or talk to its workers."""
+
+
+class SearchFailed(CoordError):
+    """The search ended without a single completed trial."""
+
+    exit_code = 1

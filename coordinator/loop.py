@@ -1,0 +1,318 @@
+"""The Coordinator loop decides *when*: collect events, decide, launch, wait.
+
+One thread owns all state. Each turn: refill free slots (retries first, then new
+trials, asking Optuna only once the router has found a slot, so samplers see the latest
+results), then block on the backend until an event or the nearest deadline. Every
+committed result goes to the run store first, then to Optuna, then to trackers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator import dispatch
+from coordinator.backends.base import Backend, EndEvent, Handle, MetricEvent
+from coordinator.errors import RoutingError
+from coordinator.registry import Registry
+from coordinator.routing import Busy, Infeasible, Ledger, route
+from coordinator.search import Search
+from coordinator.store import RunStore
+from coordinator.tracking import Snapshot, Tracker
+from coordinator.trial import Allocation, Needs, TrialSpec, TrialStatus
+
+log = logging.getLogger(__name__)
+TICK_S = 0.25
+
+
+@dataclass
+class StudyPlan:
+    """One search within the run, with what its trials need and how they run."""
+
+    search: Search
+    needs: Needs
+    model: str | None  # built-in runner name, or None for a user command
+    command: tuple[str, ...] | None
+    data: dict[str, Any] | None
+    seed: int
+    asked: int = 0
+
+
+@dataclass
+class _Pending:
+    number: int
+    attempt: int
+    plan: StudyPlan
+    optuna_number: int
+    params: dict[str, Any]
+    not_before: float = 0.0
+    avoid: frozenset[str] = frozenset()
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Running:
+    pending: _Pending
+    handle: Handle
+    started: float
+    deadline: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Limits:
+    parallel: int
+    timeout_s: float | None = None  # stop starting new trials after this
+    trial_timeout_s: float | None = None
+
+
+class Coordinator:
+    """Drives one run to the end. ``run()`` returns the summary; cleanup is in finally."""
+
+    def __init__(self, store: RunStore, plans: list[StudyPlan], registry: Registry, backend: Backend,
+                 limits: Limits, policy: dispatch.RetryPolicy, tracker: Tracker, runnable: tuple[str, ...],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.plans, self.registry, self.backend = store, plans, registry, backend
+        self.limits, self.policy, self.tracker, self.runnable = limits, policy, tracker, runnable
+        self.clock = clock
+        self.ledger = Ledger()
+        self.retry_queue: list[_Pending] = []
+        self.running: dict[str, _Running] = {}
+        self.next_number = 0
+        self.turn = 0
+        self.start = clock()
+        self.snap = Snapshot(total=sum(p.search.n_trials for p in plans), metric=plans[0].search.metrics[0])
+        self.durations: list[float] = []
+        self.stopping = False
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        interrupted = False
+        try:
+            while True:
+                self._fill()
+                if not self.running and not self.retry_queue and not self._can_ask():
+                    break
+                self._handle(self.backend.poll(self._wait_time()))
+                self._enforce_deadlines()
+                self._tick()
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stopping = True
+            for r in list(self.running.values()):
+                self.backend.cancel(r.handle, "cancelled")
+            self._drain(grace_s=10.0)
+        finally:
+            self.backend.close()
+            self._drain(grace_s=0.0)
+            self._tick()
+        summary = {"interrupted": interrupted, **self.summary()}
+        self.store.event("search_end", **summary)
+        self.tracker.on_search_end(summary)
+        return summary
+
+    def _drain(self, grace_s: float) -> None:
+        end = self.clock() + grace_s
+        while self.running:
+            events = self.backend.poll(max(0.0, min(0.2, end - self.clock())))
+            self._handle(events)
+            if not events and self.clock() >= end:
+                for r in list(self.running.values()):  # the backend lost it: record, never drop
+                    self._end(r, dispatch.Kind.CANCELLED, None, "coordinator stopped", 0.0)
+                break
+
+    def _can_ask(self) -> bool:
+        if self.stopping:
+            return False
+        if self.limits.timeout_s is not None and self.clock() - self.start >= self.limits.timeout_s:
+            return False
+        return any(p.asked < p.search.n_trials for p in self.plans)
+
+    def _wait_time(self) -> float:
+        now = self.clock()
+        wake = now + TICK_S
+        for r in self.running.values():
+            if r.deadline is not None:
+                wake = min(wake, r.deadline)
+        for p in self.retry_queue:
+            wake = min(wake, p.not_before)
+        return max(0.0, wake - now)
+
+    # -- placing work --------------------------------------------------------------------
+    def _fill(self) -> None:
+        while len(self.running) < self.limits.parallel:
+            if not self._place_retry() and not self._place_new():
+                return
+
+    def _route(self, needs: Needs, avoid: frozenset[str] = frozenset()) -> Allocation | None:
+        decision = route(needs, self.registry, self.ledger, runnable=self.runnable, avoid=avoid)
+        if isinstance(decision, Infeasible):
+            raise RoutingError(needs.model_type, decision.reasons)
+        if isinstance(decision, Busy):
+            self.snap.waiting_reason = decision.reason
+            return None
+        self.snap.waiting_reason = ""
+        return decision
+
+    def _place_retry(self) -> bool:
+        now = self.clock()
+        for p in sorted(self.retry_queue, key=lambda x: x.not_before):
+            if p.not_before > now:
+                return False
+            alloc = self._route(p.plan.needs, p.avoid)
+            if alloc is None:
+                return False
+            self.retry_queue.remove(p)
+            self._launch(p, alloc)
+            return True
+        return False
+
+    def _place_new(self) -> bool:
+        if not self._can_ask():
+            return False
+        n = len(self.plans)
+        for i in range(n):  # round robin over the run's searches
+            plan = self.plans[(self.turn + i) % n]
+            if plan.asked >= plan.search.n_trials:
+                continue
+            alloc = self._route(plan.needs)
+            if alloc is None:
+                continue
+            self.turn = (self.turn + i + 1) % n
+            optuna_number, params = plan.search.ask()
+            plan.asked += 1
+            number = self.next_number
+            self.next_number += 1
+            pending = _Pending(number, 1, plan, optuna_number, params)
+            self.store.record_trial(number, {"study": plan.search.name, "optuna_number": optuna_number,
+                                             "model": plan.model, "params": params,
+                                             "seed": plan.seed + number})
+            self.store.event("asked", number=number, study=plan.search.name, params=params)
+            self._launch(pending, alloc)
+            return True
+        return False
+
+    def _launch(self, p: _Pending, alloc: Allocation) -> None:
+        platform = self.registry.platforms[alloc.platform]
+        attempt_dir = self.store.attempt_dir(p.number, p.attempt)
+        spec = TrialSpec(number=p.number, attempt=p.attempt, study=p.plan.search.name, params=p.params,
+                         seed=p.plan.seed + p.number, model=p.plan.model, command=p.plan.command,
+                         data=p.plan.data, metrics=p.plan.search.metrics,
+                         checkpoint_dir=str(self.store.trial_dir(p.number) / "checkpoint"),
+                         attempt_dir=str(attempt_dir), threads=platform.threads_per_slot(),
+                         device="cuda" if alloc.gpu is not None else "cpu")
+        self.ledger.take(alloc, p.number, p.plan.needs.memory_gb)
+        handle = self.backend.launch(spec, alloc)
+        now = self.clock()
+        deadline = now + self.limits.trial_timeout_s if self.limits.trial_timeout_s else None
+        self.running[handle.key] = _Running(p, handle, now, deadline)
+        self.store.event("launched", number=p.number, attempt=p.attempt, platform=alloc.platform,
+                         slot=alloc.slot, gpu=alloc.gpu, reason=alloc.reason, mono=time.monotonic())
+        self.tracker.on_trial_start(p.number, {"study": p.plan.search.name, "params": p.params,
+                                               "attempt": p.attempt, "platform": alloc.platform})
+
+    # -- events --------------------------------------------------------------------------
+    def _handle(self, events: list[MetricEvent | EndEvent]) -> None:
+        for ev in events:
+            r = self.running.get(ev.handle.key)
+            if r is None:
+                log.warning("event for unknown attempt %s ignored", ev.handle.key)
+                continue
+            if isinstance(ev, MetricEvent):
+                r.metrics.update(ev.values)
+                self.tracker.on_report(r.pending.number, ev.values)
+                continue
+            tail = _tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
+            kind = dispatch.classify(ev.outcome, r.pending.plan.search.metrics, r.metrics, tail)
+            self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
+                             exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
+                             duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
+            self._end(r, kind, ev.outcome.exit_code, tail, ev.outcome.duration_s)
+
+    def _end(self, r: _Running, kind: dispatch.Kind, exit_code: int | None, tail: str, duration: float) -> None:
+        p = r.pending
+        del self.running[r.handle.key]
+        self.ledger.release(r.handle.allocation, p.plan.needs.memory_gb)
+        alloc = r.handle.allocation
+        p.history.append({"attempt": p.attempt, "platform": alloc.platform, "slot": alloc.slot,
+                          "gpu": alloc.gpu, "kind": kind.value, "exit_code": exit_code,
+                          "duration_s": round(duration, 4)})
+        delay = None if self.stopping else self.policy.delay(kind, p.attempt)
+        if delay is not None:
+            self.snap.retries += 1
+            self.store.event("retry", number=p.number, attempt=p.attempt + 1, delay_s=round(delay, 3),
+                             reason=kind.value)
+            self.retry_queue.append(_Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
+                                             self.clock() + delay, p.avoid | {alloc.platform}, p.history))
+            return
+        self._commit(p, r, kind, tail, duration)
+
+    def _commit(self, p: _Pending, r: _Running, kind: dispatch.Kind, tail: str, duration: float) -> None:
+        status = dispatch.final_status(kind)
+        metrics = p.plan.search.metrics
+        values = [r.metrics[m] for m in metrics] if status == TrialStatus.COMPLETE else None
+        platform = self.registry.platforms[r.handle.allocation.platform]
+        result = {"study": p.plan.search.name, "optuna_number": p.optuna_number, "model": p.plan.model,
+                  "status": status.value, "kind": kind.value, "values": values, "metrics": r.metrics,
+                  "params": p.params, "seed": p.plan.seed + p.number, "attempt": p.attempt,
+                  "attempts": p.history, "platform": platform.key, "host": platform.host or "localhost",
+                  "duration_s": round(duration, 4),
+                  "total_s": round(sum(h["duration_s"] for h in p.history), 4),
+                  "error": "" if status == TrialStatus.COMPLETE else tail[-2000:]}
+        if not self.store.commit_result(p.number, result):
+            log.warning("trial %d already has a committed result; duplicate ignored", p.number)
+            return
+        p.plan.search.tell(p.optuna_number, values)
+        self.durations.append(duration)
+        if status == TrialStatus.COMPLETE:
+            self.snap.complete += 1
+            assert values is not None
+            if self.snap.best_value is None or p.plan.search.better(values[0], self.snap.best_value):
+                self.snap.best_value, self.snap.best_number = values[0], p.number
+        elif status == TrialStatus.CANCELLED:
+            self.snap.cancelled += 1
+        else:
+            self.snap.failed += 1
+        self.tracker.on_trial_end(p.number, result)
+
+    def _enforce_deadlines(self) -> None:
+        now = self.clock()
+        for r in list(self.running.values()):
+            if r.deadline is not None and now >= r.deadline:
+                r.deadline = None  # cancel once; the EndEvent follows
+                self.store.event("timeout", number=r.pending.number, attempt=r.pending.attempt)
+                self.backend.cancel(r.handle, "timeout")
+
+    # -- reporting -----------------------------------------------------------------------
+    def _tick(self) -> None:
+        s = self.snap
+        s.running = len(self.running)
+        s.elapsed_s = self.clock() - self.start
+        s.busy = {k: (self.ledger.busy(k), p.max_concurrent_jobs) for k, p in self.registry.platforms.items()
+                  if p.connection in self.runnable}
+        remaining = s.total - s.done
+        if self.durations and self.limits.parallel:
+            mean = sum(self.durations) / len(self.durations)
+            s.eta_s = remaining * mean / self.limits.parallel
+        self.tracker.on_tick(s)
+
+    def summary(self) -> dict[str, Any]:
+        s = self.snap
+        return {"complete": s.complete, "failed": s.failed, "cancelled": s.cancelled, "retries": s.retries,
+                "trials": s.done, "best_value": s.best_value, "best_number": s.best_number,
+                "metric": s.metric, "elapsed_s": round(self.clock() - self.start, 3)}
+
+
+def _tail(path: Any, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 8192))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,107 @@
+"""What a person (or a script) sees while a search runs.
+
+- a live rich table on a terminal: done / running / failed, best so far, busy slots per
+  platform, elapsed and ETA;
+- one plain line per finished trial when stdout is not a terminal (logs, CI);
+- ``--json``: one JSON object per line, per event, for scripts;
+- ``--quiet``: nothing until the final summary.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from coordinator.reporting import fmt
+from coordinator.tracking import Snapshot, Tracker
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def status_line(s: Snapshot) -> str:
+    busy = " ".join(f"{k} {b}/{n}" for k, (b, n) in s.busy.items())
+    best = f"best {s.metric} {fmt(s.best_value)} (#{s.best_number})" if s.best_value is not None else "best -"
+    return (f"{s.done}/{s.total} done, {s.running} running, {s.failed} failed | {best} | slots {busy} | "
+            f"{_clock(s.elapsed_s)} elapsed, ETA {_clock(s.eta_s)}")
+
+
+class LiveDisplay(Tracker):
+    """A rich live panel, refreshed a few times a second."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=False)
+        self.live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self.live.start()
+        self.last: list[str] = []
+
+    def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
+        value = result["values"][0] if result.get("values") else None
+        self.last = ([f"#{number} {result['status'].lower()} {fmt(value)} on {result['platform']}"
+                      f" in {result['duration_s']:.1f}s"] + self.last)[:5]
+
+    def on_tick(self, snap: Snapshot) -> None:
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        table.add_row("[bold]trials[/]", f"{snap.done}/{snap.total} done, {snap.running} running, "
+                                         f"[red]{snap.failed} failed[/], {snap.retries} retries")
+        if snap.best_value is not None:
+            table.add_row("[bold]best[/]", f"{snap.metric} = [green]{fmt(snap.best_value)}[/] "
+                                           f"(trial #{snap.best_number})")
+        for name, (busy, slots) in snap.busy.items():
+            table.add_row(f"[bold]{name}[/]", "█" * busy + "░" * (slots - busy) + f" {busy}/{slots} busy")
+        table.add_row("[bold]time[/]", f"{_clock(snap.elapsed_s)} elapsed, ETA {_clock(snap.eta_s)}")
+        if snap.waiting_reason and snap.running == 0:
+            table.add_row("[bold]waiting[/]", snap.waiting_reason)
+        for line in self.last:
+            table.add_row("", f"[dim]{line}[/]")
+        self.live.update(table)
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+class PlainLines(Tracker):
+    """One line per finished trial (stdout is not a terminal)."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self.snap: Snapshot | None = None
+
+    def on_tick(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
+        value = result["values"][0] if result.get("values") else None
+        extra = "" if result["status"] == "COMPLETE" else f" ({result['kind']})"
+        self.out.write(f"trial {number} {result['status']}{extra} {fmt(value)} on {result['platform']} "
+                       f"in {result['duration_s']:.2f}s\n")
+        self.out.flush()
+
+
+class JsonLines(Tracker):
+    """Machine-readable events on stdout, one JSON object a line."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    def _emit(self, obj: dict[str, Any]) -> None:
+        self.out.write(json.dumps(obj, default=str) + "\n")
+        self.out.flush()
+
+    def on_trial_start(self, number: int, info: dict[str, Any]) -> None:
+        self._emit({"event": "trial_start", "number": number, **info})
+
+    def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
+        self._emit({"event": "trial_end", "number": number, "status": result["status"],
+                    "values": result["values"], "platform": result["platform"],
+                    "duration_s": result["duration_s"]})

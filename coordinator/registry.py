@@ -1,0 +1,279 @@
+"""Hardware registry: which platforms exist, what they can run, and the routing rules.
+
+The YAML format follows the user's ``hardware_registry.yaml``: ``platforms`` keyed by
+name and ``task_routing_rules`` keyed by model type, where ``route_to`` may now be an
+ordered list of candidates (first = preferred, the rest = fallbacks). With no file, the
+embedded default describes this machine, detected at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coordinator.errors import RegistryError
+from coordinator.yamlcfg import Section, Source, load_yaml
+
+CONNECTIONS = ("local", "ssh", "k8s", "slurm")
+RUNNABLE_CONNECTIONS = ("local",)  # ssh arrives with the SSH backend; k8s/slurm later
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    model: str = "GPU"
+    memory_gb: float = 0.0
+
+
+@dataclass(frozen=True)
+class Specs:
+    cpu_cores: int
+    memory_gb: float
+    gpus: tuple[Gpu, ...] = ()
+
+
+@dataclass(frozen=True)
+class Platform:
+    """One machine (or pool) trials can run on.
+
+    ``max_concurrent_jobs`` is the number of slots; the first
+    ``len(gpus) * max_trials_per_gpu`` slots are GPU slots, the rest CPU-only.
+    """
+
+    key: str
+    name: str
+    connection: str
+    specs: Specs
+    max_concurrent_jobs: int
+    capabilities: tuple[str, ...] = ()
+    best_for: tuple[str, ...] = ()
+    max_trials_per_gpu: int = 1
+    cost_per_hour: float | None = None
+    python: str = sys.executable
+    work_dir: str = "~/.coord"
+    host: str | None = None
+    port: int = 22
+    user: str | None = None
+    identity_file: str | None = None
+
+    @property
+    def gpu_slots(self) -> int:
+        return min(self.max_concurrent_jobs, len(self.specs.gpus) * self.max_trials_per_gpu)
+
+    def slot_gpu(self, slot: int) -> Gpu | None:
+        """The GPU a slot owns, or None for a CPU slot."""
+        if slot < self.gpu_slots:
+            return self.specs.gpus[slot % len(self.specs.gpus)]
+        return None
+
+    def threads_per_slot(self) -> int:
+        return max(1, self.specs.cpu_cores // max(1, self.max_concurrent_jobs))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    platform: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    model_type: str
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True)
+class Registry:
+    platforms: dict[str, Platform]
+    rules: tuple[RoutingRule, ...] = ()
+    allow_local_fallback: bool = True
+    source: str = "<embedded default>"
+
+    def rule_for(self, model_type: str) -> RoutingRule:
+        """The rule for a model type; with none, every platform in registry order."""
+        for rule in self.rules:
+            if rule.model_type.lower() == model_type.lower():
+                return rule
+        for rule in self.rules:
+            if rule.model_type == "*":
+                return rule
+        return RoutingRule(model_type, tuple(Candidate(k, "no routing rule: registry order")
+                                             for k in self.platforms))
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"source": self.source, "allow_local_fallback": self.allow_local_fallback,
+                "platforms": {k: asdict(p) for k, p in self.platforms.items()},
+                "rules": [asdict(r) for r in self.rules]}
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Load and validate a registry file; every error names file, line and key path."""
+    data, source = load_yaml(path, RegistryError)
+    return parse_registry(data, source)
+
+
+def parse_registry(data: Any, source: Source) -> Registry:
+    root = Section(data, source)
+    plats = root.section("platforms")
+    platforms: dict[str, Platform] = {}
+    for key, _ in plats.items():
+        if not _NAME.match(key):
+            raise plats.fail(key, "platform names may hold letters, digits, '_', '.', '-' and may not "
+                                  "start with '-'")
+        platforms[key] = _parse_platform(key, plats.section(key))
+    if not platforms:
+        raise root.fail("platforms", "at least one platform is required")
+    rules: list[RoutingRule] = []
+    raw_rules = root.raw("task_routing_rules", [])
+    if not isinstance(raw_rules, list):
+        raise root.fail("task_routing_rules", "expected a list of rules")
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_rules):
+        rule = _parse_rule(Section(raw, source, ("task_routing_rules", i)), platforms)
+        if rule.model_type.lower() in seen:
+            raise source.fail(("task_routing_rules", i, "model_type"),
+                              f"a second rule for model type {rule.model_type!r}")
+        seen.add(rule.model_type.lower())
+        rules.append(rule)
+    allow = root.get("allow_local_fallback", bool, True)
+    root.done()
+    return Registry(platforms, tuple(rules), allow, source.file)
+
+
+def _parse_platform(key: str, sec: Section) -> Platform:
+    connection = sec.get("connection", str, "local", choices=CONNECTIONS)
+    specs_sec = sec.section("specs")
+    gpus = _parse_gpus(specs_sec)
+    specs = Specs(cpu_cores=specs_sec.get("cpu_cores", int, minimum=1),
+                  memory_gb=specs_sec.get("memory_gb", float, minimum=0.1), gpus=gpus)
+    cuda = specs_sec.get("cuda_version", (str, float), None)
+    del cuda  # informational, as in the user's registry
+    specs_sec.done()
+    host = sec.get("host", str, None)
+    user = sec.get("user", str, None)
+    for field_name, value in (("host", host), ("user", user)):
+        if value is not None and not _HOST.match(value):
+            raise sec.fail(field_name, f"{value!r} is not a valid {field_name} name (letters, digits, "
+                                       "'_', '.', '-', ':'; no leading '-', no shell characters)")
+    if connection == "ssh" and host is None:
+        raise sec.fail("host", "an ssh platform needs a host")
+    platform = Platform(
+        key=key,
+        name=sec.get("name", str, key),
+        connection=connection,
+        specs=specs,
+        max_concurrent_jobs=sec.get("max_concurrent_jobs", int, specs.cpu_cores, minimum=1),
+        capabilities=tuple(sec.str_list("capabilities")),
+        best_for=tuple(sec.str_list("best_for")),
+        max_trials_per_gpu=sec.get("max_trials_per_gpu", int, 1, minimum=1),
+        cost_per_hour=sec.get("cost_per_hour", float, None, minimum=0),
+        python=sec.get("python", str, sys.executable if connection == "local" else "python3"),
+        work_dir=sec.get("work_dir", str, "~/.coord"),
+        host=host,
+        port=sec.get("port", int, 22, minimum=1),
+        user=user,
+        identity_file=sec.get("identity_file", str, None),
+    )
+    sec.done()
+    return platform
+
+
+def _parse_gpus(specs: Section) -> tuple[Gpu, ...]:
+    raw = specs.raw("gpus")
+    legacy = specs.raw("gpu")  # the user's seed format: gpu: false | "RTX 4090 24GB"
+    if raw is None:
+        if isinstance(legacy, str):
+            mem = re.search(r"(\d+(?:\.\d+)?)\s*GB", legacy, re.I)
+            return (Gpu(0, legacy, float(mem.group(1)) if mem else 0.0),)
+        if legacy not in (None, False):
+            raise specs.fail("gpu", "expected false or a GPU description such as \"RTX 4090 24GB\"")
+        return ()
+    if not isinstance(raw, list):
+        raise specs.fail("gpus", "expected a list of GPUs (index, model, memory_gb)")
+    gpus = []
+    for i, item in enumerate(raw):
+        sec = Section(item, specs.source, (*specs.path, "gpus", i))
+        gpus.append(Gpu(sec.get("index", int, i, minimum=0), sec.get("model", str, "GPU"),
+                        sec.get("memory_gb", float, 0.0, minimum=0)))
+        sec.done()
+    return tuple(gpus)
+
+
+def _parse_rule(sec: Section, platforms: dict[str, Platform]) -> RoutingRule:
+    model_type = sec.get("model_type", str)
+    default_reason = sec.get("reason", str, "routing rule")
+    route = sec.raw("route_to")
+    if route is None:
+        raise sec.fail("route_to", "required key is missing")
+    items = route if isinstance(route, list) else [route]
+    candidates = []
+    for j, item in enumerate(items):
+        if isinstance(item, str):
+            name, reason = item, default_reason if j == 0 else "fallback"
+        elif isinstance(item, dict):
+            csec = Section(item, sec.source, (*sec.path, "route_to", j))
+            name, reason = csec.get("platform", str), csec.get("reason", str, "fallback")
+            csec.done()
+        else:
+            raise sec.fail("route_to", "expected a platform name or a list of them")
+        if name not in platforms:
+            raise sec.source.fail((*sec.path, "route_to") + ((j,) if isinstance(route, list) else ()),
+                                  f"unknown platform {name!r}", valid=platforms)
+        candidates.append(Candidate(name, reason))
+    sec.done()
+    return RoutingRule(model_type, tuple(candidates))
+
+
+# --- local detection -----------------------------------------------------------------
+
+def detect_gpus(timeout: float = 5.0) -> tuple[Gpu, ...]:
+    """GPUs from nvidia-smi, or none when it is absent or fails (never raises)."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return ()
+    try:
+        out = subprocess.run([exe, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=timeout, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3 and parts[0].isdigit():
+            try:
+                gpus.append(Gpu(int(parts[0]), parts[1], round(float(parts[2]) / 1024, 1)))
+            except ValueError:
+                continue
+    return tuple(gpus)
+
+
+def detect_memory_gb() -> float:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return 4.0
+
+
+def default_registry(slots: int | None = None) -> Registry:
+    """The embedded default: this machine alone, detected now."""
+    cores = os.cpu_count() or 1
+    gpus = detect_gpus()
+    jobs = slots or max(cores, len(gpus))
+    local = Platform(key="local", name=f"This machine ({os.uname().nodename})", connection="local",
+                     specs=Specs(cores, detect_memory_gb(), gpus), max_concurrent_jobs=jobs)
+    return Registry({"local": local})
+
+
+def registry_summary(reg: Registry) -> str:
+    return json.dumps(reg.to_json(), indent=2, default=str)

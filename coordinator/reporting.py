@@ -1,0 +1,180 @@
+"""Reports rebuilt from the run directory alone: trials.csv, best.json and LaTeX tables
+(jinja2 + booktabs) that drop into a dissertation. Same run, same bytes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from coordinator import resources
+from coordinator.store import RunStore, TrialRecord, atomic_write, write_json
+
+TOP_K = 10
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_FIXED = ("number", "study", "model", "status", "value")
+_TAIL = ("platform", "host", "duration_s", "total_s", "attempts", "seed", "error")
+
+
+def tex_escape(value: Any) -> str:
+    """Escape every LaTeX special, so ``\\input{/etc/passwd}`` prints literally."""
+    return "".join(_TEX.get(ch, ch) for ch in fmt(value))
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+    return "" if value is None else str(value)
+
+
+def csv_cell(value: Any) -> Any:
+    """Neutralise text cells that a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per trial, and the column order: fixed, metrics, params, tail."""
+    metric_cols: list[str] = []
+    param_cols: list[str] = []
+    out = []
+    for rec in store.trials():
+        row = _row(rec)
+        for k in (rec.result or {}).get("metrics", {}):
+            if k not in metric_cols:
+                metric_cols.append(k)
+        for k in rec.info.get("params", {}):
+            if k not in param_cols:
+                param_cols.append(k)
+        out.append(row)
+    return out, [*_FIXED, *metric_cols, *param_cols, *_TAIL]
+
+
+def _row(rec: TrialRecord) -> dict[str, Any]:
+    res = rec.result or {}
+    values = res.get("values")
+    row: dict[str, Any] = {"number": rec.number, "study": rec.info.get("study"), "model": rec.info.get("model"),
+                           "status": res.get("status", "RUNNING"),
+                           "value": values[0] if values else None}
+    row.update(res.get("metrics", {}))
+    row.update(rec.info.get("params", {}))
+    row.update({"platform": res.get("platform"), "host": res.get("host"), "duration_s": res.get("duration_s"),
+                "total_s": res.get("total_s"), "attempts": len(res.get("attempts", [])) or None,
+                "seed": rec.info.get("seed"), "error": (res.get("error") or "").strip().splitlines()[-1:] or ""})
+    if isinstance(row["error"], list):
+        row["error"] = row["error"][0] if row["error"] else ""
+    return row
+
+
+def write_report(store: RunStore) -> dict[str, Path]:
+    """Write every report file; return their paths by kind."""
+    cfg = store.config
+    metrics, directions = cfg["metrics"], cfg["directions"]
+    table, columns = rows(store)
+    out = store.root / "report"
+    files = {"csv": out / "trials.csv", "best": out / "best.json"}
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in table:
+        writer.writerow({k: csv_cell(v) for k, v in r.items()})
+    atomic_write(files["csv"], buf.getvalue())
+    best = best_trials(table, cfg)
+    write_json(files["best"], best)
+    env = _jinja()
+    tex_files = []
+    for study in cfg["studies"]:
+        name = study["name"]
+        done = [r for r in table if r["study"] == name and r["status"] == "COMPLETE"]
+        done.sort(key=lambda r: (-r["value"] if directions[0] == "maximize" else r["value"], r["number"]))
+        params = list(study["space"]["params"])
+        header = ["Rank", "Trial", *params, *metrics]
+        body = [" & ".join(tex_escape(v) for v in [i + 1, r["number"], *[r.get(p) for p in params],
+                                                     *[r.get(m) for m in metrics]])
+                for i, r in enumerate(done[:TOP_K])]
+        path = out / "tables" / f"top_{name}.tex"
+        atomic_write(path, env.get_template("top_configs.tex.j2").render(
+            caption=tex_escape(f"Top {min(TOP_K, len(done))} of {len(done)} completed {name} configurations "
+                               f"by {metrics[0]}"),
+            label=f"tab:top-{_label(name)}", align="r" * len(header),
+            header=" & ".join(tex_escape(h) for h in header), rows=body))
+        tex_files.append(path)
+    summary = []
+    for study in cfg["studies"]:
+        name = study["name"]
+        mine = [r for r in table if r["study"] == name]
+        b = best.get(name, {})
+        summary.append(" & ".join(tex_escape(v) for v in [
+            name, len(mine), sum(r["status"] == "COMPLETE" for r in mine), b.get("value"), b.get("number"),
+            b.get("platform")]))
+    path = out / "tables" / "model_summary.tex"
+    atomic_write(path, env.get_template("model_summary.tex.j2").render(
+        caption=tex_escape(f"Best {metrics[0]} per model"), label="tab:model-summary",
+        metric=tex_escape(metrics[0]), rows=summary))
+    tex_files.append(path)
+    files.update({f"tex:{p.stem}": p for p in tex_files})
+    return files
+
+
+def best_trials(table: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Per study: the best trial (one metric) or the Pareto front (several)."""
+    metrics, directions = cfg["metrics"], cfg["directions"]
+    out: dict[str, Any] = {}
+    for study in cfg["studies"]:
+        done = [r for r in table if r["study"] == study["name"] and r["status"] == "COMPLETE"]
+        if not done:
+            continue
+        sign = [1 if d == "maximize" else -1 for d in directions]
+        if len(metrics) == 1:
+            top = max(done, key=lambda r: (sign[0] * r["value"], -r["number"]))
+            out[study["name"]] = _best_entry(top, study, metrics, cfg)
+        else:
+            front = [r for r in done if not any(_dominates(o, r, metrics, sign) for o in done)]
+            out[study["name"]] = {"pareto_front": [_best_entry(r, study, metrics, cfg) for r in front]}
+    durations = [r["duration_s"] for r in table if r.get("duration_s") is not None]
+    out["_run"] = {"trials": len(table), "complete": sum(r["status"] == "COMPLETE" for r in table),
+                   "median_duration_s": statistics.median(durations) if durations else None}
+    return out
+
+
+def _dominates(a: dict[str, Any], b: dict[str, Any], metrics: list[str], sign: list[int]) -> bool:
+    va = [s * a[m] for m, s in zip(metrics, sign, strict=True)]
+    vb = [s * b[m] for m, s in zip(metrics, sign, strict=True)]
+    return all(x >= y for x, y in zip(va, vb, strict=True)) and va != vb
+
+
+def _best_entry(r: dict[str, Any], study: dict[str, Any], metrics: list[str], cfg: dict[str, Any]) -> dict[str, Any]:
+    params = {p: r.get(p) for p in [*study["space"]["params"], *study["space"].get("fixed", {})]}
+    return {"number": r["number"], "value": r["value"], "metrics": {m: r.get(m) for m in metrics},
+            "params": params, "model": study["model"], "seed": r["seed"], "platform": r["platform"],
+            "data": cfg.get("data"), "spec": f"trials/{r['number']}/attempt-{r['attempts'] or 1}/spec.json"}
+
+
+def _label(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name)
+
+
+def _jinja() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.folder("reports"))),
+        block_start_string=r"\BLOCK{", block_end_string="}", variable_start_string=r"\VAR{",
+        variable_end_string="}", comment_start_string=r"\#{", comment_end_string="}",
+        trim_blocks=True, lstrip_blocks=True, autoescape=False, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined)
+
+
+def standalone_document(tables: list[Path]) -> str:
+    """A minimal LaTeX document that inputs the given tables (used to prove they compile)."""
+    rendered: str = _jinja().get_template("standalone.tex.j2").render(tables=[str(t) for t in tables])
+    return rendered

@@ -1,0 +1,137 @@
+"""The Router decides *where* a trial runs. It is pure: given the registry, what is busy
+and which hosts are down, it returns a decision value; only the loop acts on it.
+
+It tells the two ways of not placing a trial apart: ``Infeasible`` (no candidate could
+ever run it: fail fast and say why) and ``Busy`` (they could, but not now: wait).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from coordinator.registry import Platform, Registry
+from coordinator.trial import Allocation, Needs
+
+
+@dataclass(frozen=True)
+class Busy:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    reasons: dict[str, str]
+
+
+Decision = Allocation | Busy | Infeasible
+
+
+@dataclass
+class Ledger:
+    """Which slots are taken, and how much memory each platform has promised away."""
+
+    slots: dict[str, dict[int, int]] = field(default_factory=dict)  # platform -> slot -> trial number
+    memory: dict[str, float] = field(default_factory=dict)
+
+    def take(self, alloc: Allocation, number: int, memory_gb: float) -> None:
+        taken = self.slots.setdefault(alloc.platform, {})
+        if alloc.slot in taken:
+            raise RuntimeError(f"slot {alloc.platform}/{alloc.slot} already holds trial {taken[alloc.slot]}")
+        taken[alloc.slot] = number
+        self.memory[alloc.platform] = self.memory.get(alloc.platform, 0.0) + memory_gb
+
+    def release(self, alloc: Allocation, memory_gb: float) -> None:
+        self.slots.get(alloc.platform, {}).pop(alloc.slot, None)
+        self.memory[alloc.platform] = max(0.0, self.memory.get(alloc.platform, 0.0) - memory_gb)
+
+    def busy(self, platform: str) -> int:
+        return len(self.slots.get(platform, {}))
+
+
+def never_fits(p: Platform, needs: Needs) -> str | None:
+    """Why this platform can never run such a trial, or None if it could."""
+    if needs.memory_gb > p.specs.memory_gb:
+        return f"needs {needs.memory_gb:g} GB memory, platform has {p.specs.memory_gb:g} GB"
+    if needs.gpu == "required" and p.gpu_slots == 0:
+        return "needs a GPU, platform has none"
+    if p.capabilities and needs.capabilities and not set(needs.capabilities) & set(p.capabilities):
+        return (f"lacks the capability ({' or '.join(needs.capabilities)}); "
+                f"it lists {', '.join(p.capabilities)}")
+    return None
+
+
+def _free_slot(p: Platform, needs: Needs, ledger: Ledger) -> int | None:
+    taken = ledger.slots.get(p.key, {})
+    gpu_slots = [s for s in range(p.gpu_slots) if s not in taken]
+    cpu_slots = [s for s in range(p.gpu_slots, p.max_concurrent_jobs) if s not in taken]
+    if needs.gpu == "required":
+        order = gpu_slots
+    elif needs.gpu == "preferred":
+        order = gpu_slots + cpu_slots
+    else:  # keep GPU slots for the models that use them while a CPU slot is free
+        order = cpu_slots + gpu_slots
+    return order[0] if order else None
+
+
+def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str] = (),
+          runnable: Collection[str] | None = None, avoid: Collection[str] = ()) -> Decision:
+    """Choose a slot for a trial.
+
+    Candidates come from the model type's rule, in order; when the registry allows it, any
+    other local platform is a last fallback. ``avoid`` (e.g. the host a failed attempt ran
+    on) moves those platforms to the end rather than excluding them. ``runnable`` limits
+    platforms to connections a backend exists for.
+    """
+    rule = registry.rule_for(needs.model_type)
+    names = [c.platform for c in rule.candidates]
+    reasons = {c.platform: c.reason for c in rule.candidates}
+    if registry.allow_local_fallback:
+        for key, p in registry.platforms.items():
+            if p.connection == "local" and key not in reasons:
+                names.append(key)
+                reasons[key] = "local fallback"
+    names = [n for n in names if n not in avoid] + [n for n in names if n in avoid]
+    infeasible: dict[str, str] = {}
+    waiting: list[str] = []
+    for i, name in enumerate(names):
+        p = registry.platforms[name]
+        why = never_fits(p, needs)
+        if why is None and runnable is not None and p.connection not in runnable:
+            why = f"connection {p.connection!r} is not supported by this version"
+        if why:
+            infeasible[name] = why
+            continue
+        if name in down:
+            waiting.append(f"{name} is down")
+            continue
+        if ledger.memory.get(name, 0.0) + needs.memory_gb > p.specs.memory_gb:
+            waiting.append(f"{name} has no free memory")
+            continue
+        slot = _free_slot(p, needs, ledger)
+        if slot is None:
+            waiting.append(f"{name} is full ({p.max_concurrent_jobs} slots)")
+            continue
+        return Allocation(name, slot, (g.index if (g := p.slot_gpu(slot)) else None),
+                          reasons[name], fallback=i > 0 or name in avoid)
+    if not waiting:
+        return Infeasible(infeasible)
+    return Busy("; ".join(waiting))
+
+
+def plan_lines(registry: Registry, needs: Needs) -> list[str]:
+    """Human-readable plan for one model type: candidates, slots and why."""
+    rule = registry.rule_for(needs.model_type)
+    lines = []
+    names = [c.platform for c in rule.candidates]
+    if registry.allow_local_fallback:
+        names += [k for k, p in registry.platforms.items() if p.connection == "local" and k not in names]
+    for i, name in enumerate(names):
+        p = registry.platforms[name]
+        reason = next((c.reason for c in rule.candidates if c.platform == name), "local fallback")
+        role = "preferred" if i == 0 else f"fallback {i}"
+        why = never_fits(p, needs)
+        state = f"never: {why}" if why else (
+            f"{p.max_concurrent_jobs} slots" + (f" ({p.gpu_slots} with GPU)" if p.gpu_slots else ""))
+        lines.append(f"  {role:<11} {name:<16} {p.connection:<6} {state}  -- {reason}")
+    return lines

@@ -1,0 +1,162 @@
+"""Search spaces in YAML -> Optuna distributions (and grids for the grid sampler).
+
+Format (``registry/spaces/<model>.yaml`` or ``--space FILE``)::
+
+    model: xgboost            # optional; checked against --model
+    params:
+      max_depth:     {type: int, low: 3, high: 9, grid: [3, 5, 7, 9]}
+      learning_rate: {type: float, low: 0.01, high: 0.3, log: true}
+      booster:       {type: categorical, choices: [gbtree, dart]}
+    fixed:                    # passed unchanged to every trial
+      max_bin: 256
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from coordinator.errors import SpaceError
+from coordinator.yamlcfg import Section, Source, load_yaml
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+TYPES = ("int", "float", "categorical")
+MAX_GRID = 100_000
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    grid: tuple[Any, ...] = ()
+
+    def distribution(self) -> BaseDistribution:
+        from optuna import distributions as d
+
+        if self.type == "categorical":
+            return d.CategoricalDistribution(self.choices)
+        if self.type == "int":
+            return d.IntDistribution(int(self.low or 0), int(self.high or 0), log=self.log,
+                                     step=int(self.step or 1))
+        return d.FloatDistribution(float(self.low or 0), float(self.high or 0), log=self.log, step=self.step)
+
+    def grid_values(self) -> tuple[Any, ...] | None:
+        """Explicit grid, else every value of a categorical or a stepped range; None if continuous."""
+        if self.grid:
+            return self.grid
+        if self.type == "categorical":
+            return self.choices
+        if self.type == "int" and not self.log:
+            step = int(self.step or 1)
+            values = tuple(range(int(self.low or 0), int(self.high or 0) + 1, step))
+            return values if len(values) <= 1000 else None
+        if self.type == "float" and self.step:
+            n = int(round(((self.high or 0) - (self.low or 0)) / self.step)) + 1
+            return tuple(round((self.low or 0) + i * self.step, 12) for i in range(n)) if n <= 1000 else None
+        return None
+
+
+@dataclass(frozen=True)
+class Space:
+    params: dict[str, Param]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    source: str = ""
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return {name: p.distribution() for name, p in self.params.items()}
+
+    def grid(self) -> dict[str, list[Any]]:
+        """The full grid, or a SpaceError naming the first parameter with no finite values."""
+        out: dict[str, list[Any]] = {}
+        size = 1
+        for name, p in self.params.items():
+            values = p.grid_values()
+            if values is None:
+                raise SpaceError("the grid sampler needs finite values: give 'grid: [...]', a 'step', "
+                                 "or make it categorical", file=self.source, key=f"params.{name}")
+            out[name] = list(values)
+            size *= len(values)
+        if size > MAX_GRID:
+            raise SpaceError(f"grid has {size} points (limit {MAX_GRID})", file=self.source)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "fixed": self.fixed,
+                "params": {n: {k: v for k, v in p.__dict__.items() if v not in (None, (), False) or k == "type"}
+                           for n, p in self.params.items()}}
+
+
+def load_space(path: str | Path) -> Space:
+    data, source = load_yaml(path, SpaceError)
+    return parse_space(data, source)
+
+
+def parse_space(data: Any, source: Source) -> Space:
+    root = Section(data, source)
+    model = root.get("model", str, None)
+    psec = root.section("params")
+    params: dict[str, Param] = {}
+    for name, _ in psec.items():
+        params[name] = _parse_param(name, psec.section(name))
+    fixed_raw = root.raw("fixed", {})
+    if not isinstance(fixed_raw, dict):
+        raise root.fail("fixed", "expected a mapping of parameter: value")
+    fixed = {str(k): v for k, v in fixed_raw.items()}
+    for name in fixed:
+        if name in params:
+            raise root.fail("fixed", f"{name!r} is both searched and fixed")
+    root.done()
+    if not params:
+        raise root.fail("params", "at least one parameter is required")
+    return Space(params, fixed, model, source.file)
+
+
+def _parse_param(name: str, sec: Section) -> Param:
+    kind = sec.get("type", str, choices=TYPES)
+    if kind == "categorical":
+        choices = sec.raw("choices")
+        if not isinstance(choices, list) or not choices:
+            raise sec.fail("choices", "expected a non-empty list")
+        if not all(c is None or isinstance(c, (str, int, float, bool)) for c in choices):
+            raise sec.fail("choices", "choices must be strings, numbers, booleans or null")
+        sec.done()
+        return Param(name, kind, choices=tuple(choices))
+    num = (int,) if kind == "int" else (float,)
+    low, high = sec.get("low", num), sec.get("high", num)
+    log = sec.get("log", bool, False)
+    step = sec.get("step", num, None)
+    if low > high:
+        raise sec.fail("low", f"low ({low}) is greater than high ({high})")
+    if log and low <= 0:
+        raise sec.fail("low", "a log-scaled range needs low > 0")
+    if log and step is not None:
+        raise sec.fail("step", "step and log cannot be combined")
+    grid = sec.raw("grid", [])
+    if not isinstance(grid, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in grid):
+        raise sec.fail("grid", "expected a list of numbers")
+    for v in grid:
+        if not low <= v <= high:
+            raise sec.fail("grid", f"grid value {v} is outside [{low}, {high}]")
+    sec.done()
+    return Param(name, kind, low, high, log, step, grid=tuple(grid))
+
+
+def check_space_matches(space: Space, accepted: frozenset[str], model: str) -> None:
+    """Refuse a space that names parameters the model does not have."""
+    if space.model is not None and space.model.lower() != model.lower():
+        raise SpaceError(f"space is for model {space.model!r}, not {model!r}", file=space.source, key="model")
+    for name in [*space.params, *space.fixed]:
+        if name not in accepted:
+            section = "params" if name in space.params else "fixed"
+            raise SpaceError(f"{model} has no parameter {name!r}", file=space.source,
+                             key=f"{section}.{name}", valid=accepted)

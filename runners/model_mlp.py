@@ -1,0 +1,50 @@
+"""A small PyTorch MLP with standardised inputs. Runs on CUDA on a GPU slot (the
+coordinator sets device=cuda and CUDA_VISIBLE_DEVICES), on the CPU elsewhere."""
+
+from typing import Any
+
+import numpy as np
+import torch
+import trialkit
+from torch import nn
+
+NEEDS_IMPUTE = True
+
+
+def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
+    hidden, layers = int(params.get("hidden_size", 64)), int(params.get("n_layers", 2))
+    lr, wd = float(params.get("lr", 1e-3)), float(params.get("weight_decay", 0.0))
+    dropout, epochs = float(params.get("dropout", 0.0)), int(params.get("epochs", 20))
+    batch = int(params.get("batch_size", 256))
+    if hidden < 1 or layers < 1 or epochs < 1 or batch < 1 or lr <= 0 or not 0 <= dropout < 1:
+        raise trialkit.ParamError("hidden_size, n_layers, epochs, batch_size >= 1; lr > 0; 0 <= dropout < 1")
+    torch.manual_seed(ctx.seed)
+    torch.set_num_threads(ctx.threads)
+    device = torch.device("cuda" if ctx.device == "cuda" and torch.cuda.is_available() else "cpu")
+    xt = np.asarray(X, dtype=np.float32)
+    mean, std = xt.mean(axis=0), xt.std(axis=0) + 1e-6
+    xt = torch.from_numpy((xt - mean) / std).to(device)
+    xv = torch.from_numpy((np.asarray(X_valid, dtype=np.float32) - mean) / std).to(device)
+    yt = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(device)
+    width, mods = xt.shape[1], []
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        width = hidden
+    net = nn.Sequential(*mods, nn.Linear(width, 1)).to(device)
+    loss_fn = nn.BCEWithLogitsLoss() if ctx.task == "classification" else nn.MSELoss()
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
+    gen = torch.Generator().manual_seed(ctx.seed)
+    for _epoch in range(epochs):
+        net.train()
+        order = torch.randperm(len(yt), generator=gen).to(device)
+        for start in range(0, len(yt), batch):
+            idx = order[start:start + batch]
+            opt.zero_grad()
+            loss = loss_fn(net(xt[idx]).squeeze(1), yt[idx])
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        out = net(xv).squeeze(1)
+        out = torch.sigmoid(out) if ctx.task == "classification" else out
+    return out.cpu().numpy()

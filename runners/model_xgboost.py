@@ -1,0 +1,30 @@
+"""XGBoost (hist). On a GPU slot the coordinator sets device=cuda; otherwise CPU."""
+
+from typing import Any
+
+import trialkit
+import xgboost as xgb
+
+DEFAULTS = {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1}
+
+
+def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
+    p = {**DEFAULTS, **params}
+    for key in ("n_estimators", "max_depth", "max_bin"):
+        if key in p:
+            p[key] = int(p[key])
+    if p["n_estimators"] < 1 or p["max_depth"] < 0 or p["learning_rate"] <= 0:
+        raise trialkit.ParamError("n_estimators >= 1, max_depth >= 0 and learning_rate > 0 are required")
+    common = dict(tree_method="hist", device=ctx.device, n_jobs=ctx.threads, random_state=ctx.seed, **p)
+    try:
+        if ctx.task == "classification":
+            model = xgb.XGBClassifier(objective="binary:logistic", eval_metric="logloss", **common)
+            model.fit(X, y)
+            return model.predict_proba(X_valid)[:, 1]
+        model = xgb.XGBRegressor(objective="reg:squarederror", **common)
+        model.fit(X, y)
+        return model.predict(X_valid)
+    except xgb.core.XGBoostError as exc:
+        if "Invalid" in str(exc) or "invalid" in str(exc):
+            raise trialkit.ParamError(str(exc).splitlines()[0]) from None
+        raise

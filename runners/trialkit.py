@@ -1,0 +1,181 @@
+"""Shared trial-side code for the built-in runners: spec, data, validation splits, metrics.
+
+Runs on any host with Python and the ML libraries; it never imports ``coordinator``.
+A trial is a pure function of (spec, data): same spec and data file, same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+METRIC_PREFIX = "[coord-metric]"
+EXIT_OK, EXIT_FAIL, EXIT_DATAERR, EXIT_PERMANENT = 0, 1, 65, 78
+CLASSIFICATION_METRICS = ("auc", "logloss", "brier")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+
+class ParamError(ValueError):
+    """The parameters cannot work for this model (permanent: never retried)."""
+
+
+class DataProblem(ValueError):
+    """The data file cannot be used as configured (permanent)."""
+
+
+def emit(values: dict[str, Any], out: Any = None) -> None:
+    clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in values.items()}
+    stream = out or sys.stdout
+    stream.write(f"{METRIC_PREFIX} {json.dumps(clean)}\n")
+    stream.flush()
+
+
+@dataclass
+class Context:
+    """What a model's ``fit_predict`` gets besides the data."""
+
+    task: str
+    seed: int
+    threads: int
+    device: str
+
+
+@dataclass
+class Dataset:
+    X: Any  # pandas DataFrame of numeric features
+    y: Any  # numpy array
+    task: str
+    folds: list[tuple[Any, Any]]
+
+
+_DATA_CACHE: dict[str, Dataset] = {}
+
+
+def load_dataset(data: dict[str, Any]) -> Dataset:
+    """Read, encode and split the data once per process (warm workers reuse it)."""
+    key = json.dumps(data, sort_keys=True)
+    if key in _DATA_CACHE:
+        return _DATA_CACHE[key]
+    import numpy as np
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(data["path"])
+    except (OSError, ValueError) as exc:
+        raise DataProblem(f"cannot read data file {data['path']}: {exc}") from None
+    target, time_col = data["target"], data.get("time_col")
+    for col in [target] + ([time_col] if time_col else []):
+        if col not in frame.columns:
+            raise DataProblem(f"column {col!r} not in {data['path']} (columns: {', '.join(frame.columns)})")
+    frame = frame.dropna(subset=[target])
+    raw_y = frame[target]
+    task = data.get("task") or "auto"
+    if task == "auto":
+        task = "classification" if (raw_y.dtype == object or raw_y.nunique() <= 2) else "regression"
+    if task == "classification":
+        classes = sorted(raw_y.unique().tolist(), key=str)
+        if len(classes) != 2:
+            raise DataProblem(f"target {target!r} has {len(classes)} classes; classification here is binary")
+        y = (raw_y == classes[1]).to_numpy(dtype=np.float64)
+    else:
+        y = pd.to_numeric(raw_y, errors="coerce").to_numpy(dtype=np.float64)
+        if np.isnan(y).any():
+            raise DataProblem(f"target {target!r} is not numeric; use --task classification")
+    drop = [target] + list(data.get("drop") or []) + ([time_col] if time_col else [])
+    X = pd.get_dummies(frame.drop(columns=[c for c in drop if c in frame.columns]), dtype=np.float64)
+    X = X.astype(np.float64)
+    X.columns = [str(c) for c in X.columns]
+    folds = make_folds(data, y, frame[time_col].to_numpy() if time_col else None, task)
+    _DATA_CACHE[key] = Dataset(X, y, task, folds)
+    return _DATA_CACHE[key]
+
+
+def make_folds(data: dict[str, Any], y: Any, times: Any, task: str) -> list[tuple[Any, Any]]:
+    import numpy as np
+
+    cv, k, seed = data.get("cv", "holdout"), int(data.get("folds", 5)), int(data.get("split_seed", 0))
+    idx = np.arange(len(y))
+    if cv == "walk-forward":
+        values = sorted(set(times.tolist()))
+        if len(values) < k + 1:
+            raise DataProblem(f"walk-forward with {k} folds needs {k + 1} distinct time values, got {len(values)}")
+        return [(idx[times < v], idx[times == v]) for v in values[-k:]]
+    if cv == "kfold":
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        splitter = (StratifiedKFold if task == "classification" else KFold)(k, shuffle=True, random_state=seed)
+        return [(a, b) for a, b in splitter.split(idx, y)]
+    from sklearn.model_selection import train_test_split
+
+    a, b = train_test_split(idx, test_size=float(data.get("holdout", 0.2)), random_state=seed,
+                            stratify=y if task == "classification" else None)
+    return [(np.sort(a), np.sort(b))]
+
+
+def score(task: str, y_true: Any, pred: Any) -> dict[str, float]:
+    import numpy as np
+    from sklearn import metrics as m
+
+    pred = np.asarray(pred, dtype=np.float64)
+    if not np.all(np.isfinite(pred)):
+        return {name: float("nan") for name in
+                (CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS)}
+    if task == "classification":
+        p = np.clip(pred, 1e-7, 1 - 1e-7)
+        auc = m.roc_auc_score(y_true, p) if len(set(y_true.tolist())) == 2 else float("nan")
+        return {"auc": float(auc), "logloss": float(m.log_loss(y_true, p, labels=[0.0, 1.0])),
+                "brier": float(m.brier_score_loss(y_true, p))}
+    return {"rmse": float(math.sqrt(m.mean_squared_error(y_true, pred))),
+            "mae": float(m.mean_absolute_error(y_true, pred)), "r2": float(m.r2_score(y_true, pred))}
+
+
+def impute(train: Any, valid: Any) -> tuple[Any, Any]:
+    """Fill missing values with the training fold's medians (no look-ahead)."""
+    med = train.median().fillna(0.0)
+    return train.fillna(med), valid.fillna(med)
+
+
+def run_spec(spec: dict[str, Any], out: Any = None) -> int:
+    """Train and evaluate one trial; print metric lines; return the exit code."""
+    import importlib
+
+    started = time.perf_counter()
+    try:
+        module = importlib.import_module(f"model_{spec['model']}")
+        ds = load_dataset(spec["data"])
+        ctx = Context(ds.task, int(spec["seed"]), int(spec.get("threads", 1)), spec.get("device", "cpu"))
+        per_fold = []
+        for train_idx, valid_idx in ds.folds:
+            Xt, Xv = ds.X.iloc[train_idx], ds.X.iloc[valid_idx]
+            if getattr(module, "NEEDS_IMPUTE", False):
+                Xt, Xv = impute(Xt, Xv)
+            pred = module.fit_predict(dict(spec["params"]), Xt, ds.y[train_idx], Xv, ctx)
+            per_fold.append(score(ds.task, ds.y[valid_idx], pred))
+        final = {k: sum(f[k] for f in per_fold) / len(per_fold) for k in per_fold[0]}
+        final["train_seconds"] = time.perf_counter() - started
+        emit(final, out)
+        return EXIT_OK
+    except (ParamError, TypeError) as exc:
+        print(f"coord: invalid parameters for {spec.get('model')}: {exc}", file=sys.stderr)
+        return EXIT_PERMANENT
+    except ImportError as exc:
+        print(f"coord: missing library on this host: {exc}", file=sys.stderr)
+        return EXIT_PERMANENT
+    except DataProblem as exc:
+        print(f"coord: data error: {exc}", file=sys.stderr)
+        return EXIT_DATAERR
+    except Exception:
+        traceback.print_exc()
+        return EXIT_FAIL
+
+
+def read_spec(path: str | None = None) -> dict[str, Any]:
+    with open(path or os.environ["COORD_SPEC"], encoding="utf-8") as fh:
+        spec: dict[str, Any] = json.load(fh)
+    return spec
