@@ -91,10 +91,11 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
             if p.connection == "local" and key not in reasons:
                 names.append(key)
                 reasons[key] = "local fallback"
+    preferred = names[0] if names else None
     names = [n for n in names if n not in avoid] + [n for n in names if n in avoid]
     infeasible: dict[str, str] = {}
     waiting: list[str] = []
-    for i, name in enumerate(names):
+    for name in names:
         p = registry.platforms[name]
         why = never_fits(p, needs)
         if why is None and runnable is not None and p.connection not in runnable:
@@ -113,7 +114,7 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
             waiting.append(f"{name} is full ({p.max_concurrent_jobs} slots)")
             continue
         return Allocation(name, slot, (g.index if (g := p.slot_gpu(slot)) else None),
-                          reasons[name], fallback=i > 0 or name in avoid)
+                          reasons[name], fallback=name != preferred)
     if not waiting:
         return Infeasible(infeasible)
     return Busy("; ".join(waiting))

@@ -1,0 +1,47 @@
+"""Shared fixtures: small real data, tiny trial scripts, an isolated runs folder."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from coordinator import datasets
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in generator, smaller: 6 seasons x 120 games (fast real training)."""
+    return datasets.generate(tmp_path_factory.mktemp("data") / "small.csv", seasons=range(2015, 2021),
+                             games_per_season=120, seed=7)
+
+
+@pytest.fixture
+def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "runs"
+
+
+def write_script(path: Path, body: str) -> Path:
+    """A trial script that reads its spec the supported way (COORD_SPEC)."""
+    path.write_text("import json, os, sys, time\nspec = json.load(open(os.environ['COORD_SPEC']))\n"
+                    "p = spec['params']\n" + textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def script(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def make(body: str, name: str = "trial.py") -> str:
+        return f"{sys.executable} {write_script(tmp_path / name, body)}"
+    return make
+
+
+@pytest.fixture
+def space_file(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def make(text: str, name: str = "space.yaml") -> str:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return str(path)
+    return make

@@ -1,0 +1,41 @@
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordinator.protocol import MetricParser, format_metric
+
+
+def test_coord_metric_lines() -> None:
+    p = MetricParser()
+    assert p.parse('[coord-metric] {"step": 3, "val_auc": 0.91}') == {"step": 3.0, "val_auc": 0.91}
+    assert p.parse(format_metric({"auc": 0.5, "loss": float("nan")}))["auc"] == 0.5
+    assert math.isnan(p.parse(format_metric({"loss": float("nan")}))["loss"])
+    assert p.parse("plain output") is None
+    assert p.parse("\x1b[32m[coord-metric] {\"a\": 1}\x1b[0m\r\n") == {"a": 1.0}
+
+
+def test_katib_style_lines_only_for_wanted_metrics() -> None:
+    p = MetricParser(wanted=frozenset({"val_loss", "accuracy"}))
+    assert p.parse("epoch 3: val_loss=0.25, accuracy: 0.9, lr=0.1") == {"val_loss": 0.25, "accuracy": 0.9}
+    assert p.parse("val_loss: 1e-3") == {"val_loss": 0.001}
+    assert p.parse("val_loss: abc") is None
+    assert MetricParser().parse("val_loss: 0.3") is None  # built-in runners speak only [coord-metric]
+
+
+def test_bad_lines_are_counted_not_raised() -> None:
+    p = MetricParser()
+    for bad in ['[coord-metric] {"a": ', "[coord-metric] [1, 2]", b"[coord-metric] {\"a\": \xff}",
+                '[coord-metric] {"a": "x"}', "[coord-metric] " + "9" * (2 << 20)]:
+        assert p.parse(bad) is None
+    assert p.bad_lines == 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.binary(), st.text().map(lambda t: "[coord-metric] " + t),
+                 st.dictionaries(st.text(), st.one_of(st.floats(), st.integers(), st.text(), st.none()))
+                 .map(lambda d: "[coord-metric] " + __import__("json").dumps(d))))
+def test_parser_never_raises(line: str | bytes) -> None:
+    p = MetricParser(wanted=frozenset({"loss", "auc"}))
+    out = p.parse(line)
+    assert out is None or all(isinstance(v, float) for v in out.values())

@@ -1,0 +1,82 @@
+from coordinator.registry import Gpu, Platform, Registry, Specs
+from coordinator.registry import Candidate, RoutingRule
+from coordinator.routing import Busy, Infeasible, Ledger, route
+from coordinator.trial import Allocation, Needs
+
+
+def _reg(allow_local: bool = True) -> Registry:
+    laptop = Platform("laptop", "Laptop", "local", Specs(10, 24), 2, capabilities=("XGBoost_CPU", "Python_sklearn"))
+    gpu = Platform("gpu", "GPU box", "local", Specs(16, 64, (Gpu(0, "RTX 4090", 24),)), 3)
+    rules = (RoutingRule("XGBoost", (Candidate("gpu", "GPU"), Candidate("laptop", "fallback"))),
+             RoutingRule("GLM", (Candidate("laptop", "CPU"),)))
+    return Registry({"laptop": laptop, "gpu": gpu}, rules, allow_local)
+
+
+XGB = Needs("XGBoost", 1.0, "preferred", ("XGBoost_CPU",))
+GLM = Needs("GLM", 1.0, "none", ("Python_sklearn",))
+
+
+def test_preferred_platform_and_gpu_slot_first() -> None:
+    d = route(XGB, _reg(), Ledger())
+    assert isinstance(d, Allocation)
+    assert (d.platform, d.slot, d.gpu, d.fallback) == ("gpu", 0, 0, False)
+
+
+def test_cpu_models_keep_off_gpu_slots_while_cpu_slots_are_free() -> None:
+    d = route(Needs("Other"), _reg(), Ledger())
+    assert isinstance(d, Allocation) and d.platform == "laptop"
+    ledger = Ledger()
+    ledger.take(Allocation("gpu", 0, 0, ""), 0, 0.5)
+    d = route(Needs("XGBoost", gpu="none"), Registry({"gpu": _reg().platforms["gpu"]}), ledger)
+    assert isinstance(d, Allocation) and d.slot == 1 and d.gpu is None
+
+
+def test_fallback_when_preferred_is_full_then_busy() -> None:
+    reg, ledger = _reg(), Ledger()
+    placed = []
+    for n in range(5):
+        d = route(XGB, reg, ledger)
+        assert isinstance(d, Allocation)
+        ledger.take(d, n, XGB.memory_gb)
+        placed.append((d.platform, d.fallback))
+    assert placed == [("gpu", False)] * 3 + [("laptop", True)] * 2
+    d = route(XGB, reg, ledger)
+    assert isinstance(d, Busy) and "gpu is full" in d.reason and "laptop is full" in d.reason
+    ledger.release(Allocation("laptop", 0, None, ""), XGB.memory_gb)
+    assert isinstance(route(XGB, reg, ledger), Allocation)
+
+
+def test_down_host_is_skipped_and_counts_as_busy_not_infeasible() -> None:
+    d = route(XGB, _reg(), Ledger(), down={"gpu"})
+    assert isinstance(d, Allocation) and d.platform == "laptop"
+    d = route(GLM, _reg(), Ledger(), down={"laptop", "gpu"})
+    assert isinstance(d, Busy) and "laptop is down" in d.reason
+
+
+def test_infeasible_everywhere_says_why() -> None:
+    d = route(Needs("GLM", memory_gb=100), _reg(), Ledger())
+    assert isinstance(d, Infeasible)
+    assert d.reasons["laptop"] == "needs 100 GB memory, platform has 24 GB"
+    d = route(Needs("NN", gpu="required"), _reg(), Ledger())
+    assert isinstance(d, Allocation) and d.platform == "gpu"
+    d = route(Needs("X", capabilities=("R_tidymodels",)), Registry({"laptop": _reg().platforms["laptop"]}),
+              Ledger())
+    assert isinstance(d, Infeasible) and "lacks the capability" in d.reasons["laptop"]
+
+
+def test_memory_is_a_capacity_limit() -> None:
+    reg, ledger = Registry({"laptop": _reg().platforms["laptop"]}), Ledger()
+    ledger.take(Allocation("laptop", 0, None, ""), 0, 20.0)
+    d = route(Needs("GLM", memory_gb=8), reg, ledger)
+    assert isinstance(d, Busy) and "no free memory" in d.reason
+
+
+def test_avoid_moves_a_platform_last_for_retries() -> None:
+    d = route(XGB, _reg(), Ledger(), avoid={"gpu"})
+    assert isinstance(d, Allocation) and d.platform == "laptop" and d.fallback
+
+
+def test_unsupported_connection_is_infeasible_until_its_backend_exists() -> None:
+    reg = _reg(allow_local=False)
+    d = route(GLM, reg, Ledger(), runnable=("ssh",))
+    assert isinstance(d, Infeasible) and "not supported" in d.reasons["laptop"]
