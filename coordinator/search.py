@@ -46,7 +46,7 @@ def make_sampler(name: str, seed: int | None, parallel: int, space: Space, n_obj
     if name == "random":
         return s.RandomSampler(seed=seed)
     if name == "grid":
-        return s.GridSampler(space.grid(), seed=seed)
+        return _AskTellGrid(space.grid(), seed=seed)
     if name == "cmaes":
         return s.CmaEsSampler(seed=seed)
     if name == "gp":
@@ -56,6 +56,23 @@ def make_sampler(name: str, seed: int | None, parallel: int, space: Space, n_obj
     if name == "nsga2":
         return s.NSGAIISampler(seed=seed)
     raise ConfigError(f"unknown sampler {name!r}", key="--sampler", valid=SAMPLERS)
+
+
+def _ask_tell_grid_class() -> Any:
+    import optuna
+
+    class AskTellGrid(optuna.samplers.GridSampler):
+        """GridSampler calls ``study.stop()`` once the grid is exhausted, which raises
+        outside ``study.optimize``; in ask/tell the loop caps trials at the grid size."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGrid
+
+
+def _AskTellGrid(grid: dict[str, list[Any]], seed: int | None) -> Any:  # noqa: N802
+    return _ask_tell_grid_class()(grid, seed=seed)
 
 
 def open_storage(run_dir: Path, url: str | None) -> Any:
