@@ -117,6 +117,11 @@ def resolve(o: SearchOptions) -> Experiment:
     data = _data_spec(o) if command is None else None
     task = (data or {}).get("task", "classification") if data else "classification"
     metrics = o.metrics or (("auc",) if task != "regression" else ("rmse",))
+    if command is None:
+        valid = {"auc", "logloss", "brier", "rmse", "mae", "r2", "train_seconds"}
+        for m in metrics:
+            if m not in valid:
+                raise ConfigError(f"built-in runners do not report {m!r}", key="--metric", valid=valid)
     if o.direction and len(metrics) > 1:
         raise ConfigError("--direction applies to one metric; with several, each is inferred from its name",
                           key="--direction")
@@ -124,11 +129,6 @@ def resolve(o: SearchOptions) -> Experiment:
     if len(metrics) > 1 and o.sampler not in ("nsga2", "random", "grid", "qmc", "tpe", "gp"):
         raise ConfigError(f"sampler {o.sampler!r} is single-objective; use nsga2 for several metrics",
                           key="--sampler", valid=("nsga2", "tpe", "random", "grid", "qmc", "gp"))
-    if command is None:
-        valid = {"auc", "logloss", "brier", "rmse", "mae", "r2", "train_seconds"}
-        for m in metrics:
-            if m not in valid:
-                raise ConfigError(f"built-in runners do not report {m!r}", key="--metric", valid=valid)
     for s in studies:  # fail fast: a trial that can never be placed
         decision = route(s.needs, registry, Ledger(), runnable=RUNNABLE_CONNECTIONS)
         if isinstance(decision, Infeasible):

@@ -1,0 +1,61 @@
+"""Reports: CSV neutralisation, LaTeX escaping, byte-identical regeneration, pdflatex."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from coordinator.app import run_search
+from coordinator.config import SearchOptions
+from coordinator.reporting import csv_cell, standalone_document, tex_escape, write_report
+from coordinator.store import RunStore
+
+NASTY = r"\input{/etc/passwd} & 100% $x$ #1 a_b {c} ~ ^"
+
+
+def test_escaping() -> None:
+    assert tex_escape(NASTY) == (r"\textbackslash{}input\{/etc/passwd\} \& 100\% \$x\$ \#1 a\_b \{c\} "
+                                 r"\textasciitilde{} \textasciicircum{}")
+    assert csv_cell("=HYPERLINK(x)") == "'=HYPERLINK(x)" and csv_cell(-0.5) == -0.5 and csv_cell("ok") == "ok"
+
+
+@pytest.fixture
+def run_with_nasty_values(runs: Path, script, space_file) -> Path:
+    body = "print('[coord-metric] {\"loss\": %f}' % len(p['label']))\n"
+    space = space_file(f"params:\n  label: {{type: categorical, choices: ['{NASTY}', '=cmd|calc', 'plain']}}\n")
+    out = run_search(SearchOptions(command=script(body), space=space, metrics=("loss",), sampler="grid",
+                                   run_dir=str(runs / "nasty")))
+    return Path(out["run_dir"])
+
+
+def test_reports_regenerate_byte_identically(run_with_nasty_values: Path) -> None:
+    report = run_with_nasty_values / "report"
+    before = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    shutil.rmtree(report)
+    write_report(RunStore.open(run_with_nasty_values))
+    after = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    assert before == after and len(before) == 4
+    csv_text = (report / "trials.csv").read_text()
+    assert "'=cmd|calc" in csv_text and "\n=cmd" not in csv_text and ",=cmd" not in csv_text
+    tex = (report / "tables" / "top_custom.tex").read_text()
+    assert r"\textbackslash{}input\{/etc/passwd\}" in tex and r"\input{/etc" not in tex
+
+
+def test_latex_tables_compile_with_pdflatex(run_with_nasty_values: Path, tmp_path: Path) -> None:
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdflatex is missing in CI: .ci/run must install texlive-latex-base")
+        pytest.skip("pdflatex not installed (scripts/install.sh installs it)")
+    tables = sorted((run_with_nasty_values / "report" / "tables").glob("*.tex"))
+    doc = tmp_path / "doc.tex"
+    doc.write_text(standalone_document(tables))
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
+                           doc.name], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert "root:" not in log  # /etc/passwd was never read
