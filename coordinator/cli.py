@@ -75,8 +75,8 @@ def main(verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
 def search(quiet: bool, as_json: bool, **kw: Any) -> None:
     """Run a hyperparameter search (e.g. coord search --model xgboost)."""
-    from coordinator.config import SearchOptions
     from coordinator.app import run_search
+    from coordinator.config import SearchOptions
 
     opts = SearchOptions(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()})
     mode = "json" if as_json else "quiet" if quiet else ("live" if sys.stdout.isatty() else "plain")

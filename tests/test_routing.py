@@ -1,5 +1,4 @@
-from coordinator.registry import Gpu, Platform, Registry, Specs
-from coordinator.registry import Candidate, RoutingRule
+from coordinator.registry import Candidate, Gpu, Platform, Registry, RoutingRule, Specs
 from coordinator.routing import Busy, Infeasible, Ledger, route
 from coordinator.trial import Allocation, Needs
 
