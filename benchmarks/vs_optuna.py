@@ -3,7 +3,9 @@
 
 Same data (the built-in data set), same space (registry/spaces/xgboost.yaml), same TPE
 seed, same trial budget, same concurrency, same training code (runners/trialkit.py).
-Also times `coord --help`. Usage: python benchmarks/vs_optuna.py [TRIALS] [SLOTS] [ROUNDS]
+Reports wall time and summed trial compute (train_seconds); with the random sampler both
+contenders train the same configurations. Also times `coord --help`.
+Usage: python benchmarks/vs_optuna.py [TRIALS] [SLOTS] [ROUNDS] [SAMPLERS, e.g. random,tpe]
 """
 
 from __future__ import annotations
@@ -22,17 +24,35 @@ from coordinator.config import SearchOptions
 from coordinator.space import load_space
 
 RUNNERS = resources.folder("runners")
+SPACES = RUNNERS.parent / "registry" / "spaces"
+FIXED_SPACE = """params:
+  reg_lambda: {type: float, low: 1.0, high: 1.000001}
+fixed: {n_estimators: 200, max_depth: 6, learning_rate: 0.1}
+"""
 
 
-def run_coord(trials: int, slots: int, data: Path, root: Path) -> tuple[float, float]:
+def space_path(sampler: str, tmp: Path) -> Path:
+    """'fixed' = equal-cost trials (overhead alone); otherwise the shipped xgboost space."""
+    if sampler != "fixed":
+        return SPACES / "xgboost.yaml"
+    path = tmp / "fixed.yaml"
+    path.write_text(FIXED_SPACE)
+    return path
+
+
+def run_coord(trials: int, slots: int, data: Path, root: Path, sampler: str) -> dict[str, float]:
     t0 = time.perf_counter()
     out = run_search(SearchOptions(models=("xgboost",), data=str(data), target="home_win", time_col="season",
                                    cv="walk-forward", trials=trials, parallel=slots, seed=0,
-                                   runs_root=str(root)))
-    return time.perf_counter() - t0, out["best_value"]
+                                   sampler="random" if sampler == "fixed" else sampler,
+                                   space=str(space_path(sampler, data.parent)), runs_root=str(root)))
+    wall = time.perf_counter() - t0
+    results = [json.loads(p.read_text()) for p in Path(out["run_dir"]).glob("trials/*/result.json")]
+    return {"wall": wall, "best": out["best_value"],
+            "compute": sum(r["metrics"]["train_seconds"] for r in results)}
 
 
-def run_plain_optuna(trials: int, slots: int, data: Path) -> tuple[float, float]:
+def run_plain_optuna(trials: int, slots: int, data: Path, sampler: str) -> dict[str, float]:
     """A fresh process, as a user would run a script: imports count, as they do for coord."""
     code = f"""
 import sys, time, io
@@ -41,24 +61,28 @@ sys.path.insert(0, {str(RUNNERS)!r}); sys.path.insert(0, {str(Path(__file__).res
 import optuna, trialkit, json
 from coordinator.space import load_space
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-space = load_space({str(RUNNERS.parent / 'registry' / 'spaces' / 'xgboost.yaml')!r})
+space = load_space({str(space_path(sampler, data.parent))!r})
 data = {{"path": {str(data)!r}, "target": "home_win", "time_col": "season", "cv": "walk-forward", "folds": 3,
         "split_seed": 0, "task": "classification"}}
 def objective(trial):
-    params = {{n: trial._suggest(n, d) for n, d in space.distributions().items()}}
+    params = {{**{{n: trial._suggest(n, d) for n, d in space.distributions().items()}}, **space.fixed}}
     buf = io.StringIO()
     code = trialkit.run_spec({{"model": "xgboost", "params": params, "seed": trial.number, "threads": 1,
                               "data": data}}, buf)
     line = [l for l in buf.getvalue().splitlines() if l.startswith("[coord-metric]")][-1]
-    return json.loads(line.split(" ", 1)[1])["auc"]
-study = optuna.create_study(direction="maximize",
-                            sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True))
+    metrics = json.loads(line.split(" ", 1)[1])
+    COMPUTE.append(metrics["train_seconds"])
+    return metrics["auc"]
+COMPUTE = []
+sampler = (optuna.samplers.TPESampler(seed=0, constant_liar=True, multivariate=True) if {sampler!r} == "tpe"
+           else optuna.samplers.RandomSampler(seed=0))
+study = optuna.create_study(direction="maximize", sampler=sampler)
 study.optimize(objective, n_trials={trials}, n_jobs={slots})
-print(json.dumps({{"elapsed": time.perf_counter() - t0, "best": study.best_value}}))
+print(json.dumps({{"wall": time.perf_counter() - t0, "best": study.best_value, "compute": sum(COMPUTE)}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    res = json.loads(out.strip().splitlines()[-1])
-    return res["elapsed"], res["best"]
+    res: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return res
 
 
 def help_time(runs: int = 5) -> float:
@@ -71,24 +95,27 @@ def help_time(runs: int = 5) -> float:
 
 
 def main() -> None:
-    trials, slots, rounds = (int(a) for a in (sys.argv[1:] + ["16", "2", "3"][len(sys.argv) - 1:])[:3])
-    load_space(RUNNERS.parent / "registry" / "spaces" / "xgboost.yaml")
+    trials, slots, rounds = (int(a) for a in (sys.argv[1:4] + ["16", "2", "3"][len(sys.argv[1:4]):])[:3])
+    samplers = sys.argv[4].split(",") if len(sys.argv) > 4 else ["fixed", "random", "tpe"]
+    report: dict[str, object] = {"trials": trials, "slots": slots, "rounds": rounds}
     with tempfile.TemporaryDirectory() as tmp:
         data = datasets.generate(Path(tmp) / "team_features.csv")
-        coord_t, optuna_t, coord_best, optuna_best = [], [], [], []
-        for i in range(rounds):
-            t, b = run_coord(trials, slots, data, Path(tmp) / f"runs{i}")
-            coord_t.append(t)
-            coord_best.append(b)
-            t, b = run_plain_optuna(trials, slots, data)
-            optuna_t.append(t)
-            optuna_best.append(b)
-    c, o = statistics.median(coord_t), statistics.median(optuna_t)
-    print(json.dumps({"trials": trials, "slots": slots, "rounds": rounds,
-                      "coord_s": [round(x, 2) for x in coord_t], "optuna_n_jobs_s": [round(x, 2) for x in optuna_t],
-                      "coord_median_s": round(c, 2), "optuna_median_s": round(o, 2),
-                      "coord_over_optuna": round(c / o, 3), "coord_best_auc": coord_best,
-                      "optuna_best_auc": optuna_best, "coord_help_s": round(help_time(), 3)}, indent=2))
+        for sampler in samplers:
+            runs: dict[str, list[dict[str, float]]] = {"coord": [], "optuna": []}
+            for i in range(rounds):  # interleaved: A B A B
+                runs["coord"].append(run_coord(trials, slots, data, Path(tmp) / f"{sampler}{i}", sampler))
+                runs["optuna"].append(run_plain_optuna(trials, slots, data, sampler))
+            summary = {}
+            for name, rs in runs.items():
+                summary[name] = {"wall_s": [round(r["wall"], 2) for r in rs],
+                                 "median_wall_s": round(statistics.median(r["wall"] for r in rs), 2),
+                                 "median_compute_s": round(statistics.median(r["compute"] for r in rs), 2),
+                                 "best_auc": [round(r["best"], 4) for r in rs]}
+            summary["coord_over_optuna_wall"] = round(summary["coord"]["median_wall_s"] /
+                                                      summary["optuna"]["median_wall_s"], 3)
+            report[sampler] = summary
+    report["coord_help_s"] = round(help_time(), 3)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

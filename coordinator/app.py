@@ -4,13 +4,19 @@ Kept apart from ``cli.py`` so tests and scripts can call it without click."""
 from __future__ import annotations
 
 import logging
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from coordinator import datasets, dispatch, resources
+from coordinator.backends.base import Backend
 from coordinator.backends.local import LocalBackend
+from coordinator.backends.multi import MultiBackend
+from coordinator.backends.ssh import SSHBackend
 from coordinator.config import Experiment, SearchOptions, resolve
-from coordinator.errors import ConfigError, SearchFailed
+from coordinator.errors import ConfigError, HostError, SearchFailed
+from coordinator.hosts import known_hosts_path
 from coordinator.loop import Coordinator, Limits, StudyPlan
 from coordinator.models import BUILTIN, get_model
 from coordinator.protocol import MetricParser
@@ -59,13 +65,14 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
                                metrics=exp.metrics, directions=exp.directions, n_trials=exp.trials)
         plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
                                data, opts.seed))
-    backend = LocalBackend(exp.registry.platforms, resources.folder("runners"),
-                           parser_factory=_parser_factory(exp))
+    backend, ssh = _backends(exp, store)
     tracker = Trackers([_tracker(mode)])
     store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
     coordinator = Coordinator(store, plans, exp.registry, backend, Limits(exp.parallel, opts.timeout,
                               opts.trial_timeout), dispatch.RetryPolicy(opts.max_retries), tracker,
                               RUNNABLE_CONNECTIONS)
+    if ssh is not None:
+        _preflight(ssh, coordinator)
     try:
         summary = coordinator.run()
     finally:
@@ -79,6 +86,37 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
         raise SearchFailed(f"no trial completed ({summary['failed']} failed); run directory {store.root}; "
                            f"last error:\n{last.strip()[-1500:]}")
     return result
+
+
+def _backends(exp: Experiment, store: RunStore) -> tuple[MultiBackend, SSHBackend | None]:
+    """Local and SSH backends sharing one event queue, by platform."""
+    events: queue.Queue[Any] = queue.Queue()
+    platforms = exp.registry.platforms
+    local = LocalBackend(platforms, resources.folder("runners"), parser_factory=_parser_factory(exp),
+                         events=events)
+    by_platform: dict[str, Backend] = {k: local for k, p in platforms.items() if p.connection == "local"}
+    ssh = None
+    if any(p.connection == "ssh" for p in platforms.values()):
+        ssh = SSHBackend(platforms, known_hosts_path(exp.registry), resources.folder("runners"),
+                         run_id=store.root.name, events=events, parser_factory=_parser_factory(exp))
+        by_platform.update({k: ssh for k, p in platforms.items() if p.connection == "ssh"})
+    return MultiBackend(by_platform, events), ssh
+
+
+def _preflight(ssh: SSHBackend, coordinator: Coordinator) -> None:
+    """Connect to every SSH host and upload the runners before the first trial; a host that
+    fails is routed around (its trials fall back) and named with the reason."""
+    def check(platform: str) -> tuple[str, HostError | None]:
+        try:
+            ssh.prepare(platform)
+            return platform, None
+        except HostError as exc:
+            return platform, exc
+
+    with ThreadPoolExecutor(max_workers=len(ssh.hosts)) as pool:
+        for platform, exc in pool.map(check, list(ssh.hosts)):
+            if exc is not None:
+                coordinator.host_failed(platform, exc)
 
 
 def _parser_factory(exp: Experiment) -> Any:

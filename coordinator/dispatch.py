@@ -24,9 +24,10 @@ class Kind(str, Enum):
     NO_METRIC = "no_metric"  # exited 0 without reporting the objective
     NOT_FINITE = "not_finite"  # the objective was NaN or infinite
     CANCELLED = "cancelled"
+    LOST = "connection_lost"  # host or connection died: retry, preferably elsewhere
 
 
-TRANSIENT = frozenset({Kind.REQUEUE, Kind.CRASHED, Kind.KILLED, Kind.OOM})
+TRANSIENT = frozenset({Kind.REQUEUE, Kind.CRASHED, Kind.KILLED, Kind.OOM, Kind.LOST})
 _OOM_MARKERS = ("MemoryError", "out of memory", "std::bad_alloc", "Cannot allocate memory")
 
 
@@ -36,6 +37,8 @@ def classify(outcome: Outcome, objective: tuple[str, ...], metrics: dict[str, fl
         return Kind.CANCELLED
     if outcome.timed_out:
         return Kind.TIMEOUT
+    if outcome.lost:
+        return Kind.LOST
     if outcome.exit_code == protocol.EXIT_OK:
         if any(m not in metrics for m in objective):
             return Kind.NO_METRIC

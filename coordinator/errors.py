@@ -84,6 +84,28 @@ class StoreError(CoordError):
     exit_code = 2
 
 
+class HostError(CoordError):
+    """A remote host cannot be used; carries the platform key and host for the message."""
+
+    exit_code = 4
+
+    def __init__(self, platform: str, host: str, message: str) -> None:
+        self.platform, self.host = platform, host
+        super().__init__(f"{platform} ({host}): {message}")
+
+
+class HostUnreachable(HostError):
+    """No TCP connection, no SSH banner, or the session stalled past its deadline."""
+
+
+class HostKeyError(HostError):
+    """The host's key is unknown or changed: refused before authentication."""
+
+
+class AuthError(HostError):
+    """The host refused our key, or the key file is missing or too open."""
+
+
 class BackendError(CoordError):
     """A backend could not start or talk to its workers."""
 

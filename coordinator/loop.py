@@ -16,7 +16,7 @@ from typing import Any
 
 from coordinator import dispatch
 from coordinator.backends.base import Backend, EndEvent, Handle, MetricEvent
-from coordinator.errors import RoutingError
+from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
 from coordinator.registry import Registry
 from coordinator.routing import Busy, Infeasible, Ledger, route
 from coordinator.search import Search
@@ -26,6 +26,7 @@ from coordinator.trial import Allocation, Needs, TrialSpec, TrialStatus
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
+DOWN_S = 30.0  # a host that failed is tried again after this long (the next launch is the probe)
 
 
 @dataclass
@@ -87,6 +88,8 @@ class Coordinator:
         self.snap = Snapshot(total=sum(p.search.n_trials for p in plans), metric=plans[0].search.metrics[0])
         self.durations: list[float] = []
         self.stopping = False
+        self.down: dict[str, float] = {}  # platform -> monotonic time it may be tried again
+        self.quarantined: dict[str, str] = {}  # platform -> why (a person must act)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -147,8 +150,28 @@ class Coordinator:
             if not self._place_retry() and not self._place_new():
                 return
 
+    def host_failed(self, platform: str, exc: HostError | str) -> None:
+        """Route around a failed host: for ``DOWN_S`` if it may come back by itself, for the
+        rest of the run if a person must act (unknown or changed host key, refused login)."""
+        reason = str(exc)
+        if isinstance(exc, (HostKeyError, AuthError)):
+            self.quarantined[platform] = reason
+            self.store.event("host_quarantined", platform=platform, reason=reason)
+        else:
+            self.down[platform] = self.clock() + DOWN_S
+            self.store.event("host_down", platform=platform, reason=reason, retry_in_s=DOWN_S)
+        log.warning("%s", reason)
+
+    def _down_now(self) -> set[str]:
+        now = self.clock()
+        for platform in [p for p, until in self.down.items() if until <= now]:
+            del self.down[platform]  # probe it again with the next trial
+            self.store.event("host_probe", platform=platform)
+        return set(self.down)
+
     def _route(self, needs: Needs, avoid: frozenset[str] = frozenset()) -> Allocation | None:
-        decision = route(needs, self.registry, self.ledger, runnable=self.runnable, avoid=avoid)
+        decision = route(needs, self.registry, self.ledger, down=self._down_now(), runnable=self.runnable,
+                         avoid=avoid, quarantined=self.quarantined)
         if isinstance(decision, Infeasible):
             raise RoutingError(needs.model_type, decision.reasons)
         if isinstance(decision, Busy):
@@ -205,7 +228,14 @@ class Coordinator:
                          attempt_dir=str(attempt_dir), threads=platform.threads_per_slot(),
                          device="cuda" if alloc.gpu is not None else "cpu")
         self.ledger.take(alloc, p.number, p.plan.needs.memory_gb)
-        handle = self.backend.launch(spec, alloc)
+        try:
+            handle = self.backend.launch(spec, alloc)
+        except HostError as exc:  # nothing ran: same attempt again, elsewhere or later
+            self.ledger.release(alloc, p.plan.needs.memory_gb)
+            self.host_failed(alloc.platform, exc)
+            p.not_before = self.clock()
+            self.retry_queue.append(p)
+            return
         now = self.clock()
         deadline = now + self.limits.trial_timeout_s if self.limits.trial_timeout_s else None
         self.running[handle.key] = _Running(p, handle, now, deadline)
@@ -240,6 +270,8 @@ class Coordinator:
         p.history.append({"attempt": p.attempt, "platform": alloc.platform, "slot": alloc.slot,
                           "gpu": alloc.gpu, "kind": kind.value, "exit_code": exit_code,
                           "duration_s": round(duration, 4)})
+        if kind == dispatch.Kind.LOST:
+            self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
         delay = None if self.stopping else self.policy.delay(kind, p.attempt)
         if delay is not None:
             self.snap.retries += 1

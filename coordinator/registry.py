@@ -22,7 +22,7 @@ from coordinator.errors import RegistryError
 from coordinator.yamlcfg import Section, Source, load_yaml
 
 CONNECTIONS = ("local", "ssh", "k8s", "slurm")
-RUNNABLE_CONNECTIONS = ("local",)  # ssh arrives with the SSH backend; k8s/slurm later
+RUNNABLE_CONNECTIONS = ("local", "ssh")  # k8s and slurm pools come later
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
@@ -97,6 +97,7 @@ class Registry:
     rules: tuple[RoutingRule, ...] = ()
     allow_local_fallback: bool = True
     source: str = "<embedded default>"
+    known_hosts: str | None = None  # None: $COORD_KNOWN_HOSTS or ~/.ssh/known_hosts
 
     def rule_for(self, model_type: str) -> RoutingRule:
         """The rule for a model type; with none, every platform in registry order."""
@@ -113,6 +114,7 @@ class Registry:
         from dataclasses import asdict
 
         return {"source": self.source, "allow_local_fallback": self.allow_local_fallback,
+                "known_hosts": self.known_hosts,
                 "platforms": {k: asdict(p) for k, p in self.platforms.items()},
                 "rules": [asdict(r) for r in self.rules]}
 
@@ -147,8 +149,11 @@ def parse_registry(data: Any, source: Source) -> Registry:
         seen.add(rule.model_type.lower())
         rules.append(rule)
     allow = root.get("allow_local_fallback", bool, True)
+    known_hosts = root.get("known_hosts", str, None)
     root.done()
-    return Registry(platforms, tuple(rules), allow, source.file)
+    if known_hosts and not Path(known_hosts).expanduser().is_absolute():
+        known_hosts = str(Path(source.file).parent / known_hosts)  # relative to the registry file
+    return Registry(platforms, tuple(rules), allow, source.file, known_hosts)
 
 
 def _parse_platform(key: str, sec: Section) -> Platform:

@@ -7,7 +7,7 @@ ever run it: fail fast and say why) and ``Busy`` (they could, but not now: wait)
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from coordinator.registry import Platform, Registry
@@ -75,13 +75,15 @@ def _free_slot(p: Platform, needs: Needs, ledger: Ledger) -> int | None:
 
 
 def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str] = (),
-          runnable: Collection[str] | None = None, avoid: Collection[str] = ()) -> Decision:
+          runnable: Collection[str] | None = None, avoid: Collection[str] = (),
+          quarantined: Mapping[str, str] | None = None) -> Decision:
     """Choose a slot for a trial.
 
     Candidates come from the model type's rule, in order; when the registry allows it, any
     other local platform is a last fallback. ``avoid`` (e.g. the host a failed attempt ran
     on) moves those platforms to the end rather than excluding them. ``runnable`` limits
-    platforms to connections a backend exists for.
+    platforms to connections a backend exists for. ``quarantined`` platforms (a bad host
+    key, refused authentication: a person must act) count as infeasible, with the reason.
     """
     rule = registry.rule_for(needs.model_type)
     names = [c.platform for c in rule.candidates]
@@ -100,6 +102,8 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
         why = never_fits(p, needs)
         if why is None and runnable is not None and p.connection not in runnable:
             why = f"connection {p.connection!r} is not supported by this version"
+        if why is None and quarantined and name in quarantined:
+            why = quarantined[name]
         if why:
             infeasible[name] = why
             continue

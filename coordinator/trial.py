@@ -82,4 +82,5 @@ class Outcome:
     error: str = ""
     timed_out: bool = False
     cancelled: bool = False
+    lost: bool = False  # the connection to the host was lost and the attempt could not be re-attached
     duration_s: float = 0.0

@@ -63,12 +63,12 @@ class LocalBackend(Backend):
 
     def __init__(self, platforms: dict[str, Platform], runners_dir: Path,
                  parser_factory: Callable[[], protocol.MetricParser] = protocol.MetricParser,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, events: queue.Queue[Event] | None = None) -> None:
         self.platforms = platforms
         self.runners_dir = runners_dir
         self.parser_factory = parser_factory
         self.cwd = cwd or Path.cwd()
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events: queue.Queue[Event] = events if events is not None else queue.Queue()
         self.workers: dict[tuple[str, int], _Worker] = {}
         self.procs: dict[str, tuple[subprocess.Popen[Any], _Attempt]] = {}  # fresh-process attempts
         self.attempts: dict[str, _Attempt] = {}

@@ -1,0 +1,143 @@
+"""The pre-flight doctor (``coord hosts``) and explicit trust of host keys.
+
+For each platform: reachable, authenticated, Python and library versions, cores, memory,
+free disk in the work dir, GPUs from nvidia-smi, and clock skew. ``coord search`` runs the
+same probe before dispatching and routes around hosts that fail it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from coordinator.errors import HostError
+from coordinator.registry import Platform, Registry
+from coordinator.sshconn import HostConnection, default_known_hosts
+
+# Runs on the host with its own Python: stdlib only, prints one JSON object.
+PROBE = r"""
+import json, os, shutil, subprocess, sys, time, importlib.util
+def version(mod):
+    if importlib.util.find_spec(mod) is None:
+        return None
+    try:
+        from importlib.metadata import version as v
+        return v({"sklearn": "scikit-learn", "xgboost": "xgboost"}.get(mod, mod))
+    except Exception:
+        try:
+            from importlib.metadata import version as v
+            return v(mod + "-cpu")
+        except Exception:
+            return "?"
+work = os.path.expanduser(sys.argv[1])
+os.makedirs(work, exist_ok=True)
+try:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+except (ValueError, OSError):
+    mem = None
+gpus = []
+smi = shutil.which("nvidia-smi")
+if smi:
+    try:
+        out = subprocess.run([smi, "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.strip().splitlines():
+            i, name, total, free, util = [x.strip() for x in line.split(",")]
+            gpus.append({"index": int(i), "model": name, "memory_gb": round(float(total) / 1024, 1),
+                         "free_gb": round(float(free) / 1024, 1), "utilization": float(util)})
+        procs = subprocess.run([smi, "--query-compute-apps=gpu_uuid,pid", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
+        for g in gpus:
+            g["compute_processes"] = len(procs) if len(gpus) == 1 else None
+    except Exception as exc:
+        gpus = [{"error": str(exc)}]
+print(json.dumps({"python": sys.version.split()[0], "executable": sys.executable, "cores": os.cpu_count(),
+                  "memory_gb": round(mem, 1) if mem else None,
+                  "disk_free_gb": round(shutil.disk_usage(work).free / 2**30, 1), "time": time.time(),
+                  "libraries": {m: version(m) for m in ("numpy", "pandas", "sklearn", "xgboost", "torch")},
+                  "gpus": gpus}))
+"""
+
+
+def known_hosts_path(registry: Registry) -> Path:
+    return Path(registry.known_hosts).expanduser() if registry.known_hosts else default_known_hosts()
+
+
+def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict[str, Any]:
+    """Probe one platform; never raises: failures are reported in the result."""
+    t0 = time.monotonic()
+    info: dict[str, Any] = {"platform": platform.key, "connection": platform.connection,
+                            "host": platform.host or "localhost"}
+    try:
+        if platform.connection == "local":
+            out = subprocess.run([platform.python, "-c", PROBE, platform.work_dir], capture_output=True,
+                                 text=True, timeout=timeout)
+            code, stdout, stderr = out.returncode, out.stdout, out.stderr
+        elif platform.connection == "ssh":
+            conn = HostConnection(platform, known_hosts_path(registry))
+            try:
+                res = conn.run([platform.python, "-c", PROBE, platform.work_dir], timeout=timeout)
+            finally:
+                conn.close()
+            code, stdout, stderr = res.exit_code, res.stdout, res.stderr
+        else:
+            return {**info, "ok": False, "error": f"connection {platform.connection!r} not supported yet"}
+    except HostError as exc:
+        return {**info, "ok": False, "error": str(exc)}
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {**info, "ok": False, "error": f"cannot run {platform.python}: {exc}"}
+    if code != 0:
+        return {**info, "ok": False, "error": f"{platform.python} failed (exit {code}): {stderr.strip()[-300:]}"}
+    data = json.loads(stdout.strip().splitlines()[-1])
+    data["clock_skew_s"] = round(data.pop("time") - time.time(), 2)
+    missing = [m for m in ("numpy", "pandas", "sklearn") if not data["libraries"].get(m)]
+    info.update(data, ok=not missing, latency_ms=round((time.monotonic() - t0) * 1000))
+    if missing:
+        info["error"] = f"missing libraries: {', '.join(missing)} (pip install them for {platform.python})"
+    local = {m: _local_version(m) for m in data["libraries"]}
+    info["differs"] = {m: [local[m], v] for m, v in data["libraries"].items() if v and local[m] and v != local[m]}
+    return info
+
+
+def _local_version(mod: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in ({"sklearn": "scikit-learn"}.get(mod, mod), mod + "-cpu"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def probe_all(registry: Registry) -> list[dict[str, Any]]:
+    with ThreadPoolExecutor(max_workers=max(1, len(registry.platforms))) as pool:
+        return list(pool.map(lambda p: probe(p, registry), registry.platforms.values()))
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'platform':<16} {'status':<6} {'python':<8} {'cores':>5} {'mem GB':>7} {'disk GB':>8} "
+             f"{'skew s':>7}  gpus / libraries"]
+    for r in rows:
+        if not r.get("python"):
+            lines.append(f"{r['platform']:<16} {'FAIL':<6} {r.get('error', '')}")
+            continue
+        gpus = ", ".join(f"{g.get('index')}:{g.get('model')} {g.get('free_gb')}/{g.get('memory_gb')}GB free "
+                         f"{g.get('utilization')}%" for g in r.get("gpus", [])) or "no GPU"
+        libs = " ".join(f"{k}={v or 'MISSING'}" for k, v in r["libraries"].items())
+        status = "ok" if r["ok"] else "FAIL"
+        lines.append(f"{r['platform']:<16} {status:<6} {r['python']:<8} {r['cores']:>5} {r['memory_gb']:>7} "
+                     f"{r['disk_free_gb']:>8} {r['clock_skew_s']:>7}  {gpus}; {libs}")
+        if r.get("error"):
+            lines.append(f"{'':<16} {r['error']}")
+        for mod, (mine, theirs) in r.get("differs", {}).items():
+            lines.append(f"{'':<16} note: {mod} {theirs} differs from the coordinator's {mine}")
+    return "\n".join(lines)
+
+
+
+

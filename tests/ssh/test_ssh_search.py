@@ -1,0 +1,228 @@
+"""Searches over real OpenSSH servers on loopback: routing, host keys, injection, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from coordinator.app import run_search
+from coordinator.config import SearchOptions
+from coordinator.store import RunStore
+from tests.ssh.conftest import Cluster
+
+SPACE = "params:\n  x: {type: int, low: 0, high: 1000}\n"
+ECHO = """
+import json, os, sys, time
+spec = json.load(open(os.environ['COORD_SPEC']))
+p = spec['params']
+time.sleep(p.get('sleep', 0))
+print('[coord-metric] ' + json.dumps({'loss': p['x'] * 2.0, 'host_cwd_ok': float(os.getcwd() == spec['attempt_dir'].split('/runs/')[0])}))
+"""
+
+
+def _script(base: Path, body: str = ECHO, name: str = "trial.py") -> Path:
+    path = base / name
+    path.write_text(textwrap.dedent(body))
+    path.chmod(0o755)
+    return path
+
+
+def _sleepy(base: Path, seconds: float) -> str:
+    return _space(base, SPACE + f"fixed: {{sleep: {seconds}}}\n")
+
+
+def _space(base: Path, text: str = SPACE) -> str:
+    path = base / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _results(run_dir: str) -> list[dict]:
+    return [r.result for r in RunStore.open(Path(run_dir)).trials()]
+
+
+RULE_SSH_ONLY = "task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha, beta]\nallow_local_fallback: false\n"
+
+
+def test_trials_run_on_the_ssh_hosts_the_rule_names(cluster: Cluster, tmp_path: Path) -> None:
+    reg = cluster.registry(RULE_SSH_ONLY)
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
+                                   trials=8, sampler="random", registry=str(reg), run_dir=str(tmp_path / "run")))
+    results = _results(out["run_dir"])
+    assert out["complete"] == 8
+    assert {r["platform"] for r in results} == {"alpha", "beta"}
+    for r in results:
+        assert r["values"] == [r["params"]["x"] * 2.0]  # I4 over SSH
+        assert r["metrics"]["host_cwd_ok"] == 1.0
+        stdout = Path(out["run_dir"]) / "trials" / str(r["number"]) / "attempt-1" / "stdout"
+        assert "[coord-metric]" in stdout.read_text()  # streamed back into the run directory
+    # the runners were uploaded once per host, by content hash
+    for h in cluster.hosts.values():
+        assert len(list((h.work_dir / "runners").iterdir())) == 1
+
+
+def test_unknown_host_key_is_refused_before_anything_runs(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.trusted("alpha")  # beta's key is unknown
+    before = cluster.known_hosts.read_text()
+    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [beta, alpha]\n"
+                           "allow_local_fallback: false\n")
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
+                                   trials=4, registry=str(reg), run_dir=str(tmp_path / "run")))
+    assert {r["platform"] for r in _results(out["run_dir"])} == {"alpha"}
+    assert not (cluster.hosts["beta"].work_dir / "runners").exists()  # no command ran on beta
+    events = (Path(out["run_dir"]) / "events.jsonl").read_text()
+    assert "unknown host key" in events and "coord hosts trust beta" in events
+    assert cluster.known_hosts.read_text() == before  # never auto-added
+
+
+def test_changed_host_key_is_refused_and_the_host_quarantined(cluster: Cluster, tmp_path: Path) -> None:
+    other = cluster.base / "other"
+    other.mkdir()
+    from tests import sshd
+    fake = sshd.keygen(other / "k").split()
+    alpha = cluster.hosts["alpha"]
+    cluster.known_hosts.write_text(f"[127.0.0.1]:{alpha.port} {fake[0]} {fake[1]}\n"
+                                   + cluster.hosts["beta"].known_hosts_line() + "\n")
+    reg = cluster.registry(RULE_SSH_ONLY)
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
+                                   trials=4, registry=str(reg), run_dir=str(tmp_path / "run")))
+    assert {r["platform"] for r in _results(out["run_dir"])} == {"beta"}
+    assert "host key CHANGED" in (Path(out["run_dir"]) / "events.jsonl").read_text()
+    assert not (alpha.work_dir / "runners").exists()
+
+
+@pytest.mark.parametrize("shell", ["/bin/bash", "/usr/bin/dash"])
+def test_shell_metacharacters_arrive_byte_identical(cluster: Cluster, tmp_path: Path, shell: str) -> None:
+    from tests import sshd
+    user = "coordbash" if "bash" in shell else "coorddash"
+    if not sshd.ensure_user(user, shell):
+        pytest.skip("creating a test user needs root")
+    for parent in tmp_path.parents:  # let the test user reach its work dir and the script
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    for h in cluster.hosts.values():
+        h.user = user
+        os.chown(h.work_dir, *_ids(user))
+    os.chmod(cluster.key, 0o600)
+    nasty = ["$(touch CANARY1)", "`touch CANARY2`", "a; touch CANARY3", "b | touch CANARY4", "c\nd",
+             "'single'", '"double"', "--help", "-oProxyCommand=touch CANARY5", "ünïcødé ✓", "x" * 5000]
+    values = json.dumps(nasty)
+    space = _space(tmp_path, f"params:\n  s: {{type: categorical, choices: {values}}}\n")
+    body = """
+        import json, os, zlib
+        spec = json.load(open(os.environ['COORD_SPEC']))
+        s = spec['params']['s']
+        print('[coord-metric] ' + json.dumps({'crc': zlib.crc32(s.encode('utf-8')), 'n': len(s)}))
+    """
+    script = _script(tmp_path, body)
+    script.parent.chmod(0o755)
+    tmp_path.chmod(0o755)
+    reg = cluster.registry(RULE_SSH_ONLY, python="python3")
+    out = run_search(SearchOptions(command=f"python3 {script}", space=space, metrics=("crc",), direction="maximize",
+                                   sampler="grid", registry=str(reg), run_dir=str(tmp_path / "run")))
+    results = _results(out["run_dir"])
+    assert out["complete"] == len(nasty), [r.get("error") for r in results]
+    for r in results:
+        assert r["metrics"]["crc"] == zlib.crc32(r["params"]["s"].encode("utf-8"))
+    assert sorted(r["params"]["s"] for r in results) == sorted(nasty)
+    for root in (tmp_path, *(h.work_dir for h in cluster.hosts.values()), Path("/home") / user, Path("/")):
+        assert not list(root.glob("CANARY*"))
+
+
+def _ids(user: str) -> tuple[int, int]:
+    import pwd
+    pw = pwd.getpwnam(user)
+    return pw.pw_uid, pw.pw_gid
+
+
+def test_remote_trial_killed_with_sigkill_is_retried(cluster: Cluster, tmp_path: Path) -> None:
+    body = """
+        import json, os, signal
+        spec = json.load(open(os.environ['COORD_SPEC']))
+        if os.environ['COORD_ATTEMPT'] == '1':
+            os.kill(os.getpid(), signal.SIGKILL)
+        print('[coord-metric] {"loss": 1.5}')
+    """
+    reg = cluster.registry(RULE_SSH_ONLY)
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path, body)}", space=_space(tmp_path),
+                                   metrics=("loss",), trials=2, registry=str(reg), run_dir=str(tmp_path / "run")))
+    for r in _results(out["run_dir"]):
+        assert r["status"] == "COMPLETE" and [a["kind"] for a in r["attempts"]] == ["killed", "ok"]
+        assert r["attempts"][0]["platform"] != r["attempts"][1]["platform"]  # retried on the other host
+
+
+def test_host_down_at_start_falls_back(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.hosts["alpha"].stop()
+    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha, beta]\n")
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
+                                   trials=5, registry=str(reg), run_dir=str(tmp_path / "run")))
+    assert out["complete"] == 5
+    assert {r["platform"] for r in _results(out["run_dir"])} <= {"beta", "local"}
+    assert "cannot connect" in (Path(out["run_dir"]) / "events.jsonl").read_text()
+
+
+def test_sshd_listener_killed_mid_search_loses_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    reg = cluster.registry(RULE_SSH_ONLY)
+    killer = threading.Timer(1.0, cluster.hosts["alpha"].stop)
+    killer.start()
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_sleepy(tmp_path, 0.3),
+                                   metrics=("loss",), trials=12, registry=str(reg), run_dir=str(tmp_path / "run")))
+    killer.join()
+    results = _results(out["run_dir"])
+    assert len(results) == 12 and out["complete"] == 12  # I1: every trial ends, none lost
+    for r in results:
+        assert r["values"] == [r["params"]["x"] * 2.0]
+
+
+def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """SIGSTOP the sshd process serving our connection: paramiko alone would wait forever."""
+    caplog.set_level("WARNING", logger="coordinator.backends.ssh")
+    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha]\n"
+                           "allow_local_fallback: false\n")
+    alpha = cluster.hosts["alpha"]
+    stopped: list[int] = []
+
+    def stall() -> None:
+        assert alpha.proc is not None
+        kids = subprocess.run(["pgrep", "-P", str(alpha.proc.pid)], capture_output=True, text=True).stdout.split()
+        for pid in kids:
+            os.kill(int(pid), signal.SIGSTOP)
+            stopped.append(int(pid))
+
+    timer = threading.Timer(2.0, stall)
+    timer.start()
+    t0 = time.monotonic()
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_sleepy(tmp_path, 4),
+                                   metrics=("loss",), trials=1, registry=str(reg), run_dir=str(tmp_path / "run")))
+    timer.join()
+    for pid in stopped:
+        os.kill(pid, signal.SIGCONT)
+    assert stopped, "no session process found to stall"
+    (r,) = _results(out["run_dir"])
+    assert r["status"] == "COMPLETE" and len(r["attempts"]) == 1  # re-attached, not re-run
+    assert "no heartbeat" in caplog.text and "re-attached to trial 0.1 on alpha" in caplog.text
+    assert r["values"] == [r["params"]["x"] * 2.0]
+    assert time.monotonic() - t0 < 30
+
+
+def test_all_hosts_refused_fails_fast_with_the_reasons(cluster: Cluster, tmp_path: Path) -> None:
+    from coordinator.errors import RoutingError
+    cluster.known_hosts.write_text("")
+    reg = cluster.registry(RULE_SSH_ONLY)
+    t0 = time.monotonic()
+    with pytest.raises(RoutingError) as err:
+        run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
+                                 trials=2, registry=str(reg), run_dir=str(tmp_path / "run")))
+    assert "alpha (root@127.0.0.1): unknown host key" in str(err.value) and "beta" in str(err.value)
+    assert time.monotonic() - t0 < 30
