@@ -144,3 +144,53 @@ def validate(file: str, kind: str) -> None:
     from coordinator.app import validate_file
 
     click.echo(validate_file(file, kind))
+
+
+@main.group(invoke_without_command=True)
+@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def hosts(ctx: click.Context, registry: str | None, as_json: bool) -> None:
+    """Pre-flight doctor: reachability, Python and libraries, cores, memory, disk, GPUs, clock skew."""
+    ctx.obj = registry
+    if ctx.invoked_subcommand is not None:
+        return
+    from coordinator.hosts import probe_all, render_table
+
+    rows = probe_all(_registry(registry))
+    click.echo(json.dumps(rows, indent=2, default=str) if as_json else render_table(rows))
+    if not all(r["ok"] for r in rows):
+        ctx.exit(4)
+
+
+@hosts.command()
+@click.argument("platform")
+@click.option("--yes", is_flag=True, help="Trust without asking (only after checking the fingerprint).")
+@click.pass_obj
+def trust(registry: str | None, platform: str, yes: bool) -> None:
+    """Show PLATFORM's host key fingerprint and record it in known_hosts on confirmation."""
+    from coordinator.errors import ConfigError
+    from coordinator.hosts import known_hosts_path
+    from coordinator.sshconn import add_known_host, fingerprint, scan_host_key
+
+    reg = _registry(registry)
+    if platform not in reg.platforms or reg.platforms[platform].connection != "ssh":
+        raise ConfigError(f"no ssh platform {platform!r}", key="platform",
+                          valid=[k for k, p in reg.platforms.items() if p.connection == "ssh"])
+    p = reg.platforms[platform]
+    key = scan_host_key(p)
+    path = known_hosts_path(reg)
+    click.echo(f"{platform} ({p.host}:{p.port}) offers a {key.get_name()} key")
+    click.echo(f"  fingerprint: {fingerprint(key)}")
+    click.echo("  compare it with the host's own: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub")
+    if not yes and not click.confirm(f"Trust this key and add it to {path}?", default=False):
+        click.echo("not trusted; nothing written")
+        sys.exit(1)
+    add_known_host(path, p, key)
+    click.echo(f"trusted: added to {path}")
+
+
+def _registry(path: str | None) -> Any:
+    from coordinator.registry import default_registry, load_registry
+
+    return load_registry(path) if path else default_registry()

@@ -1,0 +1,49 @@
+"""`coord hosts` (the doctor) and `coord hosts trust` against real sshd servers."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from coordinator.cli import main
+from tests.ssh.conftest import Cluster
+
+
+def test_doctor_reports_every_platform(cluster: Cluster) -> None:
+    reg = cluster.registry()
+    res = CliRunner().invoke(main, ["hosts", "--registry", str(reg), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["platform"]: r for r in json.loads(res.output)}
+    assert set(rows) == {"local", "alpha", "beta"}
+    for r in rows.values():
+        assert r["ok"] and r["cores"] >= 1 and r["memory_gb"] > 0 and r["disk_free_gb"] > 0
+        assert r["libraries"]["xgboost"] and r["libraries"]["sklearn"] and abs(r["clock_skew_s"]) < 5
+    table = CliRunner().invoke(main, ["hosts", "--registry", str(reg)])
+    assert "alpha" in table.output and "ok" in table.output
+
+
+def test_doctor_names_an_unreachable_host_and_fails(cluster: Cluster) -> None:
+    cluster.hosts["beta"].stop()
+    res = CliRunner().invoke(main, ["hosts", "--registry", str(cluster.registry())])
+    assert res.exit_code == 4
+    assert "beta" in res.output and "FAIL" in res.output and "cannot connect" in res.output
+
+
+def test_trust_shows_the_fingerprint_and_records_only_on_yes(cluster: Cluster) -> None:
+    cluster.known_hosts.write_text("")
+    reg = str(cluster.registry())
+    refused = CliRunner().invoke(main, ["hosts", "--registry", reg, "trust", "alpha"], input="n\n")
+    assert refused.exit_code == 1 and "fingerprint: SHA256:" in refused.output
+    assert cluster.known_hosts.read_text() == ""
+    ok = CliRunner().invoke(main, ["hosts", "--registry", reg, "trust", "alpha"], input="y\n")
+    assert ok.exit_code == 0, ok.output
+    assert cluster.known_hosts.read_text().strip() == cluster.hosts["alpha"].known_hosts_line()
+    doctor = CliRunner().invoke(main, ["hosts", "--registry", reg, "--json"])
+    rows = {r["platform"]: r for r in json.loads(doctor.output)}
+    assert rows["alpha"]["ok"] and not rows["beta"]["ok"] and "unknown host key" in rows["beta"]["error"]
+    # the key matches what ssh-keygen reports for the host's key file
+    import subprocess
+    fp = subprocess.run(["ssh-keygen", "-lf", str(cluster.hosts["alpha"].root / "host_key.pub")],
+                        capture_output=True, text=True).stdout.split()[1]
+    assert f"fingerprint: {fp}" in ok.output

@@ -1,0 +1,37 @@
+"""The shared Backend contract, run against the SSH backend and a real sshd."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from coordinator import resources
+from coordinator.backends.base import Backend
+from coordinator.backends.ssh import SSHBackend
+from coordinator.registry import load_registry
+from coordinator.trial import Allocation, TrialSpec
+from tests.backends.contract import BackendContract
+from tests.ssh.conftest import Cluster
+
+PRELUDE = "import json, os, sys, time\nspec = json.load(open(os.environ['COORD_SPEC']))\np = spec['params']\n"
+
+
+class TestSSHContract(BackendContract):
+    alloc = Allocation("alpha", 0, None, "test")
+
+    @pytest.fixture(autouse=True)
+    def _cluster(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def make_backend(self, tmp_path: Path) -> Backend:
+        reg = load_registry(self.cluster.registry())
+        return SSHBackend(reg.platforms, self.cluster.known_hosts, resources.folder("runners"), run_id="contract",
+                          stall_s=3.0)
+
+    def make_spec(self, tmp_path: Path, number: int, body: str) -> TrialSpec:
+        script = tmp_path / f"t{number}.py"
+        script.write_text(PRELUDE + body + "\n")
+        return TrialSpec(number, 1, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",),
+                         str(tmp_path / "ckpt"), str(tmp_path / f"trials/{number}/attempt-1"))
