@@ -1,32 +1,49 @@
-"""Remote trial supervisor (stdlib only): runs on the host, started over SSH.
+"""Remote side of the SSH backend (stdlib only): one agent per host, started over SSH.
 
-    python3 remote.py run ATTEMPT_DIR       start the trial detached, then follow it
-    python3 remote.py follow ATTEMPT_DIR N  re-attach: stream stdout from byte N, then the end
-    python3 remote.py kill ATTEMPT_DIR      kill the trial's whole process group
+    python3 -S remote.py agent              serve requests on stdin (the normal mode)
+    python3 -S remote.py follow ATTEMPT_DIR [OFFSET]   stream one attempt (debugging)
+    python3 -S remote.py kill ATTEMPT_DIR              kill one attempt's process group
 
-ATTEMPT_DIR holds ``launch.json`` (argv, env, cwd, attempt), written by the coordinator
-over SFTP: parameters never appear on a command line. The trial runs in its own session
-with stdout/stderr in files, so a dropped SSH connection neither kills nor orphans it;
-``pid`` names its process group, ``exit.json`` (written atomically, carrying the attempt
-number) records how it ended. ``follow`` prints stdout lines as they come, a heartbeat
-line every second (so the coordinator can tell a stalled connection from a quiet trial),
-and finally ``[coord-end] {"exit": CODE, "attempt": K}``.
+The agent reads one JSON request a line on stdin:
+
+    {"op": "run", "tag": T, "adir": D, "files": {"spec.json": "...", "launch.json": "..."}}
+    {"op": "follow", "tag": T, "adir": D, "offset": N}     re-attach after a reconnect
+    {"op": "kill", "adir": D}
+
+``run`` writes the files into D (parameters travel inside this message, never on a
+command line), starts the trial detached in its own session with stdout/stderr in files,
+a ``pid`` file naming its process group and an ``exit.json`` carrying the attempt number,
+so that a dropped connection neither kills nor orphans it. For every attempt the agent
+streams ``T<TAB>line`` for each stdout line and finally
+``T<TAB>[coord-end] {"exit": CODE, "attempt": K, "stderr": TAIL}``; it prints
+``[coord-hb] N`` every second so the coordinator can tell a stalled connection from
+quiet trials. When stdin closes (the connection is gone) the agent exits; trials go on.
 """
 
 import json
 import os
 import signal
 import sys
+import threading
 import time
 
 END = "[coord-end]"
 HEARTBEAT = "[coord-hb]"
 POLL_S = 0.02
+STDERR_TAIL = 64 * 1024
+_out_lock = threading.Lock()
+
+
+def _emit(text):
+    with _out_lock:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
 
 def _write_atomic(path, text):
     tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -34,15 +51,16 @@ def _write_atomic(path, text):
 
 
 def start(adir):
+    """Start the attempt described by ADIR/launch.json, detached; return once it runs."""
     with open(os.path.join(adir, "launch.json")) as fh:
         launch = json.load(fh)
     if os.path.exists(os.path.join(adir, "pid")):
-        return  # already started: a repeated launch must not run the trial twice
+        return  # already started: a repeated request must not run the trial twice
     pid = os.fork()
     if pid:
-        os.waitpid(pid, 0)  # the intermediate child exits at once; the trial is re-parented to init
-        for _ in range(500):
-            if os.path.exists(os.path.join(adir, "pid")):
+        os.waitpid(pid, 0)  # the intermediate child exits at once; the supervisor is re-parented
+        for _ in range(2500):
+            if os.path.exists(os.path.join(adir, "pid")) or os.path.exists(os.path.join(adir, "exit.json")):
                 return
             time.sleep(0.002)
         return
@@ -61,9 +79,9 @@ def start(adir):
         os.setpgid(0, 0)
         os.dup2(out, 1)
         os.dup2(err, 2)
-        if launch.get("cwd"):
-            os.chdir(os.path.expanduser(launch["cwd"]))
         try:
+            if launch.get("cwd"):
+                os.chdir(os.path.expanduser(launch["cwd"]))
             os.execvpe(launch["argv"][0], launch["argv"], env)
         except OSError as exc:
             os.write(2, ("coord: cannot run %s: %s\n" % (launch["argv"][0], exc)).encode())
@@ -78,42 +96,45 @@ def start(adir):
     os._exit(0)
 
 
-def follow(adir, offset=0):
+def _stderr_tail(adir):
+    try:
+        with open(os.path.join(adir, "stderr"), "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - STDERR_TAIL))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def follow(adir, offset, emit):
+    """Emit stdout lines from byte ``offset`` as they come, then the end line."""
     path = os.path.join(adir, "stdout")
     exit_path = os.path.join(adir, "exit.json")
-    out = sys.stdout
-    last_beat = time.monotonic()
     buf = b""
-    while not os.path.exists(path) and not os.path.exists(exit_path):
-        time.sleep(POLL_S)
-    fh = open(path, "rb") if os.path.exists(path) else None
-    if fh is not None:
-        fh.seek(offset)
+    fh = None
     while True:
         done = os.path.exists(exit_path)  # checked before the last read: nothing is missed
+        if fh is None and os.path.exists(path):
+            fh = open(path, "rb")
+            fh.seek(offset)
         chunk = fh.read() if fh is not None else b""
         if chunk:
             buf += chunk
             lines = buf.split(b"\n")
             buf = lines.pop()
             for line in lines:
-                offset += len(line) + 1
-                out.write(line.decode("utf-8", "replace") + "\n")
-            out.flush()
+                emit(line.decode("utf-8", "replace"))
         elif done:
             if buf:
-                out.write(buf.decode("utf-8", "replace") + "\n")
+                emit(buf.decode("utf-8", "replace"))
             with open(exit_path) as efh:
                 result = json.load(efh)
-            out.write("%s %s\n" % (END, json.dumps(result)))
-            out.flush()
+            result["stderr"] = _stderr_tail(adir)
+            emit("%s %s" % (END, json.dumps(result)))
+            if fh is not None:
+                fh.close()
             return
         else:
-            now = time.monotonic()
-            if now - last_beat >= 1.0:
-                out.write("%s %d\n" % (HEARTBEAT, offset))
-                out.flush()
-                last_beat = now
             time.sleep(POLL_S)
 
 
@@ -137,21 +158,65 @@ def kill(adir, grace=3.0):
             time.sleep(0.05)
 
 
+def _follow_tagged(tag, adir, offset):
+    try:
+        follow(adir, offset, lambda line: _emit("%s\t%s" % (tag, line)))
+    except Exception as exc:  # report, never kill the agent
+        _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 1, "stderr": "coord agent: %s" % exc})))
+
+
+def _run(req):
+    adir = req["adir"]
+    os.makedirs(adir, mode=0o700, exist_ok=True)
+    for name, text in req.get("files", {}).items():
+        _write_atomic(os.path.join(adir, os.path.basename(name)), text)
+    for d in req.get("dirs", []):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    start(adir)
+
+
+def agent():
+    def beat():
+        n = 0
+        while True:
+            time.sleep(1.0)
+            n += 1
+            _emit("%s %d" % (HEARTBEAT, n))
+    threading.Thread(target=beat, daemon=True).start()
+    _emit("%s 0" % HEARTBEAT)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            req = json.loads(line)
+            op = req["op"]
+            if op == "run":
+                _run(req)
+                threading.Thread(target=_follow_tagged, args=(req["tag"], req["adir"], 0), daemon=True).start()
+            elif op == "follow":
+                threading.Thread(target=_follow_tagged, args=(req["tag"], req["adir"], int(req.get("offset", 0))),
+                                 daemon=True).start()
+            elif op == "kill":
+                threading.Thread(target=kill, args=(req["adir"],), daemon=True).start()
+        except Exception as exc:
+            tag = req.get("tag", "?") if isinstance(req, dict) else "?"
+            _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 127, "stderr": "coord agent: %s" % exc})))
+
+
 def main(argv):
-    cmd, adir = argv[1], argv[2]
-    if cmd == "run":
-        start(adir)
-        follow(adir, 0)
+    cmd = argv[1] if len(argv) > 1 else ""
+    if cmd == "agent":
+        agent()
     elif cmd == "follow":
-        follow(adir, int(argv[3]) if len(argv) > 3 else 0)
+        follow(argv[2], int(argv[3]) if len(argv) > 3 else 0, print)
     elif cmd == "kill":
-        kill(adir)
+        kill(argv[2])
     else:
-        sys.exit("usage: remote.py run|follow|kill ATTEMPT_DIR")
+        sys.exit("usage: remote.py agent | follow ATTEMPT_DIR [OFFSET] | kill ATTEMPT_DIR")
 
 
 if __name__ == "__main__":
     try:
         main(sys.argv)
-    except BrokenPipeError:  # the coordinator went away: the trial goes on
+    except (BrokenPipeError, KeyboardInterrupt):  # the coordinator went away: trials go on
         pass

@@ -1,20 +1,23 @@
-"""SSH backend: trials on remote hosts over one verified connection per host.
+"""SSH backend: trials on remote hosts through one verified connection and one agent per host.
 
 Per host, once: the runner scripts are uploaded by content hash into
-``<work_dir>/runners/<hash>/`` and the data file into ``<work_dir>/data/<sha256>.csv``
-(reused while the hash matches). Per attempt: ``spec.json`` and ``launch.json`` go over
-SFTP into ``<work_dir>/runs/<run>/trials/<n>/attempt-<k>/``, then one command starts
-``remote.py run`` there (every word quoted, no parameter on the command line). The trial
-runs detached in its own session; the command streams its stdout with a heartbeat.
+``<work_dir>/runners/<hash>/``, the data file into ``<work_dir>/data/<sha256>.csv``
+(reused while the hash matches), and one command starts ``remote.py agent`` on a single
+channel. Per attempt: one JSON line to the agent carries spec.json and launch.json (no
+parameter on any command line, no SSH exec, no SFTP), and the agent starts the trial
+detached in its own session. The agent streams every trial's stdout back tagged by attempt,
+with a heartbeat each second, and ends each attempt with its exit code and stderr tail.
 
-A channel that goes quiet past ``stall_s`` (no line, no heartbeat) or breaks is
-re-attached over a fresh connection with ``remote.py follow`` from the last byte seen;
-if the host cannot be reached within ``reattach_s`` the attempt ends as *lost* (retried
-elsewhere) and the host is reported down. A late result of that attempt is never read.
+If the agent's channel breaks, or goes silent for ``stall_s`` (paramiko alone can wait
+forever on a stopped peer), the connection is dropped and a new agent re-attaches to every
+running attempt from the last byte seen. If the host cannot be reached within
+``reattach_s``, its attempts end as *lost* (retried elsewhere); their late results are
+never read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,28 +52,30 @@ def runners_hash(runners_dir: Path) -> tuple[str, dict[str, bytes]]:
 @dataclass
 class _Remote:
     handle: Handle
-    conn: HostConnection
     adir: str
     out: IO[str]
     started: float
+    parser: protocol.MetricParser
     offset: int = 0
-    last_seen: float = field(default_factory=time.monotonic)
     reason: str | None = None
-    chan: Any = None
     done: bool = False
 
 
+@dataclass
 class _Host:
-    """What is known about one host: its connection and what is already uploaded there."""
+    """One host: its connection, its agent channel, what is uploaded, what runs there."""
 
-    def __init__(self, platform: Platform, known_hosts: Path) -> None:
-        self.platform = platform
-        self.conn = HostConnection(platform, known_hosts)
-        self.work = platform.work_dir.rstrip("/")
-        self.runners: str | None = None
-        self.data: dict[str, str] = {}
-        self.dirs: set[str] = set()
-        self.lock = threading.Lock()
+    platform: Platform
+    conn: HostConnection
+    work: str
+    runners: str | None = None
+    data: dict[str, str] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+    chan: Any = None
+    generation: int = 0
+    last_seen: float = field(default_factory=time.monotonic)
+    attempts: dict[str, _Remote] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 class SSHBackend(Backend):
@@ -79,183 +84,203 @@ class SSHBackend(Backend):
     def __init__(self, platforms: dict[str, Platform], known_hosts: Path, runners_dir: Path, run_id: str,
                  events: queue.Queue[Event] | None = None, parser_factory: Any = protocol.MetricParser,
                  stall_s: float = 5.0, reattach_s: float = 20.0) -> None:
-        self.hosts = {k: _Host(p, known_hosts) for k, p in platforms.items() if p.connection == "ssh"}
+        self.hosts = {k: _Host(p, HostConnection(p, known_hosts), p.work_dir.rstrip("/"))
+                      for k, p in platforms.items() if p.connection == "ssh"}
         self.runners_dir = runners_dir
         self.run_id = run_id
         self.events: queue.Queue[Event] = events if events is not None else queue.Queue()
         self.parser_factory = parser_factory
         self.stall_s, self.reattach_s = stall_s, reattach_s
-        self.attempts: dict[str, _Remote] = {}
         self.closed = False
         self._stop = threading.Event()
         threading.Thread(target=self._watchdog, daemon=True).start()
 
     # -- preparing a host ------------------------------------------------------------------
-    def _mkdirs(self, host: _Host, path: str) -> None:
-        host.conn.makedirs(path, host.dirs)
-
-    def _home_relative(self, host: _Host, path: str) -> str:
-        return f"{host.conn.home()}/{path[2:]}" if path.startswith("~/") else path
-
-    def prepare(self, platform: str) -> str:
-        """Connect and upload the runners once; returns the remote runners folder."""
+    def prepare(self, platform: str) -> None:
+        """Connect, upload the runners once, start the agent. Raises HostError."""
         host = self.hosts[platform]
         with host.lock:
-            if host.runners:
-                return host.runners
-            host.work = self._home_relative(host, host.work)
-            digest, files = runners_hash(self.runners_dir)
-            target = f"{host.work}/runners/{digest}"
-            if not host.conn.exists(f"{target}/.complete"):
-                self._mkdirs(host, f"{host.work}/runners")
-                tmp = f"{target}.tmp{int(time.time() * 1000)}"
-                self._mkdirs(host, tmp)
-                for name, data in files.items():
-                    host.conn.put_bytes(data, f"{tmp}/{name}", 0o600)
-                host.conn.put_bytes(digest.encode(), f"{tmp}/.complete")
-                try:
-                    host.conn.rename(tmp, target)
-                except HostError:
-                    if not host.conn.exists(f"{target}/.complete"):  # another coordinator won the race
-                        raise
-            host.runners = target
-            return target
+            if host.chan is not None and not host.chan.closed:
+                return
+            try:
+                if host.runners is None:
+                    if host.work.startswith("~/"):
+                        host.work = f"{host.conn.home()}/{host.work[2:]}"
+                    host.runners = self._upload_runners(host)
+                self._start_agent(host)
+            except (OSError, EOFError, paramiko.SSHException) as exc:  # never let paramiko crash the loop
+                host.conn.close()
+                raise HostUnreachable(*host.conn.label, f"cannot prepare the host: {exc}") from None
+
+    def _upload_runners(self, host: _Host) -> str:
+        digest, files = runners_hash(self.runners_dir)
+        target = f"{host.work}/runners/{digest}"
+        if not host.conn.exists(f"{target}/.complete"):
+            host.conn.makedirs(f"{host.work}/runners", host.dirs)
+            tmp = f"{target}.tmp{int(time.time() * 1000)}"
+            host.conn.makedirs(tmp, host.dirs)
+            for name, data in files.items():
+                host.conn.put_bytes(data, f"{tmp}/{name}", 0o600)
+            host.conn.put_bytes(digest.encode(), f"{tmp}/.complete")
+            try:
+                host.conn.rename(tmp, target)
+            except HostError:
+                if not host.conn.exists(f"{target}/.complete"):  # another coordinator won the race
+                    raise
+        return target
+
+    def _start_agent(self, host: _Host) -> None:
+        chan = host.conn.open_command([host.platform.python, "-S", f"{host.runners}/remote.py", "agent"], 30.0)
+        chan.settimeout(None)  # the reader blocks; the watchdog bounds silence instead
+        host.generation += 1
+        host.chan = chan
+        host.last_seen = time.monotonic()
+        threading.Thread(target=self._read_agent, args=(host, chan, host.generation), daemon=True).start()
 
     def _ensure_data(self, host: _Host, data: dict[str, Any]) -> str:
         sha = data["sha256"]
         with host.lock:
-            if sha in host.data:
-                return host.data[sha]
-            remote = f"{host.work}/data/{sha}.csv"
-            if not host.conn.exists(remote):
-                self._mkdirs(host, f"{host.work}/data")
-                host.conn.put_bytes(Path(data["path"]).read_bytes(), remote, 0o600)
-            host.data[sha] = remote
-            return remote
+            if sha not in host.data:
+                remote = f"{host.work}/data/{sha}.csv"
+                if not host.conn.exists(remote):
+                    host.conn.makedirs(f"{host.work}/data", host.dirs)
+                    host.conn.put_bytes(Path(data["path"]).read_bytes(), remote, 0o600)
+                host.data[sha] = remote
+            return host.data[sha]
+
+    def _send(self, host: _Host, request: dict[str, Any]) -> None:
+        line = (json.dumps(request) + "\n").encode()
+        with host.lock:
+            try:
+                host.chan.sendall(line)
+            except (OSError, EOFError, paramiko.SSHException, AttributeError) as exc:
+                raise HostUnreachable(*host.conn.label, f"agent unreachable: {exc}") from None
 
     # -- the contract ----------------------------------------------------------------------
     def launch(self, spec: TrialSpec, allocation: Allocation) -> Handle:
-        """Start an attempt. Raises HostError (before anything runs) if the host is unusable."""
-        try:
-            return self._launch(spec, allocation)
-        except HostError:
-            raise
-        except (OSError, EOFError, paramiko.SSHException) as exc:  # never let paramiko crash the loop
-            host = self.hosts[allocation.platform]
-            host.conn.close()
-            raise HostUnreachable(*host.conn.label, f"launch failed: {exc}") from None
-
-    def _launch(self, spec: TrialSpec, allocation: Allocation) -> Handle:
+        """Start an attempt. Raises HostError, before anything runs, if the host is unusable."""
         host = self.hosts[allocation.platform]
-        runners = self.prepare(allocation.platform)
+        self.prepare(allocation.platform)
         handle = Handle(spec.number, spec.attempt, allocation)
-        adir = f"{host.work}/runs/{self.run_id}/trials/{spec.number}/attempt-{spec.attempt}"
-        ckpt = f"{host.work}/runs/{self.run_id}/trials/{spec.number}/checkpoint"
-        self._mkdirs(host, adir)
-        self._mkdirs(host, ckpt)
+        base = f"{host.work}/runs/{self.run_id}/trials/{spec.number}"
+        adir, ckpt = f"{base}/attempt-{spec.attempt}", f"{base}/checkpoint"
         remote_spec = {**spec.to_json(), "attempt_dir": adir, "checkpoint_dir": ckpt}
-        if spec.data is not None:
-            remote_spec["data"] = {**spec.data, "path": self._ensure_data(host, spec.data)}
-        argv = list(spec.command) if spec.command else [host.platform.python, f"{runners}/run_trial.py"]
+        try:
+            if spec.data is not None:
+                remote_spec["data"] = {**spec.data, "path": self._ensure_data(host, spec.data)}
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(*host.conn.label, f"cannot upload the data: {exc}") from None
+        argv = list(spec.command) if spec.command else [host.platform.python, f"{host.runners}/run_trial.py"]
         threads = str(spec.threads)
         env = {protocol.ENV_SPEC: f"{adir}/spec.json", protocol.ENV_TRIAL_NUMBER: str(spec.number),
                protocol.ENV_ATTEMPT: str(spec.attempt), protocol.ENV_CHECKPOINT_DIR: ckpt,
                protocol.ENV_CUDA: "" if allocation.gpu is None else str(allocation.gpu),
                "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                "PYTHONUNBUFFERED": "1", **spec.env}
+        spec_text = json.dumps(remote_spec, indent=2, sort_keys=True)
         launch = {"argv": argv, "env": env, "cwd": host.work, "attempt": spec.attempt}
-        host.conn.put_bytes(json.dumps(remote_spec, indent=2, sort_keys=True).encode(), f"{adir}/spec.json")
-        host.conn.put_bytes(json.dumps(launch).encode(), f"{adir}/launch.json")
         local_dir = Path(spec.attempt_dir)
         local_dir.mkdir(parents=True, exist_ok=True)
-        (local_dir / "spec.json").write_text(json.dumps(remote_spec, indent=2, sort_keys=True), encoding="utf-8")
-        rem = _Remote(handle, host.conn, adir, open(local_dir / "stdout", "a", encoding="utf-8"),  # noqa: SIM115
-                      time.monotonic())
-        rem.chan = host.conn.open_command([host.platform.python, f"{runners}/remote.py", "run", adir], 30.0)
-        self.attempts[handle.key] = rem
-        threading.Thread(target=self._follow, args=(rem, host, runners), daemon=True).start()
+        (local_dir / "spec.json").write_text(spec_text, encoding="utf-8")
+        rem = _Remote(handle, adir, open(local_dir / "stdout", "a", encoding="utf-8"),  # noqa: SIM115
+                      time.monotonic(), self.parser_factory())
+        with host.lock:
+            host.attempts[handle.key] = rem
+        try:
+            self._send(host, {"op": "run", "tag": handle.key, "adir": adir, "dirs": [ckpt],
+                              "files": {"spec.json": spec_text, "launch.json": json.dumps(launch)}})
+        except HostError:
+            with host.lock:
+                host.attempts.pop(handle.key, None)
+            rem.out.close()
+            raise
         return handle
 
-    def _follow(self, rem: _Remote, host: _Host, runners: str) -> None:
-        parser = self.parser_factory()
-        while not rem.done:
-            code = self._stream(rem, parser)
-            if code is not None:
-                self._finish(rem, host, Outcome(exit_code=code if code >= 0 else None,
-                                                signal=-code if code < 0 else None))
-                return
-            if self.closed:
-                return
-            # the channel broke or stalled: re-attach over a fresh connection, or give up
-            deadline = time.monotonic() + self.reattach_s
-            rem.conn.close()
-            while not self.closed:
-                try:
-                    rem.chan = rem.conn.open_command(
-                        [host.platform.python, f"{runners}/remote.py", "follow", rem.adir, str(rem.offset)], 10.0)
-                    rem.last_seen = time.monotonic()
-                    log.warning("re-attached to trial %s on %s", rem.handle.key, host.platform.key)
-                    break
-                except HostError:
-                    if time.monotonic() >= deadline:
-                        self._finish(rem, host, Outcome(exit_code=None, lost=True,
-                                                        error=f"lost connection to {host.platform.key}"))
-                        return
-                    time.sleep(1.0)
-
-    def _stream(self, rem: _Remote, parser: protocol.MetricParser) -> int | None:
-        """Read lines until the end marker (returns the exit code) or a broken channel (None)."""
+    def _read_agent(self, host: _Host, chan: Any, generation: int) -> None:
         try:
-            for raw in rem.chan.makefile("r"):
-                rem.last_seen = time.monotonic()
-                line = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            for raw in chan.makefile("rb"):
+                host.last_seen = time.monotonic()
+                line = raw.decode("utf-8", "replace")
                 if line.startswith(HEARTBEAT_PREFIX):
                     continue
-                if line.startswith(protocol.END_PREFIX):
-                    try:
-                        return int(json.loads(line[len(protocol.END_PREFIX):])["exit"])
-                    except (ValueError, KeyError, TypeError):
-                        return 1
-                rem.offset += len(line.encode("utf-8"))
-                rem.out.write(line)
-                values = parser.parse(line)
+                tag, sep, payload = line.partition("\t")
+                with host.lock:
+                    rem = host.attempts.get(tag)
+                if not sep or rem is None or rem.done:
+                    continue
+                if payload.startswith(protocol.END_PREFIX):
+                    self._end(host, rem, payload)
+                    continue
+                rem.offset += len(payload.encode("utf-8"))
+                rem.out.write(payload)
+                values = rem.parser.parse(payload)
                 if values:
                     self.events.put(MetricEvent(rem.handle, values))
         except Exception as exc:  # a dead transport raises from many places inside paramiko
-            log.info("channel of trial %s broke: %s", rem.handle.key, exc)
-        return None
+            log.info("agent channel of %s broke: %s", host.platform.key, exc)
+        if not self.closed and generation == host.generation:
+            self._reattach(host, generation)
 
-    def _finish(self, rem: _Remote, host: _Host, outcome: Outcome) -> None:
-        if rem.done:
-            return
-        rem.done = True
+    def _end(self, host: _Host, rem: _Remote, payload: str) -> None:
+        try:
+            info = json.loads(payload[len(protocol.END_PREFIX):])
+            code = int(info["exit"])
+        except (ValueError, KeyError, TypeError):
+            info, code = {}, 1
+        stderr = info.get("stderr") or ""
+        (Path(rem.out.name).parent / "stderr").write_text(stderr, encoding="utf-8")  # the host keeps the whole file
+        self._finish(host, rem, Outcome(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None))
+
+    def _finish(self, host: _Host, rem: _Remote, outcome: Outcome) -> None:
+        with host.lock:
+            if rem.done:
+                return
+            rem.done = True
+            host.attempts.pop(rem.handle.key, None)
         now = time.monotonic()
         rem.out.close()
-        if not outcome.lost:
-            try:  # keep the host's stderr with the run (the file stays on the host too)
-                err = host.conn.get_bytes(f"{rem.adir}/stderr", limit=256 * 1024)
-                if err is not None:
-                    (Path(rem.out.name).parent / "stderr").write_bytes(err)
-            except HostError:
-                pass
-        self.attempts.pop(rem.handle.key, None)
         final = Outcome(exit_code=outcome.exit_code, signal=outcome.signal, error=outcome.error,
                         cancelled=rem.reason == "cancelled", timed_out=rem.reason == "timeout",
                         lost=outcome.lost and rem.reason is None, duration_s=now - rem.started)
         self.events.put(EndEvent(rem.handle, final, now))
 
+    def _reattach(self, host: _Host, generation: int) -> None:
+        """A new connection and agent, then ``follow`` every running attempt from its offset."""
+        with host.lock:
+            if generation != host.generation:
+                return  # someone else re-attached already
+            host.chan = None
+        host.conn.close()
+        deadline = time.monotonic() + self.reattach_s
+        while not self.closed:
+            try:
+                with host.lock:
+                    self._start_agent(host)
+                    for rem in list(host.attempts.values()):
+                        self._send(host, {"op": "follow", "tag": rem.handle.key, "adir": rem.adir,
+                                          "offset": rem.offset})
+                log.warning("re-attached to %d running trial(s) on %s", len(host.attempts), host.platform.key)
+                return
+            except HostError as exc:
+                host.conn.close()
+                if time.monotonic() >= deadline:
+                    log.warning("%s: giving up re-attaching: %s", host.platform.key, exc)
+                    for rem in list(host.attempts.values()):
+                        self._finish(host, rem, Outcome(exit_code=None, lost=True,
+                                                        error=f"lost connection to {host.platform.key}"))
+                    return
+                time.sleep(1.0)
+
     def _watchdog(self) -> None:
-        """Close channels that went silent: no output and no heartbeat for ``stall_s``."""
+        """Drop connections whose agent went silent (no line, no heartbeat) for ``stall_s``."""
         while not self._stop.wait(0.5):
             now = time.monotonic()
-            for rem in list(self.attempts.values()):
-                if not rem.done and now - rem.last_seen > self.stall_s and rem.chan is not None:
-                    log.warning("trial %s: no heartbeat for %.1fs; re-attaching", rem.handle.key, now - rem.last_seen)
-                    rem.last_seen = now
-                    try:
-                        rem.conn.close()  # unblocks the reader; it re-attaches on a new connection
-                    except Exception:
-                        pass
+            for host in self.hosts.values():
+                if host.chan is not None and now - host.last_seen > self.stall_s:
+                    log.warning("%s: no heartbeat for %.1fs; reconnecting", host.platform.key, now - host.last_seen)
+                    host.last_seen = now
+                    with contextlib.suppress(Exception):
+                        host.conn.close()  # unblocks the reader, which re-attaches
 
     def poll(self, timeout: float) -> list[Event]:
         out: list[Event] = []
@@ -268,31 +293,27 @@ class SSHBackend(Backend):
         return out
 
     def cancel(self, handle: Handle, reason: str = "cancelled") -> None:
-        rem = self.attempts.get(handle.key)
+        host = self.hosts[handle.allocation.platform]
+        with host.lock:
+            rem = host.attempts.get(handle.key)
         if rem is None:
             return
         rem.reason = reason
-        host = self.hosts[handle.allocation.platform]
-
-        def kill() -> None:
-            try:
-                rem.conn.run([host.platform.python, f"{host.runners}/remote.py", "kill", rem.adir], timeout=15.0)
-            except HostError as exc:
-                log.warning("could not kill trial %s on %s: %s", handle.key, host.platform.key, exc)
-        threading.Thread(target=kill, daemon=True).start()
+        try:
+            self._send(host, {"op": "kill", "adir": rem.adir})
+        except HostError as exc:  # re-attach will follow it; the kill is retried at close
+            log.warning("could not kill trial %s on %s: %s", handle.key, host.platform.key, exc)
 
     def close(self) -> None:
         if self.closed:
             return
-        for rem in list(self.attempts.values()):
-            host = self.hosts[rem.handle.allocation.platform]
-            rem.reason = rem.reason or "cancelled"
-            try:
-                rem.conn.run([host.platform.python, f"{host.runners}/remote.py", "kill", rem.adir], timeout=10.0)
-            except HostError:
-                pass
-        deadline = time.monotonic() + 5
-        while self.attempts and time.monotonic() < deadline:
+        for host in self.hosts.values():
+            for rem in list(host.attempts.values()):
+                rem.reason = rem.reason or "cancelled"
+                with contextlib.suppress(HostError):
+                    self._send(host, {"op": "kill", "adir": rem.adir})
+        deadline = time.monotonic() + 8
+        while any(h.attempts for h in self.hosts.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.closed = True
         self._stop.set()

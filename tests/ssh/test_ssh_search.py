@@ -211,7 +211,7 @@ def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: 
     assert stopped, "no session process found to stall"
     (r,) = _results(out["run_dir"])
     assert r["status"] == "COMPLETE" and len(r["attempts"]) == 1  # re-attached, not re-run
-    assert "no heartbeat" in caplog.text and "re-attached to trial 0.1 on alpha" in caplog.text
+    assert "alpha: no heartbeat" in caplog.text and "re-attached to 1 running trial(s) on alpha" in caplog.text
     assert r["values"] == [r["params"]["x"] * 2.0]
     assert time.monotonic() - t0 < 30
 
