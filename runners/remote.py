@@ -40,60 +40,64 @@ def _emit(text):
         sys.stdout.flush()
 
 
-def _write_atomic(path, text):
+def _write_atomic(path, text, durable=True):
+    """Temp file and rename; fsync only what must outlive a host crash (the exit record):
+    an attempt whose host dies is lost with its spec anyway."""
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
 def start(adir):
-    """Start the attempt described by ADIR/launch.json, detached; return once it runs."""
+    """Start the attempt described by ADIR/launch.json, detached in its own session.
+
+    Returns the supervisor's pid (a child of this process, so the agent learns of the end
+    through waitpid at once), or None if the attempt had already been started.
+    """
     with open(os.path.join(adir, "launch.json")) as fh:
         launch = json.load(fh)
     if os.path.exists(os.path.join(adir, "pid")):
-        return  # already started: a repeated request must not run the trial twice
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)  # the intermediate child exits at once; the supervisor is re-parented
-        for _ in range(2500):
-            if os.path.exists(os.path.join(adir, "pid")) or os.path.exists(os.path.join(adir, "exit.json")):
-                return
-            time.sleep(0.002)
-        return
-    os.setsid()
-    if os.fork():
+        return None  # already started: a repeated request must not run the trial twice
+    sup = os.fork()
+    if sup:
+        return sup
+    try:
+        os.setsid()  # its own session: a dropped SSH connection does not reach it
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # let go of the SSH channel, or it would stay open until the trial ends
+            os.dup2(null, fd)
+        out = os.open(os.path.join(adir, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        err = os.open(os.path.join(adir, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        env = dict(os.environ)
+        env.update(launch.get("env", {}))
+        child = os.fork()
+        if child == 0:
+            os.setpgid(0, 0)
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            try:
+                if launch.get("cwd"):
+                    os.chdir(os.path.expanduser(launch["cwd"]))
+                os.execvpe(launch["argv"][0], launch["argv"], env)
+            except OSError as exc:
+                os.write(2, ("coord: cannot run %s: %s\n" % (launch["argv"][0], exc)).encode())
+                os._exit(127)
+        with open(os.path.join(adir, "pid.tmp"), "w") as fh:  # for kill only: no fsync needed
+            fh.write(str(child))
+        os.replace(os.path.join(adir, "pid.tmp"), os.path.join(adir, "pid"))
+        while True:
+            _, status = os.waitpid(child, 0)
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                break
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+        _write_atomic(os.path.join(adir, "exit.json"), json.dumps({"exit": code, "attempt": launch.get("attempt")}))
+    finally:
         os._exit(0)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):  # let go of the SSH channel, or it would stay open until the trial ends
-        os.dup2(null, fd)
-    out = os.open(os.path.join(adir, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    err = os.open(os.path.join(adir, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    env = dict(os.environ)
-    env.update(launch.get("env", {}))
-    child = os.fork()
-    if child == 0:
-        os.setpgid(0, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        try:
-            if launch.get("cwd"):
-                os.chdir(os.path.expanduser(launch["cwd"]))
-            os.execvpe(launch["argv"][0], launch["argv"], env)
-        except OSError as exc:
-            os.write(2, ("coord: cannot run %s: %s\n" % (launch["argv"][0], exc)).encode())
-            os._exit(127)
-    _write_atomic(os.path.join(adir, "pid"), str(child))
-    while True:
-        _, status = os.waitpid(child, 0)
-        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            break
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
-    _write_atomic(os.path.join(adir, "exit.json"), json.dumps({"exit": code, "attempt": launch.get("attempt")}))
-    os._exit(0)
 
 
 def _stderr_tail(adir):
@@ -106,8 +110,10 @@ def _stderr_tail(adir):
         return ""
 
 
-def follow(adir, offset, emit):
-    """Emit stdout lines from byte ``offset`` as they come, then the end line."""
+def follow(adir, offset, emit, finished=None):
+    """Emit stdout lines from byte ``offset`` as they come, then the end line. ``finished``
+    (set when the supervisor exits) ends the wait at once; without it, poll."""
+    finished = finished or threading.Event()
     path = os.path.join(adir, "stdout")
     exit_path = os.path.join(adir, "exit.json")
     buf = b""
@@ -135,7 +141,7 @@ def follow(adir, offset, emit):
                 fh.close()
             return
         else:
-            time.sleep(POLL_S)
+            finished.wait(POLL_S)
 
 
 def kill(adir, grace=3.0):
@@ -158,9 +164,15 @@ def kill(adir, grace=3.0):
             time.sleep(0.05)
 
 
-def _follow_tagged(tag, adir, offset):
+def _follow_tagged(tag, adir, offset, supervisor=None):
+    finished = threading.Event()
+    if supervisor:
+        def reap():
+            os.waitpid(supervisor, 0)
+            finished.set()
+        threading.Thread(target=reap, daemon=True).start()
     try:
-        follow(adir, offset, lambda line: _emit("%s\t%s" % (tag, line)))
+        follow(adir, offset, lambda line: _emit("%s\t%s" % (tag, line)), finished)
     except Exception as exc:  # report, never kill the agent
         _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 1, "stderr": "coord agent: %s" % exc})))
 
@@ -169,10 +181,10 @@ def _run(req):
     adir = req["adir"]
     os.makedirs(adir, mode=0o700, exist_ok=True)
     for name, text in req.get("files", {}).items():
-        _write_atomic(os.path.join(adir, os.path.basename(name)), text)
+        _write_atomic(os.path.join(adir, os.path.basename(name)), text, durable=False)
     for d in req.get("dirs", []):
         os.makedirs(d, mode=0o700, exist_ok=True)
-    start(adir)
+    return start(adir)
 
 
 def agent():
@@ -191,8 +203,9 @@ def agent():
             req = json.loads(line)
             op = req["op"]
             if op == "run":
-                _run(req)
-                threading.Thread(target=_follow_tagged, args=(req["tag"], req["adir"], 0), daemon=True).start()
+                supervisor = _run(req)
+                threading.Thread(target=_follow_tagged, args=(req["tag"], req["adir"], 0, supervisor),
+                                 daemon=True).start()
             elif op == "follow":
                 threading.Thread(target=_follow_tagged, args=(req["tag"], req["adir"], int(req.get("offset", 0))),
                                  daemon=True).start()
