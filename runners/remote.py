@@ -20,6 +20,7 @@ streams ``T<TAB>line`` for each stdout line and finally
 quiet trials. When stdin closes (the connection is gone) the agent exits; trials go on.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -130,6 +131,9 @@ def follow(adir, offset, emit, finished=None):
             buf = lines.pop()
             for line in lines:
                 emit(line.decode("utf-8", "replace"))
+        elif not done and _vanished(adir):
+            _write_atomic(exit_path, json.dumps({"exit": -9, "attempt": None, "vanished": True}))
+            continue
         elif done:
             if buf:
                 emit(buf.decode("utf-8", "replace"))
@@ -142,6 +146,27 @@ def follow(adir, offset, emit, finished=None):
             return
         else:
             finished.wait(POLL_S)
+
+
+_checked = {}
+
+
+def _vanished(adir, every=0.5):
+    """True when the attempt's process is gone and no exit record came (a warm worker killed
+    by cancel or by the OOM killer, a supervisor killed with -9). Checked twice, ``every``
+    seconds apart, so a supervisor that is just writing exit.json is not overtaken."""
+    now = time.monotonic()
+    if now - _checked.get(adir, (0.0, False))[0] < every:
+        return False
+    try:
+        with open(os.path.join(adir, "pid")) as fh:
+            pid = int(fh.read())
+    except (OSError, ValueError):
+        return False
+    gone = not _alive(pid) and not os.path.exists(os.path.join(adir, "exit.json"))
+    was_gone = _checked.get(adir, (0.0, False))[1]
+    _checked[adir] = (now, gone)
+    return gone and was_gone
 
 
 def kill(adir, grace=3.0):
@@ -164,6 +189,17 @@ def kill(adir, grace=3.0):
             time.sleep(0.05)
 
 
+def stop_workers(slots_dir):
+    """Kill every warm worker of a run (its slots live under ``slots_dir``)."""
+    if not os.path.isdir(slots_dir):
+        return
+    for slot in os.listdir(slots_dir):
+        current = _worker(os.path.join(slots_dir, slot))
+        if current:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(current[0], signal.SIGKILL)
+
+
 def _follow_tagged(tag, adir, offset, supervisor=None):
     finished = threading.Event()
     if supervisor:
@@ -177,6 +213,70 @@ def _follow_tagged(tag, adir, offset, supervisor=None):
         _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 1, "stderr": "coord agent: %s" % exc})))
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _worker(slot_dir):
+    """(pid, model) of the slot's warm worker if it is alive, else None."""
+    try:
+        with open(os.path.join(slot_dir, "worker.pid")) as fh:
+            pid, model = fh.read().split()
+        return (int(pid), model) if _alive(int(pid)) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _warm_job(warm, adir):
+    """Hand the attempt to the slot's detached warm worker, starting one if needed, and
+    record the worker's pid as the attempt's (cancel kills the worker)."""
+    sdir = warm["slot_dir"]
+    os.makedirs(sdir, mode=0o700, exist_ok=True)
+    fifo = os.path.join(sdir, "jobs")
+    current = _worker(sdir)
+    if current and current[1] != warm["model"]:  # another model's worker holds the slot
+        os.killpg(current[0], signal.SIGKILL)
+        current = None
+    if current is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(sdir, "worker.pid"))
+        if not os.path.exists(fifo):
+            os.mkfifo(fifo, 0o600)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                if os.fork():
+                    os._exit(0)
+                env = dict(os.environ)
+                env.update(warm.get("env", {}))
+                env["COORD_PRELOAD"] = warm["model"]
+                os.execve(warm["argv"][0], list(warm["argv"]) + ["--fifo", fifo], env)
+            finally:
+                os._exit(127)
+        os.waitpid(pid, 0)
+    fd = os.open(fifo, os.O_WRONLY)  # returns once the worker holds the pipe open
+    try:
+        os.write(fd, (json.dumps({"spec": os.path.join(adir, "spec.json")}) + "\n").encode())
+    finally:
+        os.close(fd)
+    for _ in range(500):
+        current = _worker(sdir)
+        if current:
+            _write_atomic(os.path.join(adir, "pid"), str(current[0]), durable=False)
+            return
+        time.sleep(0.002)
+
+
 def _run(req):
     adir = req["adir"]
     os.makedirs(adir, mode=0o700, exist_ok=True)
@@ -184,6 +284,11 @@ def _run(req):
         _write_atomic(os.path.join(adir, os.path.basename(name)), text, durable=False)
     for d in req.get("dirs", []):
         os.makedirs(d, mode=0o700, exist_ok=True)
+    warm = req.get("warm")
+    if warm:
+        if not (os.path.exists(os.path.join(adir, "pid")) or os.path.exists(os.path.join(adir, "exit.json"))):
+            _warm_job(warm, adir)
+        return None
     return start(adir)
 
 
@@ -211,6 +316,8 @@ def agent():
                                  daemon=True).start()
             elif op == "kill":
                 threading.Thread(target=kill, args=(req["adir"],), daemon=True).start()
+            elif op == "stop_workers":
+                stop_workers(req["dir"])
         except Exception as exc:
             tag = req.get("tag", "?") if isinstance(req, dict) else "?"
             _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 127, "stderr": "coord agent: %s" % exc})))

@@ -148,6 +148,9 @@ class SSHBackend(Backend):
                 host.data[sha] = remote
             return host.data[sha]
 
+    def _slots_dir(self, host: _Host) -> str:
+        return f"{host.work}/runs/{self.run_id}/slots"
+
     def _send(self, host: _Host, request: dict[str, Any]) -> None:
         line = (json.dumps(request) + "\n").encode()
         with host.lock:
@@ -179,6 +182,12 @@ class SSHBackend(Backend):
                "PYTHONUNBUFFERED": "1", **spec.env}
         spec_text = json.dumps(remote_spec, indent=2, sort_keys=True)
         launch = {"argv": argv, "env": env, "cwd": host.work, "attempt": spec.attempt}
+        request: dict[str, Any] = {"op": "run", "tag": handle.key, "adir": adir, "dirs": [ckpt],
+                                   "files": {"spec.json": spec_text, "launch.json": json.dumps(launch)}}
+        if spec.model is not None:  # built-in model: the slot's warm worker runs it
+            request["warm"] = {"slot_dir": f"{self._slots_dir(host)}/{allocation.slot}", "model": spec.model,
+                               "argv": [host.platform.python, f"{host.runners}/worker.py"],
+                               "env": {k: v for k, v in env.items() if not k.startswith("COORD_")}}
         local_dir = Path(spec.attempt_dir)
         local_dir.mkdir(parents=True, exist_ok=True)
         (local_dir / "spec.json").write_text(spec_text, encoding="utf-8")
@@ -187,8 +196,7 @@ class SSHBackend(Backend):
         with host.lock:
             host.attempts[handle.key] = rem
         try:
-            self._send(host, {"op": "run", "tag": handle.key, "adir": adir, "dirs": [ckpt],
-                              "files": {"spec.json": spec_text, "launch.json": json.dumps(launch)}})
+            self._send(host, request)
         except HostError:
             with host.lock:
                 host.attempts.pop(handle.key, None)
@@ -315,6 +323,11 @@ class SSHBackend(Backend):
         deadline = time.monotonic() + 8
         while any(h.attempts for h in self.hosts.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
+        for host in self.hosts.values():  # the run's warm workers end with it
+            if host.chan is not None:
+                with contextlib.suppress(HostError):
+                    self._send(host, {"op": "stop_workers", "dir": self._slots_dir(host)})
+        time.sleep(0.1 if any(h.chan is not None for h in self.hosts.values()) else 0)
         self.closed = True
         self._stop.set()
         for host in self.hosts.values():

@@ -226,3 +226,42 @@ def test_all_hosts_refused_fails_fast_with_the_reasons(cluster: Cluster, tmp_pat
                                  trials=2, registry=str(reg), run_dir=str(tmp_path / "run")))
     assert "alpha (root@127.0.0.1): unknown host key" in str(err.value) and "beta" in str(err.value)
     assert time.monotonic() - t0 < 30
+
+
+@pytest.mark.slow
+def test_builtin_models_run_in_warm_workers_on_the_hosts(cluster: Cluster, tmp_path: Path, small_csv: Path) -> None:
+    reg = cluster.registry("task_routing_rules:\n  - model_type: GLM\n    route_to: [alpha, beta]\n"
+                           "allow_local_fallback: false\n")
+    space = _space(tmp_path, "params:\n  C: {type: float, low: 0.01, high: 10, log: true}\n")
+    out = run_search(SearchOptions(models=("glm",), space=space, data=str(small_csv), target="home_win",
+                                   time_col="season", folds=2, trials=8, registry=str(reg),
+                                   run_dir=str(tmp_path / "run")))
+    results = _results(out["run_dir"])
+    assert out["complete"] == 8 and {r["platform"] for r in results} == {"alpha", "beta"}
+    for r in results:
+        assert 0.55 < r["metrics"]["auc"] < 1.0
+    # one warm worker per slot served every trial on it: all trials of a slot share a pid
+    pids: dict[str, set[str]] = {}
+    for h in cluster.hosts.values():
+        for adir in (h.work_dir / "runs").glob("*/trials/*/attempt-1"):
+            spec = json.loads((adir / "spec.json").read_text())
+            assert spec["data"]["path"].startswith(str(h.work_dir / "data"))  # uploaded by hash
+            pids.setdefault(h.name, set()).add((adir / "pid").read_text())
+    assert all(len(v) <= 2 for v in pids.values()) and sum(len(v) for v in pids.values()) <= 4
+    data_files = list((cluster.hosts["alpha"].work_dir / "data").iterdir())
+    assert len(data_files) == 1  # the data went over once, named by its hash
+
+
+def test_cancelled_warm_trial_ends_and_its_worker_is_gone(cluster: Cluster, tmp_path: Path, small_csv: Path) -> None:
+    from coordinator.errors import SearchFailed
+    reg = cluster.registry("task_routing_rules:\n  - model_type: NeuralNetwork\n    route_to: [alpha]\n"
+                           "allow_local_fallback: false\n")
+    space = _space(tmp_path, "params:\n  epochs: {type: int, low: 5000, high: 5001}\n")
+    t0 = time.monotonic()
+    with pytest.raises(SearchFailed):
+        run_search(SearchOptions(models=("mlp",), space=space, data=str(small_csv), target="home_win",
+                                 trials=1, trial_timeout=6, max_retries=0, registry=str(reg),
+                                 run_dir=str(tmp_path / "run")))
+    assert time.monotonic() - t0 < 40
+    (r,) = _results(str(tmp_path / "run"))
+    assert r["kind"] == "timeout"
