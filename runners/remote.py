@@ -44,7 +44,7 @@ def _emit(text):
 def _write_atomic(path, text, durable=True):
     """Temp file and rename; fsync only what must outlive a host crash (the exit record):
     an attempt whose host dies is lost with its spec anyway."""
-    tmp = path + ".tmp"
+    tmp = "%s.%d.%d.tmp" % (path, os.getpid(), threading.get_ident())  # writers never share a temp name
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
@@ -88,9 +88,7 @@ def start(adir):
             except OSError as exc:
                 os.write(2, ("coord: cannot run %s: %s\n" % (launch["argv"][0], exc)).encode())
                 os._exit(127)
-        with open(os.path.join(adir, "pid.tmp"), "w") as fh:  # for kill only: no fsync needed
-            fh.write(str(child))
-        os.replace(os.path.join(adir, "pid.tmp"), os.path.join(adir, "pid"))
+        _write_atomic(os.path.join(adir, "pid"), str(child), durable=False)  # for kill only: no fsync
         while True:
             _, status = os.waitpid(child, 0)
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
@@ -257,6 +255,7 @@ def _warm_job(warm, adir):
                     os.dup2(null, fd)
                 if os.fork():
                     os._exit(0)
+                os.setpgid(0, 0)  # its own process group, named by its pid: kill(adir) reaches it
                 env = dict(os.environ)
                 env.update(warm.get("env", {}))
                 env["COORD_PRELOAD"] = warm["model"]

@@ -36,10 +36,7 @@ def _run_job(line, detached):
     spec = trialkit.read_spec(job["spec"])
     adir = spec["attempt_dir"]
     saved = {fd: os.dup(fd) for fd in ((1, 2) if detached else (2,))}
-    if detached:
-        with open(os.path.join(adir, "pid.tmp"), "w") as fh:
-            fh.write(str(os.getpid()))
-        os.replace(os.path.join(adir, "pid.tmp"), os.path.join(adir, "pid"))
+    if detached:  # the agent wrote this worker's pid as the attempt's already
         _redirect(1, os.path.join(adir, "stdout"))
     _redirect(2, os.path.join(adir, "stderr"))
     try:
@@ -51,7 +48,7 @@ def _run_job(line, detached):
             os.dup2(copy, fd)
             os.close(copy)
     if detached:
-        tmp = os.path.join(adir, "exit.json.tmp")
+        tmp = os.path.join(adir, f"exit.json.{os.getpid()}.tmp")
         with open(tmp, "w") as fh:
             json.dump({"exit": code, "attempt": spec["attempt"]}, fh)
             fh.flush()
@@ -84,9 +81,9 @@ if __name__ == "__main__":
         # Open it and announce this worker before the slow imports, so the agent never waits.
         fd = os.open(sys.argv[2], os.O_RDWR)
         pidfile = os.path.join(os.path.dirname(sys.argv[2]), "worker.pid")
-        with open(pidfile + ".tmp", "w") as fh:
+        with open(f"{pidfile}.{os.getpid()}.tmp", "w") as fh:
             fh.write(f"{os.getpid()} {os.environ.get('COORD_PRELOAD', '')}")
-        os.replace(pidfile + ".tmp", pidfile)
+        os.replace(f"{pidfile}.{os.getpid()}.tmp", pidfile)
         _preload()
         _serve(os.fdopen(fd, "r", buffering=1), detached=True)
     else:

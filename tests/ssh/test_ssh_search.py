@@ -262,6 +262,7 @@ def test_cancelled_warm_trial_ends_and_its_worker_is_gone(cluster: Cluster, tmp_
         run_search(SearchOptions(models=("mlp",), space=space, data=str(small_csv), target="home_win",
                                  trials=1, trial_timeout=6, max_retries=0, registry=str(reg),
                                  run_dir=str(tmp_path / "run")))
-    assert time.monotonic() - t0 < 40
     (r,) = _results(str(tmp_path / "run"))
     assert r["kind"] == "timeout"
+    assert r["duration_s"] < 6 + 5  # the kill reached the worker: it did not train to the end
+    assert time.monotonic() - t0 < 25
