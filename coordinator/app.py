@@ -24,6 +24,7 @@ from coordinator.registry import RUNNABLE_CONNECTIONS, default_registry, load_re
 from coordinator.reporting import write_report
 from coordinator.routing import plan_lines
 from coordinator.search import Search, make_sampler, open_storage
+from coordinator.speed import SpeedModel
 from coordinator.store import RunStore
 from coordinator.tracking import Tracker, Trackers
 from coordinator.trial import Needs
@@ -70,7 +71,7 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
     store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
     coordinator = Coordinator(store, plans, exp.registry, backend, Limits(exp.parallel, opts.timeout,
                               opts.trial_timeout), dispatch.RetryPolicy(opts.max_retries), tracker,
-                              RUNNABLE_CONNECTIONS)
+                              RUNNABLE_CONNECTIONS, speed=SpeedModel() if opts.placement == "learned" else None)
     if ssh is not None:
         _preflight(ssh, coordinator)
     try:

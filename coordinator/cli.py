@@ -71,6 +71,8 @@ def main(verbose: int) -> None:
 @click.option("--storage", envvar="COORD_STORAGE", help="Optuna storage URL (default: a journal file in the run).")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--trial-timeout", type=click.FloatRange(min=0), help="Kill a trial after SECONDS.")
+@click.option("--placement", type=click.Choice(["learned", "static"]), default="learned", show_default=True,
+              help="learned: each trial goes where it should finish first (learned speeds); static: rule order.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
 def search(quiet: bool, as_json: bool, **kw: Any) -> None:

@@ -53,6 +53,7 @@ class SearchOptions:
     storage: str | None = None
     max_retries: int = 3
     trial_timeout: float | None = None
+    placement: str = "learned"  # learned: where a trial should finish first; static: rule order
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
 from coordinator.registry import Registry
 from coordinator.routing import Busy, Infeasible, Ledger, route
 from coordinator.search import Search
+from coordinator.speed import Estimate, SpeedModel
 from coordinator.store import RunStore
 from coordinator.tracking import Snapshot, Tracker
 from coordinator.trial import Allocation, Needs, TrialSpec, TrialStatus
@@ -75,10 +76,11 @@ class Coordinator:
 
     def __init__(self, store: RunStore, plans: list[StudyPlan], registry: Registry, backend: Backend,
                  limits: Limits, policy: dispatch.RetryPolicy, tracker: Tracker, runnable: tuple[str, ...],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, speed: SpeedModel | None = None) -> None:
         self.store, self.plans, self.registry, self.backend = store, plans, registry, backend
         self.limits, self.policy, self.tracker, self.runnable = limits, policy, tracker, runnable
         self.clock = clock
+        self.speed = speed  # None: static rule order only
         self.ledger = Ledger()
         self.retry_queue: list[_Pending] = []
         self.running: dict[str, _Running] = {}
@@ -170,8 +172,9 @@ class Coordinator:
         return set(self.down)
 
     def _route(self, needs: Needs, avoid: frozenset[str] = frozenset()) -> Allocation | None:
-        decision = route(needs, self.registry, self.ledger, down=self._down_now(), runnable=self.runnable,
-                         avoid=avoid, quarantined=self.quarantined)
+        down = self._down_now() | self._exploring(needs)
+        decision = route(needs, self.registry, self.ledger, down=down, runnable=self.runnable,
+                         avoid=avoid, quarantined=self.quarantined, estimates=self._estimates(needs))
         if isinstance(decision, Infeasible):
             raise RoutingError(needs.model_type, decision.reasons)
         if isinstance(decision, Busy):
@@ -179,6 +182,40 @@ class Coordinator:
             return None
         self.snap.waiting_reason = ""
         return decision
+
+    def _exploring(self, needs: Needs) -> set[str]:
+        """Calibration: a fallback platform with no measured speed for this model type takes
+        one trial at a time until the first one ends (the preferred platform fills freely)."""
+        if self.speed is None:
+            return set()
+        rule = self.registry.rule_for(needs.model_type)
+        preferred = rule.candidates[0].platform if rule.candidates else None
+        return {r.handle.allocation.platform for r in self.running.values()
+                if r.pending.plan.needs.model_type == needs.model_type
+                and r.handle.allocation.platform != preferred
+                and self.speed.expected(needs.model_type, r.handle.allocation.platform) is None}
+
+    def _estimates(self, needs: Needs) -> dict[str, Estimate] | None:
+        """Expected duration per platform, and for a full one the expected wait for its
+        first slot to free, from the learned speeds of the trials running there."""
+        if self.speed is None:
+            return None
+        now = self.clock()
+        out: dict[str, Estimate] = {}
+        for name, platform in self.registry.platforms.items():
+            duration = self.speed.expected(needs.model_type, name)
+            if duration is None:
+                continue
+            wait = 0.0
+            if self.ledger.busy(name) >= platform.max_concurrent_jobs:
+                remaining = []
+                for r in self.running.values():
+                    if r.handle.allocation.platform == name:
+                        own = self.speed.expected(r.pending.plan.needs.model_type, name) or duration
+                        remaining.append(max(0.0, own - (now - r.started)))
+                wait = min(remaining, default=0.0)
+            out[name] = Estimate(duration, wait)
+        return out
 
     def _place_retry(self) -> bool:
         now = self.clock()
@@ -196,15 +233,11 @@ class Coordinator:
     def _place_new(self) -> bool:
         if not self._can_ask():
             return False
-        n = len(self.plans)
-        for i in range(n):  # round robin over the run's searches
-            plan = self.plans[(self.turn + i) % n]
-            if plan.asked >= plan.search.n_trials:
-                continue
+        for plan in self._study_order():
             alloc = self._route(plan.needs)
             if alloc is None:
                 continue
-            self.turn = (self.turn + i + 1) % n
+            self.turn = (self.plans.index(plan) + 1) % len(self.plans)
             optuna_number, params = plan.search.ask()
             plan.asked += 1
             number = self.next_number
@@ -217,6 +250,22 @@ class Coordinator:
             self._launch(pending, alloc)
             return True
         return False
+
+    def _study_order(self) -> list[StudyPlan]:
+        """Searches with budget left: round robin, or with learned speeds by *sufferage*
+        (how much later a trial would finish if denied its best platform), so a GPU goes
+        to the model that gains most from it, not to whichever asked first."""
+        n = len(self.plans)
+        order = [self.plans[(self.turn + i) % n] for i in range(n)]
+        order = [p for p in order if p.asked < p.search.n_trials]
+        if self.speed is None or len(order) < 2:
+            return order
+
+        def sufferage(plan: StudyPlan) -> float:
+            est = self._estimates(plan.needs) or {}
+            finishes = sorted(e.finish_s for e in est.values())
+            return finishes[1] - finishes[0] if len(finishes) > 1 else 0.0
+        return sorted(order, key=sufferage, reverse=True)  # stable: ties keep round robin
 
     def _launch(self, p: _Pending, alloc: Allocation) -> None:
         platform = self.registry.platforms[alloc.platform]
@@ -272,6 +321,8 @@ class Coordinator:
                           "duration_s": round(duration, 4)})
         if kind == dispatch.Kind.LOST:
             self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
+        if kind == dispatch.Kind.OK and self.speed is not None:
+            self.speed.observe(p.plan.needs.model_type, alloc.platform, duration)
         delay = None if self.stopping else self.policy.delay(kind, p.attempt)
         if delay is not None:
             self.snap.retries += 1
@@ -335,7 +386,8 @@ class Coordinator:
         s = self.snap
         return {"complete": s.complete, "failed": s.failed, "cancelled": s.cancelled, "retries": s.retries,
                 "trials": s.done, "best_value": s.best_value, "best_number": s.best_number,
-                "metric": s.metric, "elapsed_s": round(self.clock() - self.start, 3)}
+                "metric": s.metric, "elapsed_s": round(self.clock() - self.start, 3),
+                "learned_speed_s": self.speed.table() if self.speed else {}}
 
 
 def _tail(path: Any, lines: int = 20) -> str:

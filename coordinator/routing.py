@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from coordinator.registry import Platform, Registry
+from coordinator.speed import Estimate
 from coordinator.trial import Allocation, Needs
 
 
@@ -76,7 +77,7 @@ def _free_slot(p: Platform, needs: Needs, ledger: Ledger) -> int | None:
 
 def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str] = (),
           runnable: Collection[str] | None = None, avoid: Collection[str] = (),
-          quarantined: Mapping[str, str] | None = None) -> Decision:
+          quarantined: Mapping[str, str] | None = None, estimates: Mapping[str, Estimate] | None = None) -> Decision:
     """Choose a slot for a trial.
 
     Candidates come from the model type's rule, in order; when the registry allows it, any
@@ -97,6 +98,8 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
     names = [n for n in names if n not in avoid] + [n for n in names if n in avoid]
     infeasible: dict[str, str] = {}
     waiting: list[str] = []
+    free: list[Allocation] = []
+    usable: list[str] = []
     for name in names:
         p = registry.platforms[name]
         why = never_fits(p, needs)
@@ -110,6 +113,7 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
         if name in down:
             waiting.append(f"{name} is down")
             continue
+        usable.append(name)
         if ledger.memory.get(name, 0.0) + needs.memory_gb > p.specs.memory_gb:
             waiting.append(f"{name} has no free memory")
             continue
@@ -117,8 +121,21 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
         if slot is None:
             waiting.append(f"{name} is full ({p.max_concurrent_jobs} slots)")
             continue
-        return Allocation(name, slot, (g.index if (g := p.slot_gpu(slot)) else None),
-                          reasons[name], fallback=name != preferred)
+        free.append(Allocation(name, slot, (g.index if (g := p.slot_gpu(slot)) else None),
+                               reasons[name], fallback=name != preferred))
+    if free and (not estimates or any(n not in estimates for n in usable)):
+        return free[0]  # static order (also while speeds are still being learned)
+    if free and estimates is not None:
+        candidates = [n for n in usable if n in estimates and n not in avoid] or \
+            [n for n in usable if n in estimates]
+        best = min(candidates, key=lambda n: (estimates[n].finish_s, names.index(n)))
+        chosen = next((a for a in free if a.platform == best), None)
+        if chosen is not None:
+            return Allocation(chosen.platform, chosen.slot, chosen.gpu,
+                              f"{chosen.reason}; expected to finish first ({estimates[best].finish_s:.1f}s)",
+                              chosen.fallback)
+        return Busy(f"waiting for {best}: expected to finish sooner there "
+                    f"({estimates[best].finish_s:.1f}s) than on a free slot elsewhere")
     if not waiting:
         return Infeasible(infeasible)
     return Busy("; ".join(waiting))

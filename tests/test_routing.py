@@ -79,3 +79,35 @@ def test_unsupported_connection_is_infeasible_until_its_backend_exists() -> None
     reg = _reg(allow_local=False)
     d = route(GLM, reg, Ledger(), runnable=("ssh",))
     assert isinstance(d, Infeasible) and "not supported" in d.reasons["laptop"]
+
+
+def test_learned_speed_waits_for_a_faster_busy_host() -> None:
+    from coordinator.speed import Estimate, SpeedModel
+
+    reg, ledger = _reg(), Ledger()
+    for n in range(3):  # the GPU box is full
+        ledger.take(Allocation("gpu", n, None, ""), n, 1.0)
+    static = route(XGB, reg, ledger)
+    assert isinstance(static, Allocation) and static.platform == "laptop"  # static rules fall back
+    fast = {"gpu": Estimate(10.0, wait_s=5.0), "laptop": Estimate(60.0)}
+    d = route(XGB, reg, ledger, estimates=fast)
+    assert isinstance(d, Busy) and "waiting for gpu" in d.reason
+    slow_gpu = {"gpu": Estimate(50.0, wait_s=30.0), "laptop": Estimate(60.0)}
+    d = route(XGB, reg, ledger, estimates=slow_gpu)
+    assert isinstance(d, Allocation) and d.platform == "laptop" and "finish first" in d.reason
+    # an estimate missing for a usable candidate: static order
+    assert route(XGB, reg, ledger, estimates={"gpu": Estimate(1.0)}) == static
+    model = SpeedModel(min_samples=2)
+    model.observe("XGBoost", "gpu", 3.0)
+    assert model.expected("XGBoost", "gpu") is None
+    model.observe("XGBoost", "gpu", 5.0)
+    assert model.expected("XGBoost", "gpu") == 4.0 and model.table() == {"XGBoost": {"gpu": 4.0}}
+
+
+def test_learned_speed_prefers_the_faster_free_host_and_ties_keep_rule_order() -> None:
+    from coordinator.speed import Estimate
+
+    d = route(XGB, _reg(), Ledger(), estimates={"gpu": Estimate(30.0), "laptop": Estimate(10.0)})
+    assert isinstance(d, Allocation) and d.platform == "laptop"  # the GPU is not assumed faster
+    d = route(XGB, _reg(), Ledger(), estimates={"gpu": Estimate(10.0), "laptop": Estimate(10.0)})
+    assert isinstance(d, Allocation) and d.platform == "gpu"

@@ -1,0 +1,88 @@
+"""An in-memory backend on a virtual clock: scripted durations and outcomes, no processes.
+
+For simulations at scales this machine cannot run (routing, retries, budgets) and for
+unit tests of the loop that must not sleep. Time passes only when ``poll`` waits: it jumps
+to the next scheduled end. Never the only proof that a feature works with real trials.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent
+from coordinator.trial import Allocation, Outcome, TrialSpec
+
+
+class VirtualClock:
+    """A monotonic clock that only moves when told to."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_to(self, t: float) -> None:
+        self.now = max(self.now, t)
+
+
+@dataclass(frozen=True)
+class Script:
+    """What one attempt does: how long it runs, how it exits, what it reports."""
+
+    duration_s: float
+    exit_code: int | None = 0
+    metrics: dict[str, float] | None = None
+
+
+class FakeBackend(Backend):
+    """Runs nothing; each attempt ends after ``script(spec, allocation).duration_s`` of
+    virtual time with that script's exit code and metrics."""
+
+    def __init__(self, clock: VirtualClock, script: Callable[[TrialSpec, Allocation], Script]) -> None:
+        self.clock = clock
+        self.script = script
+        self.heap: list[tuple[float, int, Handle, Script, float]] = []
+        self.seq = itertools.count()
+        self.cancelled: dict[str, str] = {}
+        self.launched: list[tuple[float, TrialSpec, Allocation]] = []
+
+    def launch(self, spec: TrialSpec, allocation: Allocation) -> Handle:
+        handle = Handle(spec.number, spec.attempt, allocation)
+        s = self.script(spec, allocation)
+        self.launched.append((self.clock(), spec, allocation))
+        heapq.heappush(self.heap, (self.clock() + s.duration_s, next(self.seq), handle, s, self.clock()))
+        return handle
+
+    def poll(self, timeout: float) -> list[Event]:
+        if not self.heap or self.heap[0][0] > self.clock() + timeout:
+            self.clock.advance_to(self.clock() + timeout)
+            return []
+        t = self.heap[0][0]
+        self.clock.advance_to(t)
+        out: list[Event] = []
+        while self.heap and self.heap[0][0] <= t:
+            _, _, handle, s, started = heapq.heappop(self.heap)
+            reason = self.cancelled.pop(handle.key, None)
+            if s.metrics and reason is None:
+                out.append(MetricEvent(handle, dict(s.metrics)))
+            code = s.exit_code if reason is None else None
+            out.append(EndEvent(handle, Outcome(exit_code=code, signal=None if code is not None else 9,
+                                                cancelled=reason == "cancelled", timed_out=reason == "timeout",
+                                                duration_s=t - started), t))
+        return out
+
+    def cancel(self, handle: Handle, reason: str = "cancelled") -> None:
+        for i, (_, seq, h, s, started) in enumerate(self.heap):
+            if h.key == handle.key:
+                self.cancelled[handle.key] = reason
+                self.heap[i] = (self.clock(), seq, h, s, started)  # ends now
+                heapq.heapify(self.heap)
+                return
+
+    def close(self) -> None:
+        for _, _, h, _, _ in list(self.heap):
+            self.cancel(h)
