@@ -172,7 +172,8 @@ class Coordinator:
         return set(self.down)
 
     def _route(self, needs: Needs, avoid: frozenset[str] = frozenset()) -> Allocation | None:
-        down = self._down_now() | self._exploring(needs)
+        # retries keep their way around the host that failed them, even onto an uncalibrated one
+        down = self._down_now() | (self._exploring(needs) if not avoid else set())
         decision = route(needs, self.registry, self.ledger, down=down, runnable=self.runnable,
                          avoid=avoid, quarantined=self.quarantined, estimates=self._estimates(needs))
         if isinstance(decision, Infeasible):
