@@ -121,8 +121,67 @@ def write_report(store: RunStore) -> dict[str, Path]:
         caption=tex_escape(f"Best {metrics[0]} per model"), label="tab:model-summary",
         metric=tex_escape(metrics[0]), rows=summary))
     tex_files.append(path)
+    host_rows = host_table(store)
+    files["hosts"] = out / "hosts.csv"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(HOST_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(host_rows)
+    atomic_write(files["hosts"], buf.getvalue())
+    path = out / "tables" / "hosts.tex"
+    atomic_write(path, env.get_template("hosts.tex.j2").render(
+        caption="Trials per platform: busy time, utilisation and median duration", label="tab:hosts",
+        rows=[" & ".join(tex_escape(r[k]) for k in ("platform", "model", "trials", "busy_s", "utilisation",
+                                                   "median_s")) for r in host_rows]))
+    tex_files.append(path)
     files.update({f"tex:{p.stem}": p for p in tex_files})
     return files
+
+
+HOST_COLUMNS = ("platform", "model", "trials", "attempts", "busy_s", "utilisation", "median_s")
+
+
+def host_table(store: RunStore) -> list[dict[str, Any]]:
+    """Per platform and model: attempts, busy seconds, share of the platform's slot time over
+    the run, median duration of completed attempts (the learned speeds, as measured)."""
+    cfg = store.config
+    slots = {k: p["max_concurrent_jobs"] for k, p in cfg["registry"]["platforms"].items()}
+    span = _run_span(store)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    trials: dict[tuple[str, str], set[int]] = {}
+    for rec in store.trials():
+        for a in (rec.result or {}).get("attempts", []):
+            key = (a["platform"], rec.info.get("model") or rec.info.get("study") or "custom")
+            groups.setdefault(key, []).append(a)
+            trials.setdefault(key, set()).add(rec.number)
+    rows = []
+    for (platform, model), attempts in sorted(groups.items()):
+        busy = sum(a["duration_s"] for a in attempts)
+        ok = [a["duration_s"] for a in attempts if a["kind"] == "ok"]
+        util = busy / (slots.get(platform, 1) * span) if span else None
+        rows.append({"platform": platform, "model": model, "trials": len(trials[(platform, model)]),
+                     "attempts": len(attempts), "busy_s": round(busy, 3),
+                     "utilisation": f"{100 * util:.1f}%" if util is not None else "",
+                     "median_s": round(statistics.median(ok), 3) if ok else None})
+    return rows
+
+
+def _run_span(store: RunStore) -> float:
+    """Seconds from the search's start to its end, from the event log."""
+    import json
+
+    first = last = None
+    path = store.root / "events.jsonl"
+    if not path.exists():
+        return 0.0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            t = json.loads(line)["t"]
+        except (ValueError, KeyError):
+            continue
+        first = t if first is None else first
+        last = t
+    return (last - first) if first is not None and last is not None else 0.0
 
 
 def best_trials(table: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
