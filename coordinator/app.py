@@ -16,11 +16,11 @@ from coordinator.backends.multi import MultiBackend
 from coordinator.backends.ssh import SSHBackend
 from coordinator.config import Experiment, SearchOptions, resolve
 from coordinator.errors import ConfigError, HostError, SearchFailed
-from coordinator.hosts import known_hosts_path
+from coordinator.hosts import foreign_gpus, known_hosts_path, probe
 from coordinator.loop import Coordinator, Limits, StudyPlan
 from coordinator.models import BUILTIN, get_model
 from coordinator.protocol import MetricParser
-from coordinator.registry import RUNNABLE_CONNECTIONS, default_registry, load_registry
+from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
 from coordinator.reporting import write_report
 from coordinator.routing import plan_lines
 from coordinator.search import Search, make_sampler, open_storage
@@ -74,6 +74,7 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
                               RUNNABLE_CONNECTIONS, speed=SpeedModel() if opts.placement == "learned" else None)
     if ssh is not None:
         _preflight(ssh, coordinator)
+    _skip_shared_gpus(exp.registry, coordinator)
     try:
         summary = coordinator.run()
     finally:
@@ -118,6 +119,23 @@ def _preflight(ssh: SSHBackend, coordinator: Coordinator) -> None:
         for platform, exc in pool.map(check, list(ssh.hosts)):
             if exc is not None:
                 coordinator.host_failed(platform, exc)
+
+
+def _skip_shared_gpus(registry: Registry, coordinator: Coordinator) -> None:
+    """GPUs that run another user's compute processes get no trials, unless the platform
+    has ``allow_shared_gpus``. Probed once, before the first trial."""
+    targets = [p for p in registry.platforms.values() if p.specs.gpus and not p.allow_shared_gpus
+               and p.key not in coordinator.quarantined and p.connection in RUNNABLE_CONNECTIONS]
+    if not targets:
+        return
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        for platform, info in zip(targets, pool.map(lambda p: probe(p, registry), targets), strict=True):
+            busy = foreign_gpus(info)
+            if busy:
+                coordinator.ledger.foreign_gpus[platform.key] = busy
+                coordinator.store.event("gpus_shared", platform=platform.key, gpus=sorted(busy))
+                log.warning("%s: GPU %s busy with other users' processes; not used (allow_shared_gpus: true "
+                            "to use them anyway)", platform.key, ", ".join(map(str, sorted(busy))))
 
 
 def _parser_factory(exp: Experiment) -> Any:

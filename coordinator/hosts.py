@@ -43,16 +43,17 @@ gpus = []
 smi = shutil.which("nvidia-smi")
 if smi:
     try:
-        out = subprocess.run([smi, "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.strip().splitlines():
-            i, name, total, free, util = [x.strip() for x in line.split(",")]
+        q = lambda *a: subprocess.run([smi, *a, "--format=csv,noheader,nounits"], capture_output=True,
+                                      text=True, timeout=10).stdout.strip().splitlines()
+        busy = {}
+        for line in q("--query-compute-apps=gpu_uuid,pid"):
+            uuid = line.split(",")[0].strip()
+            busy[uuid] = busy.get(uuid, 0) + 1
+        for line in q("--query-gpu=index,uuid,name,memory.total,memory.free,utilization.gpu"):
+            i, uuid, name, total, free, util = [x.strip() for x in line.split(",")]
             gpus.append({"index": int(i), "model": name, "memory_gb": round(float(total) / 1024, 1),
-                         "free_gb": round(float(free) / 1024, 1), "utilization": float(util)})
-        procs = subprocess.run([smi, "--query-compute-apps=gpu_uuid,pid", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
-        for g in gpus:
-            g["compute_processes"] = len(procs) if len(gpus) == 1 else None
+                         "free_gb": round(float(free) / 1024, 1), "utilization": float(util),
+                         "compute_processes": busy.get(uuid, 0)})
     except Exception as exc:
         gpus = [{"error": str(exc)}]
 print(json.dumps({"python": sys.version.split()[0], "executable": sys.executable, "cores": os.cpu_count(),
@@ -112,6 +113,11 @@ def _local_version(mod: str) -> str | None:
         except PackageNotFoundError:
             continue
     return None
+
+
+def foreign_gpus(info: dict[str, Any]) -> set[int]:
+    """GPU indices a probe saw running someone else's compute processes."""
+    return {g["index"] for g in info.get("gpus", []) if "index" in g and g.get("compute_processes")}
 
 
 def probe_all(registry: Registry) -> list[dict[str, Any]]:

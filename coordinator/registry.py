@@ -57,6 +57,7 @@ class Platform:
     capabilities: tuple[str, ...] = ()
     best_for: tuple[str, ...] = ()
     max_trials_per_gpu: int = 1
+    allow_shared_gpus: bool = False  # use GPUs where another user's compute processes run
     cost_per_hour: float | None = None
     python: str = sys.executable
     work_dir: str = "~/.coord"
@@ -182,6 +183,7 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         capabilities=tuple(sec.str_list("capabilities")),
         best_for=tuple(sec.str_list("best_for")),
         max_trials_per_gpu=sec.get("max_trials_per_gpu", int, 1, minimum=1),
+        allow_shared_gpus=sec.get("allow_shared_gpus", bool, False),
         cost_per_hour=sec.get("cost_per_hour", float, None, minimum=0),
         python=sec.get("python", str, sys.executable if connection == "local" else "python3"),
         work_dir=sec.get("work_dir", str, "~/.coord"),

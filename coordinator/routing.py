@@ -34,6 +34,7 @@ class Ledger:
 
     slots: dict[str, dict[int, int]] = field(default_factory=dict)  # platform -> slot -> trial number
     memory: dict[str, float] = field(default_factory=dict)
+    foreign_gpus: dict[str, set[int]] = field(default_factory=dict)  # GPUs other users' jobs occupy
 
     def take(self, alloc: Allocation, number: int, memory_gb: float) -> None:
         taken = self.slots.setdefault(alloc.platform, {})
@@ -64,7 +65,9 @@ def never_fits(p: Platform, needs: Needs) -> str | None:
 
 def _free_slot(p: Platform, needs: Needs, ledger: Ledger) -> int | None:
     taken = ledger.slots.get(p.key, {})
-    gpu_slots = [s for s in range(p.gpu_slots) if s not in taken]
+    foreign = ledger.foreign_gpus.get(p.key, set())
+    gpu_slots = [s for s in range(p.gpu_slots) if s not in taken
+                 and (gpu := p.slot_gpu(s)) is not None and gpu.index not in foreign]
     cpu_slots = [s for s in range(p.gpu_slots, p.max_concurrent_jobs) if s not in taken]
     if needs.gpu == "required":
         order = gpu_slots
