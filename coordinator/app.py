@@ -70,10 +70,10 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
     tracker = Trackers([_tracker(mode)])
     store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
     coordinator = Coordinator(store, plans, exp.registry, backend, Limits(exp.parallel, opts.timeout,
-                              opts.trial_timeout), dispatch.RetryPolicy(opts.max_retries), tracker,
+                              opts.trial_timeout, opts.host_retry), dispatch.RetryPolicy(opts.max_retries), tracker,
                               RUNNABLE_CONNECTIONS, speed=SpeedModel() if opts.placement == "learned" else None)
     if ssh is not None:
-        _preflight(ssh, coordinator)
+        _preflight(ssh, coordinator, exp)
     _skip_shared_gpus(exp.registry, coordinator)
     try:
         summary = coordinator.run()
@@ -105,20 +105,34 @@ def _backends(exp: Experiment, store: RunStore) -> tuple[MultiBackend, SSHBacken
     return MultiBackend(by_platform, events), ssh
 
 
-def _preflight(ssh: SSHBackend, coordinator: Coordinator) -> None:
-    """Connect to every SSH host and upload the runners before the first trial; a host that
-    fails is routed around (its trials fall back) and named with the reason."""
-    def check(platform: str) -> tuple[str, HostError | None]:
+def _preflight(ssh: SSHBackend, coordinator: Coordinator, exp: Experiment) -> None:
+    """Before the first trial: connect to every SSH host and start its agent; check that
+    it has the libraries each built-in model needs. A host that fails is routed around
+    (its trials fall back) and named with the reason; a host missing one model's library
+    still runs the others."""
+    models = [s.model for s in exp.studies if s.model is not None]
+
+    def check(platform: str) -> tuple[str, HostError | None, dict[str, Any]]:
         try:
             ssh.prepare(platform)
-            return platform, None
         except HostError as exc:
-            return platform, exc
+            return platform, exc, {}
+        return platform, None, probe(exp.registry.platforms[platform], exp.registry) if models else {}
 
     with ThreadPoolExecutor(max_workers=len(ssh.hosts)) as pool:
-        for platform, exc in pool.map(check, list(ssh.hosts)):
+        for platform, exc, info in pool.map(check, list(ssh.hosts)):
             if exc is not None:
                 coordinator.host_failed(platform, exc)
+                continue
+            libs = info.get("libraries", {})
+            for model in models:
+                missing = [lib for lib in model.libraries if not libs.get(lib)]
+                if missing:
+                    why = (f"{platform}: {exp.registry.platforms[platform].python} lacks {', '.join(missing)} "
+                           f"for {model.name} (see coord hosts)")
+                    coordinator.incapable[(model.model_type, platform)] = why
+                    coordinator.store.event("host_incapable", platform=platform, model=model.name, reason=why)
+                    log.warning("%s", why)
 
 
 def _skip_shared_gpus(registry: Registry, coordinator: Coordinator) -> None:

@@ -71,6 +71,8 @@ def main(verbose: int) -> None:
 @click.option("--storage", envvar="COORD_STORAGE", help="Optuna storage URL (default: a journal file in the run).")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--trial-timeout", type=click.FloatRange(min=0), help="Kill a trial after SECONDS.")
+@click.option("--host-retry", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds before a host that went down is tried again.")
 @click.option("--placement", type=click.Choice(["learned", "static"]), default="learned", show_default=True,
               help="learned: each trial goes where it should finish first (learned speeds); static: rule order.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")

@@ -53,6 +53,7 @@ class SearchOptions:
     storage: str | None = None
     max_retries: int = 3
     trial_timeout: float | None = None
+    host_retry: float = 30.0  # seconds before a host that went down is tried again
     placement: str = "learned"  # learned: where a trial should finish first; static: rule order
 
 

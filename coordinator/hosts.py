@@ -79,11 +79,15 @@ def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict
                                  text=True, timeout=timeout)
             code, stdout, stderr = out.returncode, out.stdout, out.stderr
         elif platform.connection == "ssh":
-            conn = HostConnection(platform, known_hosts_path(registry))
+            known = known_hosts_path(registry)
+            jump = HostConnection(registry.platforms[platform.jump], known) if platform.jump else None
+            conn = HostConnection(platform, known, jump)
             try:
                 res = conn.run([platform.python, "-c", PROBE, platform.work_dir], timeout=timeout)
             finally:
                 conn.close()
+                if jump is not None:
+                    jump.close()
             code, stdout, stderr = res.exit_code, res.stdout, res.stderr
         else:
             return {**info, "ok": False, "error": f"connection {platform.connection!r} not supported yet"}

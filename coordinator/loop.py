@@ -69,6 +69,7 @@ class Limits:
     parallel: int
     timeout_s: float | None = None  # stop starting new trials after this
     trial_timeout_s: float | None = None
+    host_retry_s: float = DOWN_S  # a down host is probed again after this long
 
 
 class Coordinator:
@@ -92,6 +93,7 @@ class Coordinator:
         self.stopping = False
         self.down: dict[str, float] = {}  # platform -> monotonic time it may be tried again
         self.quarantined: dict[str, str] = {}  # platform -> why (a person must act)
+        self.incapable: dict[tuple[str, str], str] = {}  # (model type, platform) -> why (e.g. no xgboost)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -160,8 +162,8 @@ class Coordinator:
             self.quarantined[platform] = reason
             self.store.event("host_quarantined", platform=platform, reason=reason)
         else:
-            self.down[platform] = self.clock() + DOWN_S
-            self.store.event("host_down", platform=platform, reason=reason, retry_in_s=DOWN_S)
+            self.down[platform] = self.clock() + self.limits.host_retry_s
+            self.store.event("host_down", platform=platform, reason=reason, retry_in_s=self.limits.host_retry_s)
         log.warning("%s", reason)
 
     def _down_now(self) -> set[str]:
@@ -174,8 +176,9 @@ class Coordinator:
     def _route(self, needs: Needs, avoid: frozenset[str] = frozenset()) -> Allocation | None:
         # retries keep their way around the host that failed them, even onto an uncalibrated one
         down = self._down_now() | (self._exploring(needs) if not avoid else set())
+        refused = {**self.quarantined, **{p: why for (m, p), why in self.incapable.items() if m == needs.model_type}}
         decision = route(needs, self.registry, self.ledger, down=down, runnable=self.runnable,
-                         avoid=avoid, quarantined=self.quarantined, estimates=self._estimates(needs))
+                         avoid=avoid, quarantined=refused, estimates=self._estimates(needs))
         if isinstance(decision, Infeasible):
             raise RoutingError(needs.model_type, decision.reasons)
         if isinstance(decision, Busy):

@@ -29,6 +29,7 @@ class ModelInfo:
     gpu: str = "none"
     capabilities: tuple[str, ...] = ()
     memory_gb: float = 0.5
+    libraries: tuple[str, ...] = ("numpy", "pandas", "sklearn")  # import names the runner needs
 
 
 CUSTOM_MODEL_TYPE = "Custom"
@@ -39,7 +40,8 @@ BUILTIN: dict[str, ModelInfo] = {
         ModelInfo("xgboost", "XGBoost", "model_xgboost",
                   frozenset({"max_depth", "learning_rate", "n_estimators", "subsample", "colsample_bytree",
                              "min_child_weight", "reg_lambda", "reg_alpha", "gamma", "max_bin"}),
-                  gpu="preferred", capabilities=("XGBoost", "XGBoost_CPU", "XGBoost_GPU")),
+                  gpu="preferred", capabilities=("XGBoost", "XGBoost_CPU", "XGBoost_GPU"),
+                  libraries=("numpy", "pandas", "sklearn", "xgboost")),
         ModelInfo("random_forest", "RandomForest", "model_random_forest",
                   frozenset({"n_estimators", "max_depth", "min_samples_leaf", "max_features", "bootstrap",
                              "criterion"}),
@@ -50,7 +52,7 @@ BUILTIN: dict[str, ModelInfo] = {
                   frozenset({"hidden_size", "n_layers", "lr", "weight_decay", "dropout", "epochs",
                              "batch_size"}),
                   gpu="preferred", capabilities=("PyTorch", "PyTorch_GPU", "PyTorch_CPU", "Neural_Networks"),
-                  memory_gb=1.0),
+                  memory_gb=1.0, libraries=("numpy", "pandas", "sklearn", "torch")),
     )
 }
 

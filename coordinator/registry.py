@@ -65,6 +65,7 @@ class Platform:
     port: int = 22
     user: str | None = None
     identity_file: str | None = None
+    jump: str | None = None  # another ssh platform to connect through (ProxyJump)
 
     @property
     def gpu_slots(self) -> int:
@@ -137,6 +138,12 @@ def parse_registry(data: Any, source: Source) -> Registry:
         platforms[key] = _parse_platform(key, plats.section(key))
     if not platforms:
         raise root.fail("platforms", "at least one platform is required")
+    for key, p in platforms.items():
+        if p.jump is not None:
+            ssh_names = [k for k, q in platforms.items() if q.connection == "ssh" and k != key]
+            if p.jump not in ssh_names or platforms[p.jump].jump is not None:
+                raise source.fail(("platforms", key, "jump"), f"{p.jump!r} is not another ssh platform "
+                                  "without a jump of its own", valid=ssh_names)
     rules: list[RoutingRule] = []
     raw_rules = root.raw("task_routing_rules", [])
     if not isinstance(raw_rules, list):
@@ -191,6 +198,7 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         port=sec.get("port", int, 22, minimum=1),
         user=user,
         identity_file=sec.get("identity_file", str, None),
+        jump=sec.get("jump", str, None),
     )
     sec.done()
     return platform

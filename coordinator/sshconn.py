@@ -88,9 +88,10 @@ class HostConnection:
         known_hosts: the only file host keys are checked against.
     """
 
-    def __init__(self, platform: Platform, known_hosts: Path) -> None:
+    def __init__(self, platform: Platform, known_hosts: Path, jump: HostConnection | None = None) -> None:
         self.platform = platform
         self.known_hosts = known_hosts
+        self.jump = jump  # the connection to tunnel through, host key checked end to end
         self.client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self.lock = threading.Lock()
@@ -112,7 +113,8 @@ class HostConnection:
                 client.load_host_keys(str(self.known_hosts))
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             try:
-                client.connect(p.host or "", port=p.port, username=p.user, key_filename=key_file,
+                sock = self._tunnel(timeout) if self.jump is not None else None
+                client.connect(p.host or "", port=p.port, username=p.user, key_filename=key_file, sock=sock,
                                timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                                channel_timeout=timeout, allow_agent=key_file is None,
                                look_for_keys=key_file is None)
@@ -137,6 +139,18 @@ class HostConnection:
                 transport.set_keepalive(KEEPALIVE_S)
             self.client = client
             return client
+
+    def _tunnel(self, timeout: float) -> paramiko.Channel:
+        """A direct-tcpip channel through the jump host (its own key verified first)."""
+        assert self.jump is not None
+        transport = self.jump.connect(timeout).get_transport()
+        if transport is None:
+            raise HostUnreachable(*self.label, f"jump host {self.jump.platform.key} closed")
+        try:
+            return transport.open_channel("direct-tcpip", (self.platform.host or "", self.platform.port),
+                                          ("127.0.0.1", 0), timeout=timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostUnreachable(*self.label, f"no tunnel through {self.jump.platform.key}: {exc}") from None
 
     def _alive(self) -> bool:
         t = self.client.get_transport() if self.client else None

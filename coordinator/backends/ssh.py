@@ -84,8 +84,11 @@ class SSHBackend(Backend):
     def __init__(self, platforms: dict[str, Platform], known_hosts: Path, runners_dir: Path, run_id: str,
                  events: queue.Queue[Event] | None = None, parser_factory: Any = protocol.MetricParser,
                  stall_s: float = 5.0, reattach_s: float = 20.0) -> None:
-        self.hosts = {k: _Host(p, HostConnection(p, known_hosts), p.work_dir.rstrip("/"))
-                      for k, p in platforms.items() if p.connection == "ssh"}
+        conns: dict[str, HostConnection] = {}
+        for k, p in sorted(platforms.items(), key=lambda kv: kv[1].jump is not None):  # jump hosts first
+            if p.connection == "ssh":
+                conns[k] = HostConnection(p, known_hosts, conns.get(p.jump) if p.jump else None)
+        self.hosts = {k: _Host(platforms[k], c, platforms[k].work_dir.rstrip("/")) for k, c in conns.items()}
         self.runners_dir = runners_dir
         self.run_id = run_id
         self.events: queue.Queue[Event] = events if events is not None else queue.Queue()

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -266,3 +267,61 @@ def test_cancelled_warm_trial_ends_and_its_worker_is_gone(cluster: Cluster, tmp_
     assert r["kind"] == "timeout"
     assert r["duration_s"] < 6 + 5  # the kill reached the worker: it did not train to the end
     assert time.monotonic() - t0 < 25
+
+
+def test_jump_host(cluster: Cluster, tmp_path: Path) -> None:
+    """beta reached through alpha: both host keys checked, no agent, trials run on beta."""
+    alpha = cluster.hosts["alpha"]  # a jump host must allow TCP forwarding
+    alpha.stop()
+    cfg = alpha.root / "sshd_config"
+    cfg.write_text(cfg.read_text().replace("AllowTcpForwarding no", "AllowTcpForwarding yes"))
+    alpha.start()
+    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [beta]\n"
+                           "allow_local_fallback: false\n")
+    text = reg.read_text().replace("  beta:\n    connection: ssh\n", "  beta:\n    connection: ssh\n    jump: alpha\n")
+    reg.write_text(text)
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
+                                   trials=3, registry=str(reg), run_dir=str(tmp_path / "run")))
+    assert out["complete"] == 3 and {r["platform"] for r in _results(out["run_dir"])} == {"beta"}
+    cluster.trusted("alpha")  # beta's key unknown: refused through the tunnel as well
+    from coordinator.errors import RoutingError
+    with pytest.raises(RoutingError, match="beta .*unknown host key"):
+        run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
+                                 trials=1, registry=str(reg), run_dir=str(tmp_path / "run2")))
+
+
+def test_all_hosts_down_pauses_then_resumes_when_a_host_returns(cluster: Cluster, tmp_path: Path) -> None:
+    alpha = cluster.hosts["alpha"]
+    alpha.stop()
+    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha]\n"
+                           "allow_local_fallback: false\n")
+    threading.Timer(3.0, alpha.start).start()
+    t0 = time.monotonic()
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
+                                   trials=3, host_retry=1.0, registry=str(reg), run_dir=str(tmp_path / "run")))
+    assert out["complete"] == 3 and time.monotonic() - t0 >= 3.0  # waited, failed nothing
+    events = [json.loads(x) for x in (Path(out["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert "host_down" in kinds and "host_probe" in kinds and kinds.count("ended") == 3
+    assert all(e["kind"] == "ok" for e in events if e["event"] == "ended")
+
+
+def test_host_without_the_models_library_gets_none_of_its_trials(cluster: Cluster, tmp_path: Path,
+                                                                 small_csv: Path) -> None:
+    """beta's Python lacks xgboost: its trials go to alpha; nothing fails for it."""
+    hide = tmp_path / "hide_xgb"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['xgboost'] = None  # as if not installed\n")
+    shim = tmp_path / "py-no-xgb"
+    shim.write_text(f"#!/bin/sh\nPYTHONPATH={hide} exec {sys.executable} \"$@\"\n")
+    shim.chmod(0o755)
+    reg = cluster.registry("task_routing_rules:\n  - model_type: XGBoost\n    route_to: [beta, alpha]\n"
+                           "allow_local_fallback: false\n")
+    text = reg.read_text()
+    beta_at = text.index("  beta:")
+    reg.write_text(text[:beta_at] + text[beta_at:].replace(f"python: {sys.executable}", f"python: {shim}", 1))
+    space = _space(tmp_path, "params:\n  max_depth: {type: int, low: 2, high: 3}\n  n_estimators: {type: int, low: 5, high: 10}\n")
+    out = run_search(SearchOptions(models=("xgboost",), space=space, data=str(small_csv), target="home_win", folds=2,
+                                   time_col="season", trials=3, registry=str(reg), run_dir=str(tmp_path / "run")))
+    assert out["complete"] == 3 and {r["platform"] for r in _results(out["run_dir"])} == {"alpha"}
+    assert "lacks xgboost for xgboost" in (Path(out["run_dir"]) / "events.jsonl").read_text()
