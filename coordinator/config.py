@@ -199,13 +199,14 @@ def _data_spec(o: SearchOptions) -> dict[str, Any]:
     _check_cv(cv)
     if cv == "walk-forward" and not o.time_col:
         raise ConfigError("walk-forward validation needs --time-col COLUMN", key="--time-col", valid=header)
-    task = o.task if o.task != "auto" else _infer_task(path, header.index(o.target))
+    task = _infer_task(path, header.index(o.target), o.task, o.data, o.target)
     return {"path": str(path), "sha256": datasets.sha256(path), "target": o.target, "task": task, "cv": cv, "time_col": o.time_col,
             "folds": o.folds, "split_seed": o.seed}
 
 
-def _infer_task(path: Path, column: int) -> str:
-    """Binary or non-numeric target: classification; otherwise regression."""
+def _infer_task(path: Path, column: int, task: str, file: str, target: str) -> str:
+    """Binary or non-numeric target: classification; otherwise regression. A target with
+    more than two classes is refused here, before a run exists (the runners are binary)."""
     values: set[str] = set()
     numeric = True
     with open(path, newline="", encoding="utf-8") as fh:
@@ -219,9 +220,15 @@ def _infer_task(path: Path, column: int) -> str:
                         float(row[column])
                     except ValueError:
                         numeric = False
-            if len(values) > 2 and numeric:
+            if len(values) > 2 and (numeric and task == "auto"):
                 return "regression"
-    return "classification"
+            if len(values) > 2 and (task == "classification" or not numeric):
+                raise DataError(f"target {target!r} has more than two classes ({', '.join(sorted(values)[:5])}, "
+                                "...); classification here is binary: recode it or use --task regression",
+                                file=file, key="--target")
+    if task == "regression" and not numeric:
+        raise DataError(f"target {target!r} is not numeric", file=file, key="--task", valid=("classification",))
+    return task if task != "auto" else "classification"
 
 
 def _check_cv(cv: str) -> None:

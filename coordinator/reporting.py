@@ -105,7 +105,7 @@ def write_report(store: RunStore) -> dict[str, Path]:
         atomic_write(path, env.get_template("top_configs.tex.j2").render(
             caption=tex_escape(f"Top {min(TOP_K, len(done))} of {len(done)} completed {name} configurations "
                                f"by {metrics[0]}"),
-            label=f"tab:top-{_label(name)}", align="r" * len(header),
+            label=f"tab:top-{_label(name)}", align="r" * len(header), wide=len(header) > 6,
             header=" & ".join(tex_escape(h) for h in header), rows=body))
         tex_files.append(path)
     summary = []

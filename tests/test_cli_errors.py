@@ -20,7 +20,9 @@ def bad_inputs(tmp_path: Path) -> dict[str, Path]:
     space.write_text("params:\n  num_leaves: {type: int, low: 2, high: 64}\n")
     data = tmp_path / "d.csv"
     data.write_text("a,b,y\n1,2,0\n3,4,1\n")
-    return {"reg": reg, "tiny": tiny, "space": space, "data": data}
+    multi = tmp_path / "multi.csv"
+    multi.write_text("a,team\n1,red\n2,blue\n3,green\n")
+    return {"reg": reg, "tiny": tiny, "space": space, "data": data, "multi": multi}
 
 
 CASES = [
@@ -36,6 +38,7 @@ CASES = [
                                                     "1 GB memory, platform has 0.2 GB"),
     (["--command", "python x.py"], 2, "--space: a --command search needs --space FILE"),
     (["--metric", "wobble"], 2, "--metric: built-in runners do not report 'wobble'"),
+    (["--data", "{multi}", "--target", "team"], 2, "{multi}: --target: target 'team' has more than two classes"),
     (["--data", "{data}", "--target", "y", "--cv", "walk-forward"], 2, "--time-col: walk-forward validation needs --time-col COLUMN (valid: a, b, y)"),
 ]
 
