@@ -48,7 +48,7 @@ def ssh_round(host: sshd.SSHHost, key: Path, known: Path, ctl: Path, n: int) -> 
     out = []
     argv = ["ssh", "-q", "-i", str(key), "-p", str(host.port), "-o", f"UserKnownHostsFile={known}",
             "-o", "StrictHostKeyChecking=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={ctl}",
-            "-o", "ControlPersist=60", f"root@127.0.0.1", "date", "+%s.%N"]
+            "-o", "ControlPersist=60", "root@127.0.0.1", "date", "+%s.%N"]
     for _ in range(n):
         t0 = time.time()
         started = float(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)

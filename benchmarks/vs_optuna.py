@@ -21,7 +21,6 @@ from pathlib import Path
 from coordinator import datasets, resources
 from coordinator.app import run_search
 from coordinator.config import SearchOptions
-from coordinator.space import load_space
 
 RUNNERS = resources.folder("runners")
 SPACES = RUNNERS.parent / "registry" / "spaces"

@@ -82,7 +82,8 @@ def search(quiet: bool, as_json: bool, **kw: Any) -> None:
     from coordinator.app import run_search
     from coordinator.config import SearchOptions
 
-    opts = SearchOptions(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()})
+    fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()}
+    opts = SearchOptions(**fields)
     mode = "json" if as_json else "quiet" if quiet else ("live" if sys.stdout.isatty() else "plain")
     result = run_search(opts, mode)
     if as_json:

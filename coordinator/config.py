@@ -200,8 +200,8 @@ def _data_spec(o: SearchOptions) -> dict[str, Any]:
     if cv == "walk-forward" and not o.time_col:
         raise ConfigError("walk-forward validation needs --time-col COLUMN", key="--time-col", valid=header)
     task = _infer_task(path, header.index(o.target), o.task, o.data, o.target)
-    return {"path": str(path), "sha256": datasets.sha256(path), "target": o.target, "task": task, "cv": cv, "time_col": o.time_col,
-            "folds": o.folds, "split_seed": o.seed}
+    return {"path": str(path), "sha256": datasets.sha256(path), "target": o.target, "task": task, "cv": cv,
+            "time_col": o.time_col, "folds": o.folds, "split_seed": o.seed}
 
 
 def _infer_task(path: Path, column: int, task: str, file: str, target: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from coordinator.errors import ConfigError
 from coordinator.space import Space
@@ -103,7 +103,7 @@ class Search:
         import optuna
 
         study = optuna.create_study(storage=storage, sampler=sampler, study_name=name,
-                                    directions=list(directions), load_if_exists=True)
+                                    directions=cast(Any, list(directions)), load_if_exists=True)
         return cls(name, study, space, metrics, directions, n_trials)
 
     def ask(self) -> tuple[int, dict[str, Any]]:

@@ -10,6 +10,7 @@ a deadline of our own, because paramiko can wait forever on a peer that stopped 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shlex
@@ -49,7 +50,7 @@ def default_known_hosts() -> Path:
     return Path(os.environ.get("COORD_KNOWN_HOSTS", "~/.ssh/known_hosts")).expanduser()
 
 
-class _Capture(paramiko.MissingHostKeyPolicy):
+class _Capture(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     """Records the offered key and refuses it: used by ``coord hosts trust`` to show a
     fingerprint without authenticating or running anything."""
 
@@ -196,7 +197,7 @@ class HostConnection:
             try:
                 if self._sftp is None:
                     self._sftp = client.open_sftp()
-                    self._sftp.get_channel().settimeout(30.0)  # type: ignore[union-attr]
+                    self._sftp.get_channel().settimeout(30.0)
                 return fn(self._sftp)
             except FileNotFoundError:
                 raise
@@ -243,8 +244,10 @@ class HostConnection:
             if not sub or sub in known:
                 continue
             if not self.exists(sub):
+                def mkdir(sftp: paramiko.SFTPClient, d: str = sub) -> None:
+                    sftp.mkdir(d, 0o700)
                 try:
-                    self.sftp_call(f"mkdir {sub}", lambda sftp, d=sub: sftp.mkdir(d, 0o700))
+                    self.sftp_call(f"mkdir {sub}", mkdir)
                 except HostUnreachable:
                     if not self.exists(sub):  # another trial may have made it meanwhile
                         raise
@@ -262,10 +265,8 @@ class HostConnection:
 
     def _close_locked(self) -> None:
         if self._sftp is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead session must never raise
                 self._sftp.close()
-            except Exception:  # closing a dead session must never raise
-                pass
             self._sftp = None
         if self.client is not None:
             self.client.close()

@@ -123,7 +123,7 @@ class RunStore:
         self._events.flush()
 
     def trials(self) -> list[TrialRecord]:
-        out = []
+        out: list[TrialRecord] = []
         base = self.root / "trials"
         if not base.is_dir():
             return out

@@ -132,7 +132,7 @@ class Section:
             raise self.fail(key, f"expected {_kind_names(kinds)}, got {type_name(value)} {value!r}")
         if choices is not None and value not in set(choices):
             raise self.fail(key, f"unknown value {value!r}", valid=choices)
-        if minimum is not None and value < minimum:
+        if minimum is not None and isinstance(value, (int, float)) and value < minimum:
             raise self.fail(key, f"must be >= {minimum}, got {value!r}")
         return value
 

@@ -180,7 +180,7 @@ def test_default_search_through_the_cli(runs: Path) -> None:
     run_dir = next(runs.iterdir())
     assert (run_dir / "data" / "team_features.csv").exists() and (run_dir / "study.journal").exists()
     assert (run_dir / "report" / "tables" / "top_xgboost.tex").exists()
-    events = [json.loads(l)["event"] for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(line)["event"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert events[0] == "search_start" and events[-1] == "search_end" and events.count("launched") == 2
     status = CliRunner().invoke(main, ["status", str(run_dir)])
     assert status.exit_code == 0 and "complete     2" in status.output

@@ -13,6 +13,7 @@ a trial prints or ends: the slot is refilled within milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -42,10 +43,8 @@ class _Attempt:
 
 
 def _kill_group(proc: subprocess.Popen[Any], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class _Worker:
@@ -228,10 +227,8 @@ class LocalBackend(Backend):
         if worker is None:
             return
         if worker.proc.stdin:
-            try:
+            with contextlib.suppress(OSError):
                 worker.proc.stdin.close()
-            except OSError:
-                pass
         try:
             worker.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:

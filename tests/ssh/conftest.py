@@ -25,7 +25,7 @@ class Cluster:
     def registry(self, rules: str = "", local_slots: int = 1, python: str = sys.executable,
                  extra: str = "") -> Path:
         lines = ["platforms:", "  local:", "    connection: local",
-                 f"    specs: {{cpu_cores: 2, memory_gb: 8}}", f"    max_concurrent_jobs: {local_slots}"]
+                 "    specs: {cpu_cores: 2, memory_gb: 8}", f"    max_concurrent_jobs: {local_slots}"]
         for name, h in self.hosts.items():
             lines += [f"  {name}:", "    connection: ssh", "    host: 127.0.0.1", f"    port: {h.port}",
                       f"    user: {h.user}", f"    identity_file: {self.key}", f"    python: {python}",
