@@ -154,8 +154,9 @@ def validate(file: str, kind: str) -> None:
 @main.group(invoke_without_command=True)
 @click.option("--registry", envvar="COORD_REGISTRY", type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--run", "run_dir", type=click.Path(), help="Also show the speeds measured in this run.")
 @click.pass_context
-def hosts(ctx: click.Context, registry: str | None, as_json: bool) -> None:
+def hosts(ctx: click.Context, registry: str | None, as_json: bool, run_dir: str | None) -> None:
     """Pre-flight doctor: reachability, Python and libraries, cores, memory, disk, GPUs, clock skew."""
     ctx.obj = registry
     if ctx.invoked_subcommand is not None:
@@ -163,7 +164,23 @@ def hosts(ctx: click.Context, registry: str | None, as_json: bool) -> None:
     from coordinator.hosts import probe_all, render_table
 
     rows = probe_all(_registry(registry))
-    click.echo(json.dumps(rows, indent=2, default=str) if as_json else render_table(rows))
+    speeds = None
+    if run_dir:
+        from coordinator.reporting import host_table
+        from coordinator.store import RunStore
+
+        speeds = host_table(RunStore.open(Path(run_dir)))
+    if as_json:
+        click.echo(json.dumps({"hosts": rows, "speeds": speeds} if speeds is not None else rows, indent=2,
+                              default=str))
+    else:
+        click.echo(render_table(rows))
+        if speeds is not None:
+            click.echo(f"\nmeasured in {run_dir}:")
+            click.echo(f"{'platform':<16} {'model':<14} {'trials':>6} {'busy s':>9} {'util':>7} {'median s':>9}")
+            for r in speeds:
+                click.echo(f"{r['platform']:<16} {r['model']:<14} {r['trials']:>6} {r['busy_s']:>9} "
+                           f"{r['utilisation']:>7} {r['median_s'] if r['median_s'] is not None else '-':>9}")
     if not all(r["ok"] for r in rows):
         ctx.exit(4)
 

@@ -26,6 +26,7 @@ class Infeasible:
 
 
 Decision = Allocation | Busy | Infeasible
+WAIT_MARGIN = 0.2  # a busy host must promise to finish this much sooner than a free one
 
 
 @dataclass
@@ -131,11 +132,17 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
     if free and estimates is not None:
         candidates = [n for n in usable if n in estimates and n not in avoid] or \
             [n for n in usable if n in estimates]
-        best = min(candidates, key=lambda n: (estimates[n].finish_s, names.index(n)))
-        chosen = next((a for a in free if a.platform == best), None)
-        if chosen is not None:
+        order = sorted(candidates, key=lambda n: (estimates[n].finish_s, names.index(n)))
+        free_by_name = {a.platform: a for a in free}
+        best_free = next((n for n in order if n in free_by_name), None)
+        best = order[0]
+        # wait for a busy host only when it is clearly better: noise between equal hosts
+        # must never leave a free slot idle
+        if best_free is not None and (best == best_free or estimates[best].finish_s >
+                                      (1 - WAIT_MARGIN) * estimates[best_free].finish_s):
+            chosen = free_by_name[best_free]
             return Allocation(chosen.platform, chosen.slot, chosen.gpu,
-                              f"{chosen.reason}; expected to finish first ({estimates[best].finish_s:.1f}s)",
+                              f"{chosen.reason}; expected to finish first ({estimates[best_free].finish_s:.1f}s)",
                               chosen.fallback)
         return Busy(f"waiting for {best}: expected to finish sooner there "
                     f"({estimates[best].finish_s:.1f}s) than on a free slot elsewhere")

@@ -111,3 +111,14 @@ def test_learned_speed_prefers_the_faster_free_host_and_ties_keep_rule_order() -
     assert isinstance(d, Allocation) and d.platform == "laptop"  # the GPU is not assumed faster
     d = route(XGB, _reg(), Ledger(), estimates={"gpu": Estimate(10.0), "laptop": Estimate(10.0)})
     assert isinstance(d, Allocation) and d.platform == "gpu"
+
+
+def test_near_equal_hosts_never_leave_a_free_slot_idle() -> None:
+    from coordinator.speed import Estimate
+
+    reg, ledger = _reg(), Ledger()
+    for n in range(3):
+        ledger.take(Allocation("gpu", n, None, ""), n, 1.0)
+    near = {"gpu": Estimate(1.00, wait_s=0.01), "laptop": Estimate(1.06)}  # gpu 5% sooner: not worth a wait
+    d = route(XGB, reg, ledger, estimates=near)
+    assert isinstance(d, Allocation) and d.platform == "laptop"

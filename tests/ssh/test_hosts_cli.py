@@ -47,3 +47,22 @@ def test_trust_shows_the_fingerprint_and_records_only_on_yes(cluster: Cluster) -
     fp = subprocess.run(["ssh-keygen", "-lf", str(cluster.hosts["alpha"].root / "host_key.pub")],
                         capture_output=True, text=True).stdout.split()[1]
     assert f"fingerprint: {fp}" in ok.output
+
+
+def test_doctor_shows_the_speeds_a_run_measured(cluster: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from coordinator.app import run_search
+    from coordinator.config import SearchOptions
+
+    script = tmp_path / "t.py"
+    script.write_text("print('[coord-metric] {\"loss\": 1}')\n")
+    space = tmp_path / "s.yaml"
+    space.write_text("params:\n  x: {type: int, low: 0, high: 9}\n")
+    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha, beta]\n")
+    out = run_search(SearchOptions(command=f"python3 {script}", space=str(space), metrics=("loss",), trials=4,
+                                   registry=str(reg), run_dir=str(tmp_path / "run")))
+    res = CliRunner().invoke(main, ["hosts", "--registry", str(reg), "--run", out["run_dir"]])
+    assert res.exit_code == 0, res.output
+    assert "measured in" in res.output and "custom" in res.output
+    data = json.loads(CliRunner().invoke(main, ["hosts", "--registry", str(reg), "--run", out["run_dir"],
+                                                "--json"]).output)
+    assert sum(r["trials"] for r in data["speeds"]) == 4 and all(r["median_s"] > 0 for r in data["speeds"])
