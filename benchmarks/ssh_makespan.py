@@ -1,7 +1,7 @@
 """Overhead over the ideal makespan and slot utilisation across 2 SSH hosts (real sshd on
 loopback, 2 slots each), with one-second sleep trials (a --command, a fresh process per
 trial on the host). Utilisation = trial seconds / (slots x loop makespan).
-Usage: [SLOTS_PER_HOST=2] python benchmarks/ssh_makespan.py [TRIALS] [ROUNDS]
+Usage: [SLOTS_PER_HOST=2] [PLACEMENT=learned|static] python benchmarks/ssh_makespan.py [TRIALS] [ROUNDS]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def one_run(n: int, base: Path) -> dict[str, float]:
         (base / "space.yaml").write_text("params:\n  x: {type: float, low: 0, high: 1}\n")
         out = run_search(SearchOptions(command=f"{sys.executable} -S {base / 'sleep.py'}", space=str(base / "space.yaml"),
                                        metrics=("loss",), trials=n, sampler="random", registry=str(base / "reg.yaml"),
+                                       placement=os.environ.get("PLACEMENT", "learned"),
                                        runs_root=str(base / "runs")))
     finally:
         for h in hosts:

@@ -188,11 +188,12 @@ class Coordinator:
         return decision
 
     def _exploring(self, needs: Needs) -> set[str]:
-        """Calibration: a fallback platform with no measured speed for this model type takes
-        one trial at a time until the first one ends (the preferred platform fills freely)."""
-        if self.speed is None:
-            return set()
+        """Calibration: a fallback that a rule names (a hint that it may be much slower)
+        takes one trial at a time until its first one ends; the preferred platform fills
+        freely, and platforms in plain registry order (no rule) are peers, never held back."""
         rule = self.registry.rule_for(needs.model_type)
+        if self.speed is None or not rule.explicit:
+            return set()
         preferred = rule.candidates[0].platform if rule.candidates else None
         return {r.handle.allocation.platform for r in self.running.values()
                 if r.pending.plan.needs.model_type == needs.model_type

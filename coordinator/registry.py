@@ -91,6 +91,7 @@ class Candidate:
 class RoutingRule:
     model_type: str
     candidates: tuple[Candidate, ...]
+    explicit: bool = True  # False: no rule names this model type; platforms in registry order are peers
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Registry:
             if rule.model_type == "*":
                 return rule
         return RoutingRule(model_type, tuple(Candidate(k, "no routing rule: registry order")
-                                             for k in self.platforms))
+                                             for k in self.platforms), explicit=False)
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
