@@ -15,6 +15,7 @@ Events are values; the backend never touches the search or the store.
 from __future__ import annotations
 
 import abc
+import queue
 from dataclasses import dataclass
 
 from coordinator.trial import Allocation, Outcome, TrialSpec
@@ -45,6 +46,19 @@ class EndEvent:
 
 
 Event = MetricEvent | EndEvent
+
+
+def drain(events: queue.Queue[Event], timeout: float) -> list[Event]:
+    """Wait up to ``timeout`` for the first event, then take every event already queued:
+    the loop wakes the moment a trial prints or ends, and handles a burst in one turn."""
+    out: list[Event] = []
+    try:
+        out.append(events.get(timeout=max(0.0, timeout)))
+        while True:
+            out.append(events.get_nowait())
+    except queue.Empty:
+        pass
+    return out
 
 
 class Backend(abc.ABC):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from coordinator import protocol
-from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent
+from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain
 from coordinator.errors import BackendError
 from coordinator.registry import Platform
 from coordinator.trial import Allocation, Outcome, TrialSpec
@@ -194,14 +194,7 @@ class LocalBackend(Backend):
 
     # -- the rest of the contract ------------------------------------------------------
     def poll(self, timeout: float) -> list[Event]:
-        out: list[Event] = []
-        try:
-            out.append(self.events.get(timeout=max(0.0, timeout)))
-            while True:
-                out.append(self.events.get_nowait())
-        except queue.Empty:
-            pass
-        return out
+        return drain(self.events, timeout)
 
     def cancel(self, handle: Handle, reason: str = "cancelled") -> None:
         att = self.attempts.get(handle.key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import queue
 
-from coordinator.backends.base import Backend, Event, Handle
+from coordinator.backends.base import Backend, Event, Handle, drain
 from coordinator.trial import Allocation, TrialSpec
 
 
@@ -18,14 +18,7 @@ class MultiBackend(Backend):
         return self.by_platform[allocation.platform].launch(spec, allocation)
 
     def poll(self, timeout: float) -> list[Event]:
-        out: list[Event] = []
-        try:
-            out.append(self.events.get(timeout=max(0.0, timeout)))
-            while True:
-                out.append(self.events.get_nowait())
-        except queue.Empty:
-            pass
-        return out
+        return drain(self.events, timeout)
 
     def cancel(self, handle: Handle, reason: str = "cancelled") -> None:
         self.by_platform[handle.allocation.platform].cancel(handle, reason)

@@ -31,7 +31,7 @@ from typing import IO, Any
 import paramiko
 
 from coordinator import protocol
-from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent
+from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain
 from coordinator.errors import HostError, HostUnreachable
 from coordinator.registry import Platform
 from coordinator.sshconn import HostConnection
@@ -294,14 +294,7 @@ class SSHBackend(Backend):
                         host.conn.close()  # unblocks the reader, which re-attaches
 
     def poll(self, timeout: float) -> list[Event]:
-        out: list[Event] = []
-        try:
-            out.append(self.events.get(timeout=max(0.0, timeout)))
-            while True:
-                out.append(self.events.get_nowait())
-        except queue.Empty:
-            pass
-        return out
+        return drain(self.events, timeout)
 
     def cancel(self, handle: Handle, reason: str = "cancelled") -> None:
         host = self.hosts[handle.allocation.platform]
