@@ -17,6 +17,7 @@ from typing import Any
 from coordinator import dispatch
 from coordinator.backends.base import Backend, EndEvent, Handle, MetricEvent
 from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
+from coordinator.placement import Placement, RunningTrial
 from coordinator.registry import Registry
 from coordinator.routing import Busy, Infeasible, Ledger, route
 from coordinator.search import Search
@@ -82,6 +83,7 @@ class Coordinator:
         self.limits, self.policy, self.tracker, self.runnable = limits, policy, tracker, runnable
         self.clock = clock
         self.speed = speed  # None: static rule order only
+        self.placement = Placement(registry, speed) if speed is not None else None
         self.ledger = Ledger()
         self.retry_queue: list[_Pending] = []
         self.running: dict[str, _Running] = {}
@@ -187,40 +189,19 @@ class Coordinator:
         self.snap.waiting_reason = ""
         return decision
 
+    def _running_view(self) -> list[RunningTrial]:
+        return [RunningTrial(r.handle.allocation.platform, r.pending.plan.needs.model_type, r.started)
+                for r in self.running.values()]
+
     def _exploring(self, needs: Needs) -> set[str]:
-        """Calibration: a fallback that a rule names (a hint that it may be much slower)
-        takes one trial at a time until its first one ends; the preferred platform fills
-        freely, and platforms in plain registry order (no rule) are peers, never held back."""
-        rule = self.registry.rule_for(needs.model_type)
-        if self.speed is None or not rule.explicit:
+        if self.placement is None:
             return set()
-        preferred = rule.candidates[0].platform if rule.candidates else None
-        return {r.handle.allocation.platform for r in self.running.values()
-                if r.pending.plan.needs.model_type == needs.model_type
-                and r.handle.allocation.platform != preferred
-                and self.speed.expected(needs.model_type, r.handle.allocation.platform) is None}
+        return self.placement.exploring(needs.model_type, self._running_view())
 
     def _estimates(self, needs: Needs) -> dict[str, Estimate] | None:
-        """Expected duration per platform, and for a full one the expected wait for its
-        first slot to free, from the learned speeds of the trials running there."""
-        if self.speed is None:
+        if self.placement is None:
             return None
-        now = self.clock()
-        out: dict[str, Estimate] = {}
-        for name, platform in self.registry.platforms.items():
-            duration = self.speed.expected(needs.model_type, name)
-            if duration is None:
-                continue
-            wait = 0.0
-            if self.ledger.busy(name) >= platform.max_concurrent_jobs:
-                remaining = []
-                for r in self.running.values():
-                    if r.handle.allocation.platform == name:
-                        own = self.speed.expected(r.pending.plan.needs.model_type, name) or duration
-                        remaining.append(max(0.0, own - (now - r.started)))
-                wait = min(remaining, default=0.0)
-            out[name] = Estimate(duration, wait)
-        return out
+        return self.placement.estimates(needs.model_type, self._running_view(), self.ledger, self.clock())
 
     def _place_retry(self) -> bool:
         now = self.clock()
@@ -257,20 +238,15 @@ class Coordinator:
         return False
 
     def _study_order(self) -> list[StudyPlan]:
-        """Searches with budget left: round robin, or with learned speeds by *sufferage*
-        (how much later a trial would finish if denied its best platform), so a GPU goes
-        to the model that gains most from it, not to whichever asked first."""
+        """Searches with budget left: round robin, or by sufferage with learned speeds."""
         n = len(self.plans)
         order = [self.plans[(self.turn + i) % n] for i in range(n)]
         order = [p for p in order if p.asked < p.search.n_trials]
-        if self.speed is None or len(order) < 2:
+        if self.placement is None or len(order) < 2:
             return order
-
-        def sufferage(plan: StudyPlan) -> float:
-            est = self._estimates(plan.needs) or {}
-            finishes = sorted(e.finish_s for e in est.values())
-            return finishes[1] - finishes[0] if len(finishes) > 1 else 0.0
-        return sorted(order, key=sufferage, reverse=True)  # stable: ties keep round robin
+        running, now, placement = self._running_view(), self.clock(), self.placement
+        return sorted(order, key=lambda plan: placement.sufferage(plan.needs.model_type, running, self.ledger, now),
+                      reverse=True)  # stable: ties keep round robin
 
     def _launch(self, p: _Pending, alloc: Allocation) -> None:
         platform = self.registry.platforms[alloc.platform]

@@ -87,7 +87,8 @@ def test_learned_placement_beats_static_rules_on_a_heterogeneous_pool(tmp_path: 
     static, *_, clock_static = _run(tmp_path / "a", pool_script, _pool(), plans, 6)
     learned, *_, clock_learned = _run(tmp_path / "b", pool_script, _pool(), plans, 6, speed=True)
     assert static["complete"] == learned["complete"] == 80
-    # a bound that holds across noise seeds (benchmarks/sim_placement.py reports the ratio itself)
-    assert clock_learned() <= 0.8 * clock_static()
-    assert clock_learned() <= 1.25 * 262.5  # the best split of this pool, computed in the benchmark
+    # the target, and near the best split of this pool (262.5 s, computed in
+    # benchmarks/sim_placement.py, which also reports the ratio over several noise seeds)
+    assert clock_learned() <= 0.7 * clock_static()
+    assert clock_learned() <= 1.1 * 262.5
     assert learned["learned_speed_s"]["XGBoost"]["gpu"] < learned["learned_speed_s"]["XGBoost"]["laptop"]
