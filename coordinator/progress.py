@@ -24,13 +24,6 @@ def _clock(seconds: float | None) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def status_line(s: Snapshot) -> str:
-    busy = " ".join(f"{k} {b}/{n}" for k, (b, n) in s.busy.items())
-    best = f"best {s.metric} {fmt(s.best_value)} (#{s.best_number})" if s.best_value is not None else "best -"
-    return (f"{s.done}/{s.total} done, {s.running} running, {s.failed} failed | {best} | slots {busy} | "
-            f"{_clock(s.elapsed_s)} elapsed, ETA {_clock(s.eta_s)}")
-
-
 class LiveDisplay(Tracker):
     """A rich live panel, refreshed a few times a second."""
 

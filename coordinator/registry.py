@@ -8,7 +8,6 @@ embedded default describes this machine, detected at run time.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -289,7 +288,3 @@ def default_registry(slots: int | None = None) -> Registry:
     local = Platform(key="local", name=f"This machine ({os.uname().nodename})", connection="local",
                      specs=Specs(cores, detect_memory_gb(), gpus), max_concurrent_jobs=jobs)
     return Registry({"local": local})
-
-
-def registry_summary(reg: Registry) -> str:
-    return json.dumps(reg.to_json(), indent=2, default=str)
