@@ -185,6 +185,15 @@ def test_sshd_listener_killed_mid_search_loses_nothing(cluster: Cluster, tmp_pat
         assert r["values"] == [r["params"]["x"] * 2.0]
 
 
+def _stall(host, stopped: list[int]) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP every sshd session process of ``host`` (the listener keeps accepting)."""
+    assert host.proc is not None
+    kids = subprocess.run(["pgrep", "-P", str(host.proc.pid)], capture_output=True, text=True).stdout.split()
+    for pid in kids:
+        os.kill(int(pid), signal.SIGSTOP)
+        stopped.append(int(pid))
+
+
 def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """SIGSTOP the sshd process serving our connection: paramiko alone would wait forever."""
@@ -193,15 +202,7 @@ def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: 
                            "allow_local_fallback: false\n")
     alpha = cluster.hosts["alpha"]
     stopped: list[int] = []
-
-    def stall() -> None:
-        assert alpha.proc is not None
-        kids = subprocess.run(["pgrep", "-P", str(alpha.proc.pid)], capture_output=True, text=True).stdout.split()
-        for pid in kids:
-            os.kill(int(pid), signal.SIGSTOP)
-            stopped.append(int(pid))
-
-    timer = threading.Timer(2.0, stall)
+    timer = threading.Timer(2.0, _stall, (alpha, stopped))
     timer.start()
     t0 = time.monotonic()
     out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_sleepy(tmp_path, 4),
@@ -325,3 +326,26 @@ def test_host_without_the_models_library_gets_none_of_its_trials(cluster: Cluste
                                    time_col="season", trials=3, registry=str(reg), run_dir=str(tmp_path / "run")))
     assert out["complete"] == 3 and {r["platform"] for r in _results(out["run_dir"])} == {"alpha"}
     assert "lacks xgboost for xgboost" in (Path(out["run_dir"]) / "events.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_warm_trial_survives_a_stalled_connection(cluster: Cluster, tmp_path: Path, small_csv: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A built-in trial in a detached warm worker keeps training while the connection is
+    stalled; the coordinator re-attaches and records it once, not re-run."""
+    caplog.set_level("WARNING", logger="coordinator.backends.ssh")
+    reg = cluster.registry("task_routing_rules:\n  - model_type: NeuralNetwork\n    route_to: [alpha]\n"
+                           "allow_local_fallback: false\n")
+    space = _space(tmp_path, "params:\n  epochs: {type: int, low: 150, high: 151}\n  lr: {type: float, low: 0.005, high: 0.01}\n")
+    stopped: list[int] = []
+    timer = threading.Timer(4.0, _stall, (cluster.hosts["alpha"], stopped))
+    timer.start()
+    out = run_search(SearchOptions(models=("mlp",), space=space, data=str(small_csv), target="home_win",
+                                   trials=1, registry=str(reg), run_dir=str(tmp_path / "run")))
+    timer.join()
+    for pid in stopped:
+        os.kill(pid, signal.SIGCONT)
+    (r,) = _results(out["run_dir"])
+    assert stopped and r["status"] == "COMPLETE" and len(r["attempts"]) == 1, r
+    assert 0.55 < r["metrics"]["auc"] < 1.0
+    assert "re-attached to 1 running trial(s) on alpha" in caplog.text
