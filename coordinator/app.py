@@ -23,7 +23,7 @@ from coordinator.protocol import MetricParser
 from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
 from coordinator.reporting import write_report
 from coordinator.routing import plan_lines
-from coordinator.search import Search, make_sampler, open_storage
+from coordinator.search import Search, make_pruner, make_sampler, open_storage
 from coordinator.speed import SpeedModel
 from coordinator.store import RunStore
 from coordinator.tracking import Tracker, Trackers
@@ -62,8 +62,10 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
     plans = []
     for study in exp.studies:
         sampler = make_sampler(opts.sampler, opts.seed, exp.parallel, study.space, len(exp.metrics))
+        pruner = make_pruner(opts.pruner, opts.min_resource, opts.reduction_factor, opts.max_resource,
+                             opts.prune_threshold, exp.directions[0])
         search = Search.create(name=study.name, storage=storage, sampler=sampler, space=study.space,
-                               metrics=exp.metrics, directions=exp.directions, n_trials=exp.trials)
+                               metrics=exp.metrics, directions=exp.directions, n_trials=exp.trials, pruner=pruner)
         plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
                                data, opts.seed))
     backend, ssh = _backends(exp, store)
@@ -82,7 +84,7 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
         store.close()
     files = {k: str(v) for k, v in write_report(store).items()}
     result = {"run_dir": str(store.root), **summary, "files": files}
-    if summary["complete"] == 0 and not summary["interrupted"]:
+    if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
         errors = [r.result.get("error", "") for r in store.trials() if r.result]
         last = next((e for e in reversed(errors) if e), "no error output")
         raise SearchFailed(f"no trial completed ({summary['failed']} failed); run directory {store.root}; "

@@ -71,6 +71,13 @@ def main(verbose: int) -> None:
 @click.option("--storage", envvar="COORD_STORAGE", help="Optuna storage URL (default: a journal file in the run).")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--trial-timeout", type=click.FloatRange(min=0), help="Kill a trial after SECONDS.")
+@click.option("--pruner", default="none", show_default=True,
+              type=click.Choice(["none", "median", "percentile", "asha", "hyperband", "threshold", "patient"]),
+              help="Early stopping on the runners' per-step reports (boosting rounds, epochs).")
+@click.option("--min-resource", type=click.IntRange(min=1), help="Pruner: steps before a trial can be stopped.")
+@click.option("--max-resource", type=click.IntRange(min=1), help="Hyperband: the most steps a trial runs.")
+@click.option("--reduction-factor", type=click.IntRange(min=2), default=3, show_default=True)
+@click.option("--prune-threshold", type=float, help="Threshold pruner: stop trials worse than this.")
 @click.option("--host-retry", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds before a host that went down is tried again.")
 @click.option("--placement", type=click.Choice(["learned", "static"]), default="learned", show_default=True,
@@ -96,7 +103,7 @@ def search(quiet: bool, as_json: bool, **kw: Any) -> None:
 
 def _print_summary(result: dict[str, Any]) -> None:
     click.echo(f"\nrun: {result['run_dir']}")
-    click.echo(f"trials: {result['complete']} complete, {result['failed']} failed, "
+    click.echo(f"trials: {result['complete']} complete, {result['pruned']} pruned, {result['failed']} failed, "
                f"{result['cancelled']} cancelled, {result['retries']} retries, {result['elapsed_s']:.1f}s")
     if result.get("best_value") is not None:
         click.echo(f"best {result['metric']}: {result['best_value']:.6g} (trial {result['best_number']})")

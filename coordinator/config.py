@@ -17,7 +17,7 @@ from coordinator.errors import ConfigError, DataError, RoutingError
 from coordinator.models import CUSTOM_MODEL_TYPE, ModelInfo, get_model
 from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
 from coordinator.routing import Infeasible, Ledger, route
-from coordinator.search import SAMPLERS, infer_direction
+from coordinator.search import PRUNERS, SAMPLERS, infer_direction
 from coordinator.space import Space, check_space_matches, load_space
 from coordinator.trial import Needs
 
@@ -54,6 +54,11 @@ class SearchOptions:
     max_retries: int = 3
     trial_timeout: float | None = None
     host_retry: float = 30.0  # seconds before a host that went down is tried again
+    pruner: str = "none"
+    min_resource: int | None = None
+    max_resource: int | None = None
+    reduction_factor: int = 3
+    prune_threshold: float | None = None
     placement: str = "learned"  # learned: where a trial should finish first; static: rule order
 
 
@@ -91,6 +96,10 @@ class Experiment:
 
 def resolve(o: SearchOptions) -> Experiment:
     """Validate every input and return the experiment, or raise a ConfigError subclass."""
+    if o.pruner not in PRUNERS:
+        raise ConfigError(f"unknown pruner {o.pruner!r}", key="--pruner", valid=PRUNERS)
+    if o.pruner == "threshold" and o.prune_threshold is None:
+        raise ConfigError("the threshold pruner needs --prune-threshold VALUE", key="--prune-threshold")
     if o.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {o.sampler!r}", key="--sampler", valid=SAMPLERS)
     if o.command and o.models:

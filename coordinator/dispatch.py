@@ -25,6 +25,7 @@ class Kind(str, Enum):
     NOT_FINITE = "not_finite"  # the objective was NaN or infinite
     CANCELLED = "cancelled"
     LOST = "connection_lost"  # host or connection died: retry, preferably elsewhere
+    PRUNED = "pruned"  # stopped early by the pruner: not a failure, never retried
 
 
 TRANSIENT = frozenset({Kind.REQUEUE, Kind.CRASHED, Kind.KILLED, Kind.OOM, Kind.LOST})
@@ -61,6 +62,8 @@ def final_status(kind: Kind) -> TrialStatus:
         return TrialStatus.COMPLETE
     if kind == Kind.CANCELLED:
         return TrialStatus.CANCELLED
+    if kind == Kind.PRUNED:
+        return TrialStatus.PRUNED
     return TrialStatus.FAILED
 
 

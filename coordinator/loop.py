@@ -9,6 +9,7 @@ committed result goes to the run store first, then to Optuna, then to trackers.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class _Running:
     started: float
     deadline: float | None
     metrics: dict[str, float] = field(default_factory=dict)
+    pruned: bool = False  # the pruner said stop; the end is recorded as PRUNED
 
 
 @dataclass
@@ -284,13 +286,27 @@ class Coordinator:
             if isinstance(ev, MetricEvent):
                 r.metrics.update(ev.values)
                 self.tracker.on_report(r.pending.number, ev.values)
+                self._maybe_prune(r, ev.values)
                 continue
             tail = _tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
-            kind = dispatch.classify(ev.outcome, r.pending.plan.search.metrics, r.metrics, tail)
+            kind = dispatch.Kind.PRUNED if r.pruned else \
+                dispatch.classify(ev.outcome, r.pending.plan.search.metrics, r.metrics, tail)
             self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
                              exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
                              duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
             self._end(r, kind, ev.outcome.exit_code, tail, ev.outcome.duration_s)
+
+    def _maybe_prune(self, r: _Running, values: dict[str, float]) -> None:
+        """An intermediate report (``step`` plus the objective) goes to the pruner; if it says
+        stop, the backend asks the trial to stop at its next step."""
+        search = r.pending.plan.search
+        objective = search.metrics[0]
+        if r.pruned or "step" not in values or objective not in values or not math.isfinite(values[objective]):
+            return
+        if search.report(r.pending.optuna_number, int(values["step"]), values[objective]):
+            r.pruned = True
+            self.store.event("prune", number=r.pending.number, step=int(values["step"]), value=values[objective])
+            self.backend.stop(r.handle)
 
     def _end(self, r: _Running, kind: dispatch.Kind, exit_code: int | None, tail: str, duration: float) -> None:
         p = r.pending
@@ -318,6 +334,8 @@ class Coordinator:
         status = dispatch.final_status(kind)
         metrics = p.plan.search.metrics
         values = [r.metrics[m] for m in metrics] if status == TrialStatus.COMPLETE else None
+        if status == TrialStatus.PRUNED and metrics[0] in r.metrics:
+            values = [r.metrics[metrics[0]]]  # the last reported value
         platform = self.registry.platforms[r.handle.allocation.platform]
         result = {"study": p.plan.search.name, "optuna_number": p.optuna_number, "model": p.plan.model,
                   "status": status.value, "kind": kind.value, "values": values, "metrics": r.metrics,
@@ -329,7 +347,8 @@ class Coordinator:
         if not self.store.commit_result(p.number, result):
             log.warning("trial %d already has a committed result; duplicate ignored", p.number)
             return
-        p.plan.search.tell(p.optuna_number, values)
+        p.plan.search.tell(p.optuna_number, values if status == TrialStatus.COMPLETE else None,
+                           pruned=status == TrialStatus.PRUNED)
         self.durations.append(duration)
         if status == TrialStatus.COMPLETE:
             self.snap.complete += 1
@@ -338,6 +357,8 @@ class Coordinator:
                 self.snap.best_value, self.snap.best_number = values[0], p.number
         elif status == TrialStatus.CANCELLED:
             self.snap.cancelled += 1
+        elif status == TrialStatus.PRUNED:
+            self.snap.pruned += 1
         else:
             self.snap.failed += 1
         self.tracker.on_trial_end(p.number, result)
@@ -365,7 +386,8 @@ class Coordinator:
 
     def summary(self) -> dict[str, Any]:
         s = self.snap
-        return {"complete": s.complete, "failed": s.failed, "cancelled": s.cancelled, "retries": s.retries,
+        return {"complete": s.complete, "failed": s.failed, "cancelled": s.cancelled, "pruned": s.pruned,
+                "retries": s.retries,
                 "trials": s.done, "best_value": s.best_value, "best_number": s.best_number,
                 "metric": s.metric, "elapsed_s": round(self.clock() - self.start, 3),
                 "learned_speed_s": self.speed.table() if self.speed else {}}

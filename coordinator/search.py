@@ -7,7 +7,7 @@ adapter works the same after a coordinator restart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import optuna
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2")
+PRUNERS = ("none", "median", "percentile", "asha", "hyperband", "threshold", "patient")
 MAXIMIZE_HINTS = ("auc", "acc", "accuracy", "r2", "f1", "precision", "recall", "score", "roi", "ndcg", "map")
 MINIMIZE_HINTS = ("loss", "error", "err", "rmse", "mse", "mae", "brier", "time", "seconds", "perplexity",
                   "cost", "mape")
@@ -75,6 +76,32 @@ def _AskTellGrid(grid: dict[str, list[Any]], seed: int | None) -> Any:  # noqa: 
     return _ask_tell_grid_class()(grid, seed=seed)
 
 
+def make_pruner(name: str, min_resource: int | None, reduction_factor: int, max_resource: int | None,
+                threshold: float | None, direction: str) -> Any:
+    """An Optuna pruner by name. Resources are the runner's steps (boosting rounds, epochs)."""
+    import optuna
+
+    p = optuna.pruners
+    if name == "none":
+        return p.NopPruner()
+    if name == "median":
+        return p.MedianPruner(n_startup_trials=5, n_warmup_steps=min_resource or 0)
+    if name == "percentile":
+        return p.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=min_resource or 0)
+    if name == "asha":
+        return p.SuccessiveHalvingPruner(min_resource=min_resource or "auto", reduction_factor=reduction_factor)
+    if name == "hyperband":
+        return p.HyperbandPruner(min_resource=min_resource or 1, max_resource=max_resource or "auto",
+                                 reduction_factor=reduction_factor)
+    if name == "threshold":
+        if threshold is None:
+            raise ConfigError("the threshold pruner needs --prune-threshold VALUE", key="--prune-threshold")
+        return p.ThresholdPruner(lower=threshold) if direction == "maximize" else p.ThresholdPruner(upper=threshold)
+    if name == "patient":
+        return p.PatientPruner(p.MedianPruner(n_startup_trials=5), patience=2)
+    raise ConfigError(f"unknown pruner {name!r}", key="--pruner", valid=PRUNERS)
+
+
 def open_storage(run_dir: Path, url: str | None) -> Any:
     """The embedded default is Optuna's journal file: one append-only file, safe for
     several processes, ~6x cheaper per trial than SQLite. A database URL also works."""
@@ -97,24 +124,40 @@ class Search:
     directions: tuple[str, ...]
     n_trials: int
 
+    prunes: bool = False
+    trials: dict[int, Any] = field(default_factory=dict)  # optuna number -> the asked Trial
+
     @classmethod
     def create(cls, *, name: str, storage: Any, sampler: Any, space: Space, metrics: tuple[str, ...],
-               directions: tuple[str, ...], n_trials: int) -> Search:
+               directions: tuple[str, ...], n_trials: int, pruner: Any = None) -> Search:
         import optuna
 
-        study = optuna.create_study(storage=storage, sampler=sampler, study_name=name,
+        study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=name,
                                     directions=cast(Any, list(directions)), load_if_exists=True)
-        return cls(name, study, space, metrics, directions, n_trials)
+        prunes = pruner is not None and not isinstance(pruner, optuna.pruners.NopPruner) and len(metrics) == 1
+        return cls(name, study, space, metrics, directions, n_trials, prunes)
 
     def ask(self) -> tuple[int, dict[str, Any]]:
         trial = self.study.ask(self.space.distributions())
+        self.trials[trial.number] = trial
         return trial.number, {**trial.params, **self.space.fixed}
 
-    def tell(self, number: int, values: list[float] | None) -> None:
-        """Complete with values, or fail (values None). Telling twice is a no-op."""
+    def report(self, number: int, step: int, value: float) -> bool:
+        """Record an intermediate value; True when the pruner says stop this trial."""
+        trial = self.trials.get(number)
+        if not self.prunes or trial is None:
+            return False
+        trial.report(value, step)
+        return bool(trial.should_prune())
+
+    def tell(self, number: int, values: list[float] | None, pruned: bool = False) -> None:
+        """Complete with values, prune, or fail (values None). Telling twice is a no-op."""
         from optuna.trial import TrialState
 
-        if values is None:
+        self.trials.pop(number, None)
+        if pruned:
+            self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+        elif values is None:
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
         else:
             self.study.tell(number, values if len(values) > 1 else values[0], skip_if_finished=True)

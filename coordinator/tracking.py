@@ -18,6 +18,7 @@ class Snapshot:
     complete: int = 0
     failed: int = 0
     cancelled: int = 0
+    pruned: int = 0
     running: int = 0
     retries: int = 0
     best_value: float | None = None
@@ -30,7 +31,7 @@ class Snapshot:
 
     @property
     def done(self) -> int:
-        return self.complete + self.failed + self.cancelled
+        return self.complete + self.failed + self.cancelled + self.pruned
 
 
 class Tracker:

@@ -11,7 +11,7 @@ from torch import nn
 NEEDS_IMPUTE = True
 
 
-def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
+def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
     hidden, layers = int(params.get("hidden_size", 64)), int(params.get("n_layers", 2))
     lr, wd = float(params.get("lr", 1e-3)), float(params.get("weight_decay", 0.0))
     dropout, epochs = float(params.get("dropout", 0.0)), int(params.get("epochs", 20))
@@ -34,7 +34,7 @@ def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trial
     loss_fn = nn.BCEWithLogitsLoss() if ctx.task == "classification" else nn.MSELoss()
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
     gen = torch.Generator().manual_seed(ctx.seed)
-    for _epoch in range(epochs):
+    for epoch in range(epochs):
         net.train()
         order = torch.randperm(len(yt), generator=gen).to(device)
         for start in range(0, len(yt), batch):
@@ -43,8 +43,8 @@ def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trial
             loss = loss_fn(net(xt[idx]).squeeze(1), yt[idx])
             loss.backward()
             opt.step()
-    net.eval()
-    with torch.no_grad():
-        out = net(xv).squeeze(1)
-        out = torch.sigmoid(out) if ctx.task == "classification" else out
-    return out.cpu().numpy()
+        net.eval()  # one report per epoch: the fidelity for early stopping
+        with torch.no_grad():
+            pred = net(xv).squeeze(1)
+            pred = torch.sigmoid(pred) if ctx.task == "classification" else pred
+        yield epoch + 1, pred.cpu().numpy()

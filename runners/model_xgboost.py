@@ -8,6 +8,35 @@ import xgboost as xgb
 DEFAULTS = {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1}
 
 
+REPORTS = 10  # intermediate reports per trial (boosting rounds in between)
+
+
+def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
+    """Boost round by round; yield (rounds so far, validation predictions) ``REPORTS`` times."""
+    p = {**DEFAULTS, **params}
+    rounds = int(p.pop("n_estimators"))
+    for key in ("max_depth", "max_bin"):
+        if key in p:
+            p[key] = int(p[key])
+    if rounds < 1 or p["max_depth"] < 0 or p["learning_rate"] <= 0:
+        raise trialkit.ParamError("n_estimators >= 1, max_depth >= 0 and learning_rate > 0 are required")
+    objective = "binary:logistic" if ctx.task == "classification" else "reg:squarederror"
+    booster_params = {"tree_method": "hist", "device": ctx.device, "nthread": ctx.threads, "seed": ctx.seed,
+                      "objective": objective, **p}
+    try:
+        dtrain, dvalid = xgb.DMatrix(X, label=y), xgb.DMatrix(X_valid)
+        booster = xgb.Booster(booster_params, [dtrain])
+        every = max(1, rounds // REPORTS)
+        for i in range(rounds):
+            booster.update(dtrain, i)
+            if (i + 1) % every == 0 or i + 1 == rounds:
+                yield i + 1, booster.predict(dvalid, iteration_range=(0, i + 1))
+    except xgb.core.XGBoostError as exc:
+        if "Invalid" in str(exc) or "invalid" in str(exc) or "Unknown" in str(exc):
+            raise trialkit.ParamError(str(exc).splitlines()[0]) from None
+        raise
+
+
 def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
     p = {**DEFAULTS, **params}
     for key in ("n_estimators", "max_depth", "max_bin"):

@@ -315,6 +315,9 @@ def agent():
                                  daemon=True).start()
             elif op == "kill":
                 threading.Thread(target=kill, args=(req["adir"],), daemon=True).start()
+            elif op == "prune":  # the runner stops at its next step
+                with open(os.path.join(req["adir"], "prune"), "w"):
+                    pass
             elif op == "stop_workers":
                 stop_workers(req["dir"])
         except Exception as exc:

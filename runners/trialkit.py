@@ -150,13 +150,10 @@ def run_spec(spec: dict[str, Any], out: Any = None) -> int:
         module = importlib.import_module(f"model_{spec['model']}")
         ds = load_dataset(spec["data"])
         ctx = Context(ds.task, int(spec["seed"]), int(spec.get("threads", 1)), spec.get("device", "cpu"))
-        per_fold = []
-        for train_idx, valid_idx in ds.folds:
-            Xt, Xv = ds.X.iloc[train_idx], ds.X.iloc[valid_idx]
-            if getattr(module, "NEEDS_IMPUTE", False):
-                Xt, Xv = impute(Xt, Xv)
-            pred = module.fit_predict(dict(spec["params"]), Xt, ds.y[train_idx], Xv, ctx)
-            per_fold.append(score(ds.task, ds.y[valid_idx], pred))
+        objective = (spec.get("metrics") or [None])[0]
+        per_fold = _run_folds(module, dict(spec["params"]), ds, ctx, objective, spec.get("attempt_dir"), out)
+        if per_fold is None:  # stopped on request (pruned): the last step's report stands
+            return EXIT_OK
         final = {k: sum(f[k] for f in per_fold) / len(per_fold) for k in per_fold[0]}
         final["train_seconds"] = time.perf_counter() - started
         emit(final, out)
@@ -173,6 +170,40 @@ def run_spec(spec: dict[str, Any], out: Any = None) -> int:
     except Exception:
         traceback.print_exc()
         return EXIT_FAIL
+
+
+def _run_folds(module: Any, params: dict[str, Any], ds: Dataset, ctx: Context, objective: str | None,
+               attempt_dir: str | None, out: Any) -> list[dict[str, float]] | None:
+    """Train every fold; models with ``fit_steps`` advance all folds in lockstep and report
+    the objective's mean over folds at each step (the fidelity pruners need). Between steps
+    a ``prune`` file in the attempt directory stops the trial (returns None)."""
+    folds = []
+    for train_idx, valid_idx in ds.folds:
+        Xt, Xv = ds.X.iloc[train_idx], ds.X.iloc[valid_idx]
+        if getattr(module, "NEEDS_IMPUTE", False):
+            Xt, Xv = impute(Xt, Xv)
+        folds.append((Xt, ds.y[train_idx], Xv, ds.y[valid_idx]))
+    if not hasattr(module, "fit_steps"):
+        return [score(ds.task, yv, module.fit_predict(params, Xt, yt, Xv, ctx)) for Xt, yt, Xv, yv in folds]
+    gens = [module.fit_steps(dict(params), Xt, yt, Xv, ctx) for Xt, yt, Xv, _ in folds]
+    last: list[Any] = [None] * len(gens)
+    stop = os.path.join(attempt_dir, "prune") if attempt_dir else None
+    while True:
+        step = None
+        for i, gen in enumerate(gens):
+            item = next(gen, None)
+            if item is not None:
+                step, last[i] = item
+        if step is None:
+            break
+        if objective is not None:
+            scores = [score(ds.task, f[3], pred)[objective] for f, pred in zip(folds, last, strict=True)
+                      if objective in (CLASSIFICATION_METRICS + REGRESSION_METRICS)]
+            if scores:
+                emit({"step": step, objective: sum(scores) / len(scores)}, out)
+        if stop and os.path.exists(stop):
+            return None
+    return [score(ds.task, f[3], pred) for f, pred in zip(folds, last, strict=True)]
 
 
 def read_spec(path: str | None = None) -> dict[str, Any]:

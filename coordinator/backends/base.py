@@ -75,3 +75,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def stop(self, handle: Handle) -> None:
+        """Ask an attempt to stop early (pruned). Built-in runners stop at their next step;
+        by default, and for scripts that cannot be asked, it is cancelled."""
+        self.cancel(handle, "pruned")

@@ -32,11 +32,13 @@ from coordinator.registry import Platform
 from coordinator.trial import Allocation, Outcome, TrialSpec
 
 KILL_GRACE_S = 3.0
+PRUNE_GRACE_S = 15.0  # a built-in runner checks for the stop request between steps; then it is killed
 
 
 class _Attempt:
     def __init__(self, handle: Handle, stdout_path: Path, started: float) -> None:
         self.handle = handle
+        self.dir = stdout_path.parent
         self.out: IO[str] = open(stdout_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self.started = started
         self.reason: str | None = None  # set by cancel: "cancelled" or "timeout"
@@ -212,6 +214,24 @@ class LocalBackend(Backend):
             self.workers.pop(key, None)  # the next trial on this slot gets a fresh worker
         _kill_group(proc, signal.SIGTERM)
         timer = threading.Timer(KILL_GRACE_S, _kill_group, (proc, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    def stop(self, handle: Handle) -> None:
+        """Pruned: a warm built-in trial finds a ``prune`` file at its next step and ends,
+        keeping its worker warm; a script, or a trial that does not stop in time, is killed."""
+        att = self.attempts.get(handle.key)
+        if att is None:
+            return
+        if handle.key in self.procs:
+            self.cancel(handle, "pruned")
+            return
+        (att.dir / "prune").touch()
+
+        def fallback() -> None:
+            if handle.key in self.attempts:
+                self.cancel(handle, "pruned")
+        timer = threading.Timer(PRUNE_GRACE_S, fallback)
         timer.daemon = True
         timer.start()
 

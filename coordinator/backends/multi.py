@@ -23,6 +23,9 @@ class MultiBackend(Backend):
     def cancel(self, handle: Handle, reason: str = "cancelled") -> None:
         self.by_platform[handle.allocation.platform].cancel(handle, reason)
 
+    def stop(self, handle: Handle) -> None:
+        self.by_platform[handle.allocation.platform].stop(handle)
+
     def close(self) -> None:
         for backend in {id(b): b for b in self.by_platform.values()}.values():
             backend.close()

@@ -39,6 +39,7 @@ from coordinator.trial import Allocation, Outcome, TrialSpec
 
 log = logging.getLogger(__name__)
 HEARTBEAT_PREFIX = "[coord-hb]"
+PRUNE_GRACE_S = 15.0  # a built-in runner checks for the stop request between steps; then it is killed
 
 
 def runners_hash(runners_dir: Path) -> tuple[str, dict[str, bytes]]:
@@ -59,6 +60,7 @@ class _Remote:
     offset: int = 0
     reason: str | None = None
     done: bool = False
+    warm: bool = False  # a built-in model in the slot's warm worker (it can be asked to stop)
 
 
 @dataclass
@@ -195,7 +197,7 @@ class SSHBackend(Backend):
         local_dir.mkdir(parents=True, exist_ok=True)
         (local_dir / "spec.json").write_text(spec_text, encoding="utf-8")
         rem = _Remote(handle, adir, open(local_dir / "stdout", "a", encoding="utf-8"),  # noqa: SIM115
-                      time.monotonic(), self.parser_factory())
+                      time.monotonic(), self.parser_factory(), warm=spec.model is not None)
         with host.lock:
             host.attempts[handle.key] = rem
         try:
@@ -307,6 +309,30 @@ class SSHBackend(Backend):
             self._send(host, {"op": "kill", "adir": rem.adir})
         except HostError as exc:  # re-attach will follow it; the kill is retried at close
             log.warning("could not kill trial %s on %s: %s", handle.key, host.platform.key, exc)
+
+    def stop(self, handle: Handle) -> None:
+        """Pruned: the agent leaves a ``prune`` file the runner checks between steps; a
+        script, or a trial still running after the grace period, is killed."""
+        host = self.hosts[handle.allocation.platform]
+        with host.lock:
+            rem = host.attempts.get(handle.key)
+        if rem is None:
+            return
+        if not rem.warm:
+            self.cancel(handle, "pruned")
+            return
+        try:
+            self._send(host, {"op": "prune", "adir": rem.adir})
+        except HostError:
+            self.cancel(handle, "pruned")
+            return
+
+        def fallback() -> None:
+            if handle.key in host.attempts:
+                self.cancel(handle, "pruned")
+        timer = threading.Timer(PRUNE_GRACE_S, fallback)
+        timer.daemon = True
+        timer.start()
 
     def close(self) -> None:
         if self.closed:

@@ -349,3 +349,18 @@ def test_warm_trial_survives_a_stalled_connection(cluster: Cluster, tmp_path: Pa
     assert stopped and r["status"] == "COMPLETE" and len(r["attempts"]) == 1, r
     assert 0.55 < r["metrics"]["auc"] < 1.0
     assert "re-attached to 1 running trial(s) on alpha" in caplog.text
+
+
+@pytest.mark.slow
+def test_pruned_warm_trials_stop_and_keep_their_worker(cluster: Cluster, tmp_path: Path, small_csv: Path) -> None:
+    reg = cluster.registry("task_routing_rules:\n  - model_type: XGBoost\n    route_to: [alpha]\n"
+                           "allow_local_fallback: false\n")
+    space = _space(tmp_path, "params:\n  max_depth: {type: int, low: 2, high: 6}\nfixed: {n_estimators: 300}\n")
+    out = run_search(SearchOptions(models=("xgboost",), space=space, data=str(small_csv), target="home_win",
+                                   cv="kfold", folds=2, trials=3, parallel=1, pruner="threshold", prune_threshold=0.99,
+                                   registry=str(reg), run_dir=str(tmp_path / "run")))
+    results = _results(out["run_dir"])
+    assert out["pruned"] == 3 and all(r["metrics"]["step"] <= 60 for r in results)
+    pids = {(cluster.hosts["alpha"].work_dir / "runs" / "run" / "trials" / str(r["number"]) / "attempt-1" / "pid")
+            .read_text() for r in results}
+    assert len(pids) == 1  # the prune request stopped the trial, not the warm worker
