@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import abc
 import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.trial import Allocation, Outcome, TrialSpec
@@ -46,6 +48,16 @@ class EndEvent:
 
 
 Event = MetricEvent | EndEvent
+
+
+PRUNE_GRACE_S = 15.0  # a built-in runner checks for a stop request between steps; then it is killed
+
+
+def later(seconds: float, fn: Callable[[], object]) -> None:
+    """Run ``fn`` once after ``seconds`` on a daemon timer (kill fallbacks never block exit)."""
+    timer = threading.Timer(seconds, fn)
+    timer.daemon = True
+    timer.start()
 
 
 def drain(events: queue.Queue[Event], timeout: float) -> list[Event]:
@@ -80,3 +92,10 @@ class Backend(abc.ABC):
         """Ask an attempt to stop early (pruned). Built-in runners stop at their next step;
         by default, and for scripts that cannot be asked, it is cancelled."""
         self.cancel(handle, "pruned")
+
+    def _cancel_unless_ended(self, handle: Handle, running: Callable[[], bool]) -> None:
+        """After the stop request's grace period, cancel the attempt if it is still running."""
+        def fire() -> None:
+            if running():
+                self.cancel(handle, "pruned")
+        later(PRUNE_GRACE_S, fire)

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from coordinator import protocol
-from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain
+from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain, later
 from coordinator.errors import BackendError
 from coordinator.registry import Platform
 from coordinator.trial import Allocation, Outcome, TrialSpec
 
 KILL_GRACE_S = 3.0
-PRUNE_GRACE_S = 15.0  # a built-in runner checks for the stop request between steps; then it is killed
 
 
 class _Attempt:
@@ -213,9 +212,7 @@ class LocalBackend(Backend):
             proc = worker.proc
             self.workers.pop(key, None)  # the next trial on this slot gets a fresh worker
         _kill_group(proc, signal.SIGTERM)
-        timer = threading.Timer(KILL_GRACE_S, _kill_group, (proc, signal.SIGKILL))
-        timer.daemon = True
-        timer.start()
+        later(KILL_GRACE_S, lambda: _kill_group(proc, signal.SIGKILL))
 
     def stop(self, handle: Handle) -> None:
         """Pruned: a warm built-in trial finds a ``prune`` file at its next step and ends,
@@ -227,13 +224,7 @@ class LocalBackend(Backend):
             self.cancel(handle, "pruned")
             return
         (att.dir / "prune").touch()
-
-        def fallback() -> None:
-            if handle.key in self.attempts:
-                self.cancel(handle, "pruned")
-        timer = threading.Timer(PRUNE_GRACE_S, fallback)
-        timer.daemon = True
-        timer.start()
+        self._cancel_unless_ended(handle, lambda: handle.key in self.attempts)
 
     def _stop_worker(self, key: tuple[str, int]) -> None:
         worker = self.workers.pop(key, None)

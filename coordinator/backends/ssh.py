@@ -39,7 +39,6 @@ from coordinator.trial import Allocation, Outcome, TrialSpec
 
 log = logging.getLogger(__name__)
 HEARTBEAT_PREFIX = "[coord-hb]"
-PRUNE_GRACE_S = 15.0  # a built-in runner checks for the stop request between steps; then it is killed
 
 
 def runners_hash(runners_dir: Path) -> tuple[str, dict[str, bytes]]:
@@ -326,13 +325,7 @@ class SSHBackend(Backend):
         except HostError:
             self.cancel(handle, "pruned")
             return
-
-        def fallback() -> None:
-            if handle.key in host.attempts:
-                self.cancel(handle, "pruned")
-        timer = threading.Timer(PRUNE_GRACE_S, fallback)
-        timer.daemon = True
-        timer.start()
+        self._cancel_unless_ended(handle, lambda: handle.key in host.attempts)
 
     def close(self) -> None:
         if self.closed:
