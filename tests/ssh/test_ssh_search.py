@@ -51,7 +51,13 @@ def _results(run_dir: str) -> list[dict]:
     return [r.result for r in RunStore.open(Path(run_dir)).trials()]
 
 
-RULE_SSH_ONLY = "task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha, beta]\nallow_local_fallback: false\n"
+def _rules(model_type: str, *route_to: str, local: bool = True) -> str:
+    """Registry YAML routing ``model_type`` to ``route_to`` in order (local fallback optional)."""
+    text = f"task_routing_rules:\n  - model_type: {model_type}\n    route_to: [{', '.join(route_to)}]\n"
+    return text if local else text + "allow_local_fallback: false\n"
+
+
+RULE_SSH_ONLY = _rules("Custom", "alpha", "beta", local=False)
 
 
 def test_trials_run_on_the_ssh_hosts_the_rule_names(cluster: Cluster, tmp_path: Path) -> None:
@@ -74,8 +80,7 @@ def test_trials_run_on_the_ssh_hosts_the_rule_names(cluster: Cluster, tmp_path: 
 def test_unknown_host_key_is_refused_before_anything_runs(cluster: Cluster, tmp_path: Path) -> None:
     cluster.trusted("alpha")  # beta's key is unknown
     before = cluster.known_hosts.read_text()
-    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [beta, alpha]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('Custom', 'beta', 'alpha', local=False))
     out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
                                    trials=4, registry=str(reg), run_dir=str(tmp_path / "run")))
     assert {r["platform"] for r in _results(out["run_dir"])} == {"alpha"}
@@ -164,7 +169,7 @@ def test_remote_trial_killed_with_sigkill_is_retried(cluster: Cluster, tmp_path:
 
 def test_host_down_at_start_falls_back(cluster: Cluster, tmp_path: Path) -> None:
     cluster.hosts["alpha"].stop()
-    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha, beta]\n")
+    reg = cluster.registry(_rules('Custom', 'alpha', 'beta'))
     out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
                                    trials=5, registry=str(reg), run_dir=str(tmp_path / "run")))
     assert out["complete"] == 5
@@ -198,8 +203,7 @@ def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: 
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """SIGSTOP the sshd process serving our connection: paramiko alone would wait forever."""
     caplog.set_level("WARNING", logger="coordinator.backends.ssh")
-    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('Custom', 'alpha', local=False))
     alpha = cluster.hosts["alpha"]
     stopped: list[int] = []
     timer = threading.Timer(2.0, _stall, (alpha, stopped))
@@ -232,8 +236,7 @@ def test_all_hosts_refused_fails_fast_with_the_reasons(cluster: Cluster, tmp_pat
 
 @pytest.mark.slow
 def test_builtin_models_run_in_warm_workers_on_the_hosts(cluster: Cluster, tmp_path: Path, small_csv: Path) -> None:
-    reg = cluster.registry("task_routing_rules:\n  - model_type: GLM\n    route_to: [alpha, beta]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('GLM', 'alpha', 'beta', local=False))
     space = _space(tmp_path, "params:\n  C: {type: float, low: 0.01, high: 10, log: true}\n")
     out = run_search(SearchOptions(models=("glm",), space=space, data=str(small_csv), target="home_win",
                                    time_col="season", folds=2, trials=8, registry=str(reg),
@@ -256,8 +259,7 @@ def test_builtin_models_run_in_warm_workers_on_the_hosts(cluster: Cluster, tmp_p
 
 def test_cancelled_warm_trial_ends_and_its_worker_is_gone(cluster: Cluster, tmp_path: Path, small_csv: Path) -> None:
     from coordinator.errors import SearchFailed
-    reg = cluster.registry("task_routing_rules:\n  - model_type: NeuralNetwork\n    route_to: [alpha]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('NeuralNetwork', 'alpha', local=False))
     space = _space(tmp_path, "params:\n  epochs: {type: int, low: 5000, high: 5001}\n")
     t0 = time.monotonic()
     with pytest.raises(SearchFailed):
@@ -277,8 +279,7 @@ def test_jump_host(cluster: Cluster, tmp_path: Path) -> None:
     cfg = alpha.root / "sshd_config"
     cfg.write_text(cfg.read_text().replace("AllowTcpForwarding no", "AllowTcpForwarding yes"))
     alpha.start()
-    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [beta]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('Custom', 'beta', local=False))
     text = reg.read_text().replace("  beta:\n    connection: ssh\n", "  beta:\n    connection: ssh\n    jump: alpha\n")
     reg.write_text(text)
     out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
@@ -294,8 +295,7 @@ def test_jump_host(cluster: Cluster, tmp_path: Path) -> None:
 def test_all_hosts_down_pauses_then_resumes_when_a_host_returns(cluster: Cluster, tmp_path: Path) -> None:
     alpha = cluster.hosts["alpha"]
     alpha.stop()
-    reg = cluster.registry("task_routing_rules:\n  - model_type: Custom\n    route_to: [alpha]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('Custom', 'alpha', local=False))
     threading.Timer(3.0, alpha.start).start()
     t0 = time.monotonic()
     out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_space(tmp_path), metrics=("loss",),
@@ -316,8 +316,7 @@ def test_host_without_the_models_library_gets_none_of_its_trials(cluster: Cluste
     shim = tmp_path / "py-no-xgb"
     shim.write_text(f"#!/bin/sh\nPYTHONPATH={hide} exec {sys.executable} \"$@\"\n")
     shim.chmod(0o755)
-    reg = cluster.registry("task_routing_rules:\n  - model_type: XGBoost\n    route_to: [beta, alpha]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('XGBoost', 'beta', 'alpha', local=False))
     text = reg.read_text()
     beta_at = text.index("  beta:")
     reg.write_text(text[:beta_at] + text[beta_at:].replace(f"python: {sys.executable}", f"python: {shim}", 1))
@@ -334,8 +333,7 @@ def test_warm_trial_survives_a_stalled_connection(cluster: Cluster, tmp_path: Pa
     """A built-in trial in a detached warm worker keeps training while the connection is
     stalled; the coordinator re-attaches and records it once, not re-run."""
     caplog.set_level("WARNING", logger="coordinator.backends.ssh")
-    reg = cluster.registry("task_routing_rules:\n  - model_type: NeuralNetwork\n    route_to: [alpha]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('NeuralNetwork', 'alpha', local=False))
     space = _space(tmp_path, "params:\n  epochs: {type: int, low: 150, high: 151}\n  lr: {type: float, low: 0.005, high: 0.01}\n")
     stopped: list[int] = []
     timer = threading.Timer(4.0, _stall, (cluster.hosts["alpha"], stopped))
@@ -353,8 +351,7 @@ def test_warm_trial_survives_a_stalled_connection(cluster: Cluster, tmp_path: Pa
 
 @pytest.mark.slow
 def test_pruned_warm_trials_stop_and_keep_their_worker(cluster: Cluster, tmp_path: Path, small_csv: Path) -> None:
-    reg = cluster.registry("task_routing_rules:\n  - model_type: XGBoost\n    route_to: [alpha]\n"
-                           "allow_local_fallback: false\n")
+    reg = cluster.registry(_rules('XGBoost', 'alpha', local=False))
     space = _space(tmp_path, "params:\n  max_depth: {type: int, low: 2, high: 6}\nfixed: {n_estimators: 300}\n")
     out = run_search(SearchOptions(models=("xgboost",), space=space, data=str(small_csv), target="home_win",
                                    cv="kfold", folds=2, trials=3, parallel=1, pruner="threshold", prune_threshold=0.99,
