@@ -157,12 +157,10 @@ class HostConnection:
         t = self.client.get_transport() if self.client else None
         return bool(t and t.is_active())
 
-    def run(self, argv: Sequence[str], timeout: float = 30.0, stdin: bytes | None = None) -> Result:
+    def run(self, argv: Sequence[str], timeout: float = 30.0) -> Result:
         """Run a command (argv, every word quoted) and wait, at most ``timeout`` seconds."""
         chan = self.open_command(argv, timeout)
         try:
-            if stdin:
-                chan.sendall(stdin)
             chan.shutdown_write()
             out = chan.makefile("rb").read()  # small outputs: the window never fills
             err = chan.makefile_stderr("rb").read()

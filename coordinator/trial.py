@@ -61,7 +61,6 @@ class TrialSpec:
     attempt_dir: str
     threads: int = 1
     device: str = "cpu"
-    env: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -77,7 +77,6 @@ class LocalBackend(Backend):
     # -- launching ---------------------------------------------------------------------
     def _env(self, spec: TrialSpec, alloc: Allocation, spec_path: Path) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(spec.env)
         threads = str(spec.threads)
         env.update({protocol.ENV_SPEC: str(spec_path), protocol.ENV_TRIAL_NUMBER: str(spec.number),
                     protocol.ENV_ATTEMPT: str(spec.attempt), protocol.ENV_CHECKPOINT_DIR: spec.checkpoint_dir,

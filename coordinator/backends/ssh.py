@@ -183,7 +183,7 @@ class SSHBackend(Backend):
                protocol.ENV_ATTEMPT: str(spec.attempt), protocol.ENV_CHECKPOINT_DIR: ckpt,
                protocol.ENV_CUDA: "" if allocation.gpu is None else str(allocation.gpu),
                "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-               "PYTHONUNBUFFERED": "1", **spec.env}
+               "PYTHONUNBUFFERED": "1"}
         spec_text = json.dumps(remote_spec, indent=2, sort_keys=True)
         launch = {"argv": argv, "env": env, "cwd": host.work, "attempt": spec.attempt}
         request: dict[str, Any] = {"op": "run", "tag": handle.key, "adir": adir, "dirs": [ckpt],
