@@ -1,6 +1,6 @@
 """Per-trial dispatch latency over SSH on loopback, three ways side by side, interleaved:
 
-- coord: ``SSHBackend.launch`` on its open connection (SFTP spec + one exec, detached trial);
+- coord: ``AgentBackend.launch``: one JSON message to the host's agent on its open connection;
 - a bare ``ssh -o ControlMaster=auto`` loop (a multiplexed OpenSSH client per trial);
 - fabric ``Connection.run`` per trial on an open connection.
 
@@ -22,14 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from coordinator import resources  # noqa: E402
+from coordinator.backends.agent import AgentBackend  # noqa: E402
 from coordinator.backends.base import EndEvent  # noqa: E402
-from coordinator.backends.ssh import SSHBackend  # noqa: E402
 from coordinator.registry import load_registry  # noqa: E402
 from coordinator.trial import Allocation, TrialSpec  # noqa: E402
 from tests import sshd  # noqa: E402
 
 
-def coord_round(backend: SSHBackend, base: Path, n: int, start: int) -> list[float]:
+def coord_round(backend: AgentBackend, base: Path, n: int, start: int) -> list[float]:
     out = []
     alloc = Allocation("alpha", 0, None, "bench")
     for i in range(start, start + n):
@@ -82,7 +82,8 @@ def main() -> None:
         reg.write_text(f"platforms:\n  alpha:\n    connection: ssh\n    host: 127.0.0.1\n    port: {host.port}\n"
                        f"    user: root\n    identity_file: {key}\n    python: {sys.executable}\n"
                        f"    work_dir: {host.work_dir}\n    specs: {{cpu_cores: 2, memory_gb: 8}}\n")
-        backend = SSHBackend(load_registry(reg).platforms, known, resources.folder("runners"), run_id="bench")
+        backend = AgentBackend(load_registry(reg).platforms, known, resources.folder("runners"), run_id="bench",
+                               local_root=base)
         backend.prepare("alpha")
         conn = fabric.Connection("127.0.0.1", user="root", port=host.port, connect_kwargs={"key_filename": str(key)})
         conn.client.load_host_keys(str(known))

@@ -4,18 +4,15 @@ Kept apart from ``cli.py`` so tests and scripts can call it without click."""
 from __future__ import annotations
 
 import logging
-import queue
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from coordinator import datasets, dispatch, resources
-from coordinator.backends.base import Backend
-from coordinator.backends.local import LocalBackend
-from coordinator.backends.multi import MultiBackend
-from coordinator.backends.ssh import SSHBackend
+from coordinator.backends.agent import AgentBackend
 from coordinator.config import Experiment, SearchOptions, resolve
-from coordinator.errors import ConfigError, HostError, SearchFailed
+from coordinator.errors import ConfigError, HostError, SearchFailed, StoreError
 from coordinator.hosts import foreign_gpus, known_hosts_path, probe
 from coordinator.loop import Coordinator, Limits, StudyPlan
 from coordinator.models import BUILTIN, get_model
@@ -47,17 +44,50 @@ def _tracker(mode: str) -> Tracker:
 
 def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
     """Validate, create the run, search, report. Returns the summary with file paths."""
-    import optuna
-
     exp = resolve(opts)  # every input error surfaces here, before anything is written
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    store = RunStore.create(Path(opts.runs_root), exp.name, exp.snapshot(),
+    store = RunStore.create(Path(opts.runs_root), exp.name, {**exp.snapshot(), "cwd": os.getcwd()},
                             Path(opts.run_dir) if opts.run_dir else None)
+    store.lock()
+    return _drive(exp, store, _data(exp, store), mode, resume=False)
+
+
+def resume_run(path: Path, mode: str = "quiet") -> dict[str, Any]:
+    """Continue a run whose coordinator stopped or died, with the options it was started with."""
+    store = RunStore.open(path.resolve())
+    cfg = store.config
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["options"].items()}
+    opts = SearchOptions(**fields)
+    if cfg.get("cwd") and Path(cfg["cwd"]).is_dir():
+        os.chdir(cfg["cwd"])  # relative paths (registry, space, data, command) mean what they meant
+    exp = resolve(opts)
+    store.lock()
+    data = _data(exp, store)
+    started = next((e for e in store.events_read() if e.get("event") == "search_start"), None)
+    if started and started.get("data") and data and started["data"].get("sha256") != data.get("sha256"):
+        raise StoreError(f"the data file {data.get('path')} changed since the run started (sha256 "
+                         f"{started['data'].get('sha256')}); restore it, or start a new run")
+    return _drive(exp, store, data, mode, resume=True)
+
+
+def _data(exp: Experiment, store: RunStore) -> dict[str, Any] | None:
     data = exp.data
-    if data is not None and "builtin" in data:
-        path = datasets.generate(store.root / "data" / f"{datasets.BUILTIN_NAME}.csv")
+    if data is not None and "builtin" in data:  # generated once per run, into the run directory
+        path = store.root / "data" / f"{datasets.BUILTIN_NAME}.csv"
+        if not path.exists():
+            datasets.generate(path)
         data = {**{k: v for k, v in data.items() if k != "builtin"}, "path": str(path),
                 "sha256": datasets.sha256(path)}
+    return data
+
+
+def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: str,
+           resume: bool) -> dict[str, Any]:
+    import optuna
+
+    from coordinator.resume import recover
+
+    opts = exp.options
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(store.root, opts.storage)
     plans = []
     for study in exp.studies:
@@ -68,21 +98,26 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
                                metrics=exp.metrics, directions=exp.directions, n_trials=exp.trials, pruner=pruner)
         plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
                                data, opts.seed))
-    backend, ssh = _backends(exp, store)
+    backend = AgentBackend(exp.registry.platforms, known_hosts_path(exp.registry), resources.folder("runners"),
+                           run_id=store.root.name, local_root=store.root, parser_factory=_parser_factory(exp))
     tracker = Trackers([_tracker(mode)])
-    store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
+    if not resume:
+        store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
     coordinator = Coordinator(store, plans, exp.registry, backend, Limits(exp.parallel, opts.timeout,
                               opts.trial_timeout, opts.host_retry), dispatch.RetryPolicy(opts.max_retries), tracker,
                               RUNNABLE_CONNECTIONS, speed=SpeedModel() if opts.placement == "learned" else None)
-    if ssh is not None:
-        _preflight(ssh, coordinator, exp)
+    _preflight(backend, coordinator, exp)
     _skip_shared_gpus(exp.registry, coordinator)
     try:
+        if resume:
+            recover(coordinator)
         summary = coordinator.run()
     finally:
         tracker.close()
+    try:
+        files = {k: str(v) for k, v in write_report(store).items()}
+    finally:
         store.close()
-    files = {k: str(v) for k, v in write_report(store).items()}
     result = {"run_dir": str(store.root), **summary, "files": files}
     if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
         errors = [r.result.get("error", "") for r in store.trials() if r.result]
@@ -92,37 +127,26 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
     return result
 
 
-def _backends(exp: Experiment, store: RunStore) -> tuple[MultiBackend, SSHBackend | None]:
-    """Local and SSH backends sharing one event queue, by platform."""
-    events: queue.Queue[Any] = queue.Queue()
-    platforms = exp.registry.platforms
-    local = LocalBackend(platforms, resources.folder("runners"), parser_factory=_parser_factory(exp),
-                         events=events)
-    by_platform: dict[str, Backend] = {k: local for k, p in platforms.items() if p.connection == "local"}
-    ssh = None
-    if any(p.connection == "ssh" for p in platforms.values()):
-        ssh = SSHBackend(platforms, known_hosts_path(exp.registry), resources.folder("runners"),
-                         run_id=store.root.name, events=events, parser_factory=_parser_factory(exp))
-        by_platform.update({k: ssh for k, p in platforms.items() if p.connection == "ssh"})
-    return MultiBackend(by_platform, events), ssh
-
-
-def _preflight(ssh: SSHBackend, coordinator: Coordinator, exp: Experiment) -> None:
+def _preflight(backend: AgentBackend, coordinator: Coordinator, exp: Experiment) -> None:
     """Before the first trial: connect to every SSH host and start its agent; check that
     it has the libraries each built-in model needs. A host that fails is routed around
     (its trials fall back) and named with the reason; a host missing one model's library
     still runs the others."""
     models = [s.model for s in exp.studies if s.model is not None]
 
+    ssh = [k for k, p in exp.registry.platforms.items() if p.connection == "ssh"]
+    if not ssh:
+        return
+
     def check(platform: str) -> tuple[str, HostError | None, dict[str, Any]]:
         try:
-            ssh.prepare(platform)
+            backend.prepare(platform)
         except HostError as exc:
             return platform, exc, {}
         return platform, None, probe(exp.registry.platforms[platform], exp.registry) if models else {}
 
-    with ThreadPoolExecutor(max_workers=len(ssh.hosts)) as pool:
-        for platform, exc, info in pool.map(check, list(ssh.hosts)):
+    with ThreadPoolExecutor(max_workers=len(ssh)) as pool:
+        for platform, exc, info in pool.map(check, ssh):
             if exc is not None:
                 coordinator.host_failed(platform, exc)
                 continue
@@ -160,7 +184,9 @@ def _parser_factory(exp: Experiment) -> Any:
 
 
 def run_status(path: Path) -> dict[str, Any]:
+    """Counts and best value of any run, live or dead, read from its directory."""
     store = RunStore.open(path)
+    pid = store.live_pid()
     cfg = store.config
     counts: dict[str, int] = {}
     best: tuple[float, int] | None = None
@@ -171,7 +197,11 @@ def run_status(path: Path) -> dict[str, Any]:
         values = (rec.result or {}).get("values")
         if values and (best is None or sign * values[0] > sign * best[0]):
             best = (values[0], rec.number)
-    return {"run": str(path), "name": cfg["name"], "metric": cfg["metrics"][0], "planned": cfg["trials"] *
+    ended = any(e.get("event") == "search_end" and not e.get("interrupted") for e in store.events_read()[-3:])
+    state = f"live (coordinator pid {pid})" if pid else "finished" if ended else \
+        "stopped (coord resume RUN continues it)"
+    return {"run": str(path), "state": state, "name": cfg["name"], "metric": cfg["metrics"][0],
+            "planned": cfg["trials"] *
             len(cfg["studies"]), **{k.lower(): v for k, v in sorted(counts.items())},
             "best": f"{best[0]:.6g} (trial {best[1]})" if best else "-"}
 

@@ -91,8 +91,27 @@ def search(quiet: bool, as_json: bool, **kw: Any) -> None:
 
     fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()}
     opts = SearchOptions(**fields)
-    mode = "json" if as_json else "quiet" if quiet else ("live" if sys.stdout.isatty() else "plain")
-    result = run_search(opts, mode)
+    _finish(run_search(opts, _mode(quiet, as_json)), as_json)
+
+
+@main.command()
+@click.argument("run", type=click.Path())
+@click.option("--quiet", is_flag=True, help="Only the final summary.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
+def resume(run: str, quiet: bool, as_json: bool) -> None:
+    """Continue RUN after its coordinator stopped or died (even kill -9): re-attach to
+    trials still running, collect those that finished, re-run lost ones with the same
+    parameters, then go on with the search."""
+    from coordinator.app import resume_run
+
+    _finish(resume_run(Path(run), _mode(quiet, as_json)), as_json)
+
+
+def _mode(quiet: bool, as_json: bool) -> str:
+    return "json" if as_json else "quiet" if quiet else ("live" if sys.stdout.isatty() else "plain")
+
+
+def _finish(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, default=str))
     else:
@@ -118,7 +137,11 @@ def report(run: str) -> None:
     from coordinator.reporting import write_report
     from coordinator.store import RunStore
 
-    files = write_report(RunStore.open(Path(run)))
+    store = RunStore.open(Path(run))
+    if store.live_pid():
+        click.echo(f"coord: note: {run} is still running; this report covers the trials committed so far",
+                   err=True)
+    files = write_report(store)
     for kind, path in files.items():
         click.echo(f"{kind:<24} {path}")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator import dispatch
+from coordinator import crashpoint, dispatch
 from coordinator.backends.base import Backend, EndEvent, Handle, MetricEvent
 from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
 from coordinator.placement import Placement, RunningTrial
@@ -23,12 +23,13 @@ from coordinator.registry import Registry
 from coordinator.routing import Busy, Infeasible, Ledger, route
 from coordinator.search import Search
 from coordinator.speed import Estimate, SpeedModel
-from coordinator.store import RunStore
+from coordinator.store import RunStore, tail
 from coordinator.tracking import Snapshot, Tracker
 from coordinator.trial import Allocation, Needs, TrialSpec, TrialStatus
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
+PRUNED_MARK = "pruned_step"  # a built-in runner's last report when it stopped on a prune request
 DOWN_S = 30.0  # a host that failed is tried again after this long (the next launch is the probe)
 
 
@@ -227,6 +228,7 @@ class Coordinator:
                 continue
             self.turn = (self.plans.index(plan) + 1) % len(self.plans)
             optuna_number, params = plan.search.ask()
+            crashpoint.reached("after_ask")
             plan.asked += 1
             number = self.next_number
             self.next_number += 1
@@ -235,6 +237,7 @@ class Coordinator:
                                              "model": plan.model, "params": params,
                                              "seed": plan.seed + number})
             self.store.event("asked", number=number, study=plan.search.name, params=params)
+            crashpoint.reached("after_record")
             self._launch(pending, alloc)
             return True
         return False
@@ -250,31 +253,54 @@ class Coordinator:
         return sorted(order, key=lambda plan: placement.sufferage(plan.needs.model_type, running, self.ledger, now),
                       reverse=True)  # stable: ties keep round robin
 
-    def _launch(self, p: _Pending, alloc: Allocation) -> None:
-        platform = self.registry.platforms[alloc.platform]
-        attempt_dir = self.store.attempt_dir(p.number, p.attempt)
-        spec = TrialSpec(number=p.number, attempt=p.attempt, study=p.plan.search.name, params=p.params,
+    def _spec(self, p: _Pending, alloc: Allocation) -> TrialSpec:
+        """The attempt's spec: a pure function of the trial and where it runs, so a resumed
+        coordinator rebuilds exactly the spec it launched."""
+        return TrialSpec(number=p.number, attempt=p.attempt, study=p.plan.search.name, params=p.params,
                          seed=p.plan.seed + p.number, model=p.plan.model, command=p.plan.command,
                          data=p.plan.data, metrics=p.plan.search.metrics,
                          checkpoint_dir=str(self.store.trial_dir(p.number) / "checkpoint"),
-                         attempt_dir=str(attempt_dir), threads=platform.threads_per_slot(),
+                         attempt_dir=str(self.store.attempt_dir(p.number, p.attempt)),
+                         threads=self.registry.platforms[alloc.platform].threads_per_slot(),
                          device="cuda" if alloc.gpu is not None else "cpu")
+
+    def _launch(self, p: _Pending, alloc: Allocation, reattach: bool = False) -> None:
+        """Start an attempt, or (``reattach``, after a restart) follow the one already running
+        or finished there: the agent never starts one attempt twice."""
+        if not reattach:
+            self.store.record_attempt(p.number, p.attempt, {"platform": alloc.platform, "slot": alloc.slot,
+                                                            "gpu": alloc.gpu, "reason": alloc.reason})
         self.ledger.take(alloc, p.number, p.plan.needs.memory_gb)
         try:
-            handle = self.backend.launch(spec, alloc)
-        except HostError as exc:  # nothing ran: same attempt again, elsewhere or later
+            handle = self.backend.launch(self._spec(p, alloc), alloc)
+        except HostError as exc:
             self.ledger.release(alloc, p.plan.needs.memory_gb)
             self.host_failed(alloc.platform, exc)
-            p.not_before = self.clock()
+            if reattach:  # it may have run there: count the attempt as lost, retry elsewhere
+                self.lose(p, {"platform": alloc.platform, "slot": alloc.slot, "gpu": alloc.gpu}, str(exc))
+                return
+            p.not_before = self.clock()  # nothing ran: the same attempt again, elsewhere or later
             self.retry_queue.append(p)
             return
         now = self.clock()
         deadline = now + self.limits.trial_timeout_s if self.limits.trial_timeout_s else None
         self.running[handle.key] = _Running(p, handle, now, deadline)
-        self.store.event("launched", number=p.number, attempt=p.attempt, platform=alloc.platform,
-                         slot=alloc.slot, gpu=alloc.gpu, reason=alloc.reason, mono=time.monotonic())
+        self.store.event("reattached" if reattach else "launched", number=p.number, attempt=p.attempt,
+                         platform=alloc.platform, slot=alloc.slot, gpu=alloc.gpu, reason=alloc.reason,
+                         mono=time.monotonic())
+        crashpoint.reached("after_launch")
         self.tracker.on_trial_start(p.number, {"study": p.plan.search.name, "params": p.params,
                                                "attempt": p.attempt, "platform": alloc.platform})
+
+    def lose(self, p: _Pending, where: dict[str, Any], why: str) -> None:
+        """An attempt that cannot be followed after a restart: lost; retried elsewhere."""
+        self.store.event("ended", number=p.number, attempt=p.attempt, kind=dispatch.Kind.LOST.value,
+                         exit_code=None, signal=None, duration_s=0.0, reason=why)
+        p.history.append({"attempt": p.attempt, "platform": where["platform"], "slot": where["slot"],
+                          "gpu": where.get("gpu"), "kind": dispatch.Kind.LOST.value, "exit_code": None,
+                          "duration_s": 0.0})
+        p.attempt, p.avoid = p.attempt + 1, p.avoid | {where["platform"]}
+        self.retry_queue.append(p)
 
     # -- events --------------------------------------------------------------------------
     def _handle(self, events: list[MetricEvent | EndEvent]) -> None:
@@ -285,16 +311,20 @@ class Coordinator:
                 continue
             if isinstance(ev, MetricEvent):
                 r.metrics.update(ev.values)
+                crashpoint.reached("mid_run")
                 self.tracker.on_report(r.pending.number, ev.values)
                 self._maybe_prune(r, ev.values)
                 continue
-            tail = _tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
-            kind = dispatch.Kind.PRUNED if r.pruned else \
-                dispatch.classify(ev.outcome, r.pending.plan.search.metrics, r.metrics, tail)
+            crashpoint.reached("after_end")
+            err = tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
+            # a built-in runner that stopped on a prune request says so (also after a restart)
+            pruned = r.pruned or (ev.outcome.exit_code == 0 and PRUNED_MARK in r.metrics)
+            kind = dispatch.Kind.PRUNED if pruned else \
+                dispatch.classify(ev.outcome, r.pending.plan.search.metrics, r.metrics, err)
             self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
                              exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
                              duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
-            self._end(r, kind, ev.outcome.exit_code, tail, ev.outcome.duration_s)
+            self._end(r, kind, ev.outcome.exit_code, err, ev.outcome.duration_s)
 
     def _maybe_prune(self, r: _Running, values: dict[str, float]) -> None:
         """An intermediate report (``step`` plus the objective) goes to the pruner; if it says
@@ -333,6 +363,7 @@ class Coordinator:
     def _commit(self, p: _Pending, r: _Running, kind: dispatch.Kind, tail: str, duration: float) -> None:
         status = dispatch.final_status(kind)
         metrics = p.plan.search.metrics
+        r.metrics.pop(PRUNED_MARK, None)
         values = [r.metrics[m] for m in metrics] if status == TrialStatus.COMPLETE else None
         if status == TrialStatus.PRUNED and metrics[0] in r.metrics:
             values = [r.metrics[metrics[0]]]  # the last reported value
@@ -347,20 +378,12 @@ class Coordinator:
         if not self.store.commit_result(p.number, result):
             log.warning("trial %d already has a committed result; duplicate ignored", p.number)
             return
+        crashpoint.reached("after_commit")
         p.plan.search.tell(p.optuna_number, values if status == TrialStatus.COMPLETE else None,
                            pruned=status == TrialStatus.PRUNED)
+        crashpoint.reached("after_tell")
         self.durations.append(duration)
-        if status == TrialStatus.COMPLETE:
-            self.snap.complete += 1
-            assert values is not None
-            if self.snap.best_value is None or p.plan.search.better(values[0], self.snap.best_value):
-                self.snap.best_value, self.snap.best_number = values[0], p.number
-        elif status == TrialStatus.CANCELLED:
-            self.snap.cancelled += 1
-        elif status == TrialStatus.PRUNED:
-            self.snap.pruned += 1
-        else:
-            self.snap.failed += 1
+        self.snap.add(result, p.number, p.plan.search.better)
         self.tracker.on_trial_end(p.number, result)
 
     def _enforce_deadlines(self) -> None:
@@ -392,14 +415,3 @@ class Coordinator:
                 "metric": s.metric, "elapsed_s": round(self.clock() - self.start, 3),
                 "learned_speed_s": self.speed.table() if self.speed else {}}
 
-
-def _tail(path: Any, lines: int = 20) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - 8192))
-            text = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])

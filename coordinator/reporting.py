@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from coordinator import resources
+from coordinator import crashpoint, resources
 from coordinator.store import RunStore, TrialRecord, atomic_write, write_json
 
 TOP_K = 10
@@ -88,6 +88,7 @@ def write_report(store: RunStore) -> dict[str, Path]:
     for r in table:
         writer.writerow({k: csv_cell(v) for k, v in r.items()})
     atomic_write(files["csv"], buf.getvalue())
+    crashpoint.reached("mid_report")
     best = best_trials(table, cfg)
     write_json(files["best"], best)
     env = _jinja()

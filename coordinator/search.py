@@ -126,6 +126,7 @@ class Search:
 
     prunes: bool = False
     trials: dict[int, Any] = field(default_factory=dict)  # optuna number -> the asked Trial
+    reported: dict[int, set[int]] = field(default_factory=dict)  # optuna number -> steps reported
 
     @classmethod
     def create(cls, *, name: str, storage: Any, sampler: Any, space: Space, metrics: tuple[str, ...],
@@ -142,12 +143,31 @@ class Search:
         self.trials[trial.number] = trial
         return trial.number, {**trial.params, **self.space.fixed}
 
+    def adopt(self, number: int) -> None:
+        """Take back a trial asked before a restart, so its reports reach the pruner again."""
+        import optuna
+
+        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        self.trials[number] = optuna.trial.Trial(self.study, trial_id)
+        self.reported[number] = set(self.study._storage.get_trial(trial_id).intermediate_values)
+
+    def unfinished(self) -> list[int]:
+        """Optuna numbers of the trials that were asked and never told."""
+        from optuna.trial import TrialState
+
+        return [t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,
+                                                                                TrialState.WAITING))]
+
     def report(self, number: int, step: int, value: float) -> bool:
-        """Record an intermediate value; True when the pruner says stop this trial."""
+        """Record an intermediate value; True when the pruner says stop this trial. A step
+        reported before a restart (its output is replayed on re-attach) is not reported again."""
         trial = self.trials.get(number)
         if not self.prunes or trial is None:
             return False
-        trial.report(value, step)
+        seen = self.reported.setdefault(number, set())
+        if step not in seen:
+            seen.add(step)
+            trial.report(value, step)
         return bool(trial.should_prune())
 
     def tell(self, number: int, values: list[float] | None, pruned: bool = False) -> None:
@@ -155,6 +175,7 @@ class Search:
         from optuna.trial import TrialState
 
         self.trials.pop(number, None)
+        self.reported.pop(number, None)
         if pruned:
             self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
         elif values is None:

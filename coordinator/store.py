@@ -7,16 +7,20 @@ projections of it and can be rebuilt from it.
       events.jsonl                  append-only event log
       data/                         the generated data set, when the built-in one is used
       trials/<n>/trial.json         number, study, params, seed (written when asked)
-      trials/<n>/attempt-<k>/       spec.json, stdout, stderr of each attempt
+      trials/<n>/attempt-<k>/       allocation.json (where it runs), spec.json, stdout, stderr
       trials/<n>/result.json        the committed terminal record (written once)
       report/                       trials.csv, best.json, tables/*.tex
 
-Every file is written atomically (temp file, fsync, ``os.replace``), so a crash leaves
-either the old file or the new one, never half of one.
+Every file is written atomically (temp file, ``os.replace``), so a crash leaves either the
+old file or the new one, never half of one. Committed results are also fsync'd; trial.json
+and allocation.json are not (they sit on the refill path, and a coordinator crash, unlike
+a machine crash, keeps what the kernel was given). A live run holds ``lock`` (flock), so
+two coordinators never drive one run, and ``coord status`` can tell a live run from a dead one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -31,28 +35,53 @@ RUN_FILE = "run.json"
 FORMAT_VERSION = 1
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write(path: Path, text: str, mode: int = 0o644, durable: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: Path, data: Any, durable: bool = True) -> None:
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", durable=durable)
 
 
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a text file (a trial's stderr), or "" if there is none."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 8192))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _last_byte(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            if fh.tell() == 0:
+                return b""
+            fh.seek(-1, 2)
+            return fh.read(1)
+    except FileNotFoundError:
+        return b""
 
 
 @dataclass
@@ -70,6 +99,7 @@ class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._events: Any = None
+        self._lock: int | None = None
 
     @classmethod
     def create(cls, parent: Path, name: str, config: dict[str, Any], run_dir: Path | None = None) -> RunStore:
@@ -105,7 +135,64 @@ class RunStore:
         return self.trial_dir(number) / f"attempt-{attempt}"
 
     def record_trial(self, number: int, info: dict[str, Any]) -> None:
-        write_json(self.trial_dir(number) / "trial.json", {"number": number, **info})
+        write_json(self.trial_dir(number) / "trial.json", {"number": number, **info}, durable=False)
+
+    def record_attempt(self, number: int, attempt: int, allocation: dict[str, Any]) -> None:
+        """Where an attempt runs, written before it is launched: a resumed coordinator
+        re-attaches to it there."""
+        write_json(self.attempt_dir(number, attempt) / "allocation.json", allocation, durable=False)
+
+    def attempts(self, number: int) -> dict[int, dict[str, Any]]:
+        """The attempts that were launched (or about to be), by number: their allocation."""
+        out: dict[int, dict[str, Any]] = {}
+        for d in self.trial_dir(number).glob("attempt-*"):
+            path = d / "allocation.json"
+            if d.name[8:].isdigit() and path.exists():
+                out[int(d.name[8:])] = read_json(path)
+        return dict(sorted(out.items()))
+
+    def lock(self) -> None:
+        """Hold the run's lock until this process ends; StoreError if another holds it."""
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreError(f"{self.root} is being driven by a live coordinator (pid {holder}); "
+                             "wait for it or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock = fd
+
+    def live_pid(self) -> int | None:
+        """The pid of the coordinator driving this run, or None if no one is."""
+        try:
+            fd = os.open(self.root / "lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            text = os.read(fd, 32).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        finally:
+            os.close(fd)
+
+    def events_read(self) -> list[dict[str, Any]]:
+        """Every event so far; a line cut short by a crash is skipped."""
+        out: list[dict[str, Any]] = []
+        try:
+            with open(self.root / "events.jsonl", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        continue
+        except FileNotFoundError:
+            pass
+        return out
 
     def commit_result(self, number: int, result: dict[str, Any]) -> bool:
         """Write the terminal record once. A second commit (a late or duplicate result)
@@ -118,7 +205,11 @@ class RunStore:
 
     def event(self, event_name: str, /, **fields: Any) -> None:
         if self._events is None:
-            self._events = open(self.root / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            path = self.root / "events.jsonl"
+            cut = _last_byte(path) not in (b"", b"\n")
+            self._events = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            if cut:  # a crash cut the last line short: never glue the next event onto it
+                self._events.write("\n")
         self._events.write(json.dumps({"t": round(time.time(), 3), "event": event_name, **fields}, default=str) + "\n")
         self._events.flush()
 
@@ -140,3 +231,6 @@ class RunStore:
         if self._events is not None:
             self._events.close()
             self._events = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None

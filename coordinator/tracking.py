@@ -4,6 +4,7 @@ MLflow implement them; a tracker's failure is logged and never loses a trial."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,20 @@ class Snapshot:
     @property
     def done(self) -> int:
         return self.complete + self.failed + self.cancelled + self.pruned
+
+    def add(self, result: dict[str, Any], number: int, better: Callable[[float, float], bool]) -> None:
+        """Count one committed result (also one a resumed coordinator finds on disk)."""
+        status, values = result["status"], result.get("values")
+        if status == "COMPLETE":
+            self.complete += 1
+            if values and (self.best_value is None or better(values[0], self.best_value)):
+                self.best_value, self.best_number = values[0], number
+        elif status == "CANCELLED":
+            self.cancelled += 1
+        elif status == "PRUNED":
+            self.pruned += 1
+        else:
+            self.failed += 1
 
 
 class Tracker:

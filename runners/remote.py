@@ -30,7 +30,9 @@ import time
 
 END = "[coord-end]"
 HEARTBEAT = "[coord-hb]"
-POLL_S = 0.02
+POLL_S = 0.005  # how often a followed attempt's stdout is read (a stat and a read: cheap)
+CLAIM = "claim"  # created exclusively before an attempt starts: a repeated run request never runs it twice
+CLAIM_STALE_S = 10.0  # a claim this old with no pid file: the agent died while starting it
 STDERR_TAIL = 64 * 1024
 _out_lock = threading.Lock()
 
@@ -54,6 +56,16 @@ def _write_atomic(path, text, durable=True):
     os.replace(tmp, path)
 
 
+def claim(adir):
+    """True for the one caller that may start this attempt: a coordinator that restarts
+    re-sends its run requests, and the answer must be "follow it", never "run it again"."""
+    try:
+        os.close(os.open(os.path.join(adir, CLAIM), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return True
+    except FileExistsError:
+        return False
+
+
 def start(adir):
     """Start the attempt described by ADIR/launch.json, detached in its own session.
 
@@ -62,8 +74,8 @@ def start(adir):
     """
     with open(os.path.join(adir, "launch.json")) as fh:
         launch = json.load(fh)
-    if os.path.exists(os.path.join(adir, "pid")):
-        return None  # already started: a repeated request must not run the trial twice
+    if not claim(adir):
+        return None
     sup = os.fork()
     if sup:
         return sup
@@ -160,8 +172,15 @@ def _vanished(adir, every=0.5):
         with open(os.path.join(adir, "pid")) as fh:
             pid = int(fh.read())
     except (OSError, ValueError):
-        return False
-    gone = not _alive(pid) and not os.path.exists(os.path.join(adir, "exit.json"))
+        pid = None
+    if pid is None:  # claimed but never started: stale once the claim is old
+        try:
+            gone = time.time() - os.stat(os.path.join(adir, CLAIM)).st_mtime > CLAIM_STALE_S
+        except OSError:
+            gone = False
+    else:
+        gone = not _alive(pid)
+    gone = gone and not os.path.exists(os.path.join(adir, "exit.json"))
     was_gone = _checked.get(adir, (0.0, False))[1]
     _checked[adir] = (now, gone)
     return gone and was_gone
@@ -285,7 +304,7 @@ def _run(req):
         os.makedirs(d, mode=0o700, exist_ok=True)
     warm = req.get("warm")
     if warm:
-        if not (os.path.exists(os.path.join(adir, "pid")) or os.path.exists(os.path.join(adir, "exit.json"))):
+        if claim(adir):
             _warm_job(warm, adir)
         return None
     return start(adir)

@@ -202,6 +202,7 @@ def _run_folds(module: Any, params: dict[str, Any], ds: Dataset, ctx: Context, o
             if scores:
                 emit({"step": step, objective: sum(scores) / len(scores)}, out)
         if stop and os.path.exists(stop):
+            emit({"pruned_step": step}, out)  # the coordinator records PRUNED, even after a restart
             return None
     return [score(ds.task, f[3], pred) for f, pred in zip(folds, last, strict=True)]
 

@@ -1,24 +1,32 @@
-"""The local backend against the shared contract, for both ways it runs trials."""
+"""Local trials go through the same agent as SSH hosts (a child process on pipes): the
+shared contract, the warm worker, and trials that outlive the coordinator's agent."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from coordinator import resources
+from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend, EndEvent
-from coordinator.backends.local import LocalBackend
 from coordinator.registry import default_registry
-from coordinator.trial import TrialSpec
+from coordinator.trial import Allocation, TrialSpec
 from tests.backends.contract import BackendContract, collect
 
 PRELUDE = "import json, os, sys, time\nspec = json.load(open(os.environ['COORD_SPEC']))\np = spec['params']\n"
 
 
+def _backend(tmp_path: Path) -> AgentBackend:
+    return AgentBackend(default_registry().platforms, Path("/nonexistent"), resources.folder("runners"),
+                        run_id="t", local_root=tmp_path)
+
+
 class TestLocalCommand(BackendContract):
     def make_backend(self, tmp_path: Path) -> Backend:
-        return LocalBackend(default_registry().platforms, resources.folder("runners"), cwd=tmp_path)
+        return _backend(tmp_path)
 
     def make_spec(self, tmp_path: Path, number: int, body: str) -> TrialSpec:
         script = tmp_path / f"t{number}.py"
@@ -27,22 +35,59 @@ class TestLocalCommand(BackendContract):
                          str(tmp_path / "ckpt"), str(tmp_path / f"trials/{number}/attempt-1"))
 
 
-def test_warm_worker_reuses_one_process_and_loads_data_once(tmp_path: Path, small_csv: Path) -> None:
-    backend = LocalBackend(default_registry().platforms, resources.folder("runners"), cwd=tmp_path)
-    data = {"path": str(small_csv), "target": "home_win", "cv": "holdout", "split_seed": 0, "task": "classification"}
-    try:
-        from coordinator.trial import Allocation
+def _worker_pid(tmp_path: Path) -> int:
+    return int((tmp_path / "slots" / "0" / "worker.pid").read_text().split()[0])
 
+
+def test_warm_worker_reuses_one_process_and_loads_data_once(tmp_path: Path, small_csv: Path) -> None:
+    backend = _backend(tmp_path)
+    data = {"path": str(small_csv), "target": "home_win", "cv": "holdout", "split_seed": 0, "task": "classification",
+            "sha256": "x"}
+    pids = []
+    try:
         alloc = Allocation("local", 0, None, "test")
         for n in range(2):
             backend.launch(TrialSpec(n, 1, "glm", {"C": 1.0}, n, "glm", None, data, ("auc",),
                                      str(tmp_path / "ck"), str(tmp_path / f"a{n}")), alloc)
             (end,) = [e for e in collect(backend, 1, 60) if isinstance(e, EndEvent)]
             assert end.outcome.exit_code == 0
-        assert len(backend.workers) == 1  # the same warm worker ran both trials
-        pid = next(iter(backend.workers.values())).proc.pid
+            pids.append(_worker_pid(tmp_path))
+        assert pids[0] == pids[1]  # the same warm worker ran both trials
         spec = json.loads((tmp_path / "a1" / "spec.json").read_text())
         assert spec["params"] == {"C": 1.0} and spec["data"]["path"] == str(small_csv)
     finally:
         backend.close()
-    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    time.sleep(0.2)
+    assert not Path(f"/proc/{pids[0]}").exists() or "zombie" in Path(f"/proc/{pids[0]}/status").read_text().lower()
+
+
+def test_a_trial_outlives_the_agent_and_a_second_backend_follows_it_without_rerunning(tmp_path: Path) -> None:
+    """What ``coord resume`` relies on: the coordinator (here: its backend and agent) goes
+    away mid-trial; the trial goes on; the same launch from a new backend re-attaches to
+    it, replays its output from the first byte, and never starts it a second time."""
+    script = tmp_path / "t.py"
+    script.write_text(PRELUDE + "open(os.path.join(spec['attempt_dir'], '..', 'starts'), 'a').write('x')\n"
+                      "print('[coord-metric] {\"loss\": 1}', flush=True)\ntime.sleep(1.5)\n"
+                      "print('[coord-metric] {\"loss\": 2}')\n")
+    spec = TrialSpec(0, 1, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",),
+                     str(tmp_path / "ckpt"), str(tmp_path / "trials/0/attempt-1"))
+    alloc = Allocation("local", 0, None, "test")
+    first = _backend(tmp_path)
+    first.launch(spec, alloc)
+    time.sleep(0.6)
+    first.closed = True  # as if the coordinator died: no re-attach, nothing cancelled
+    agent = first.hosts["local"].conn.chan.proc  # type: ignore[union-attr]
+    agent.kill()
+    agent.wait()
+    pid = int((tmp_path / "trials/0/attempt-1/pid").read_text())
+    os.kill(pid, 0)  # still running
+    second = _backend(tmp_path)
+    try:
+        second.launch(spec, alloc)
+        events = collect(second, 1, 20)
+    finally:
+        second.close()
+    values = [e.values["loss"] for e in events if not isinstance(e, EndEvent)]
+    (end,) = [e for e in events if isinstance(e, EndEvent)]
+    assert values == [1.0, 2.0] and end.outcome.exit_code == 0
+    assert (tmp_path / "trials/0/starts").read_text() == "x"  # started exactly once

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from coordinator import resources
+from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend
-from coordinator.backends.ssh import SSHBackend
 from coordinator.registry import load_registry
 from coordinator.trial import Allocation, TrialSpec
 from tests.backends.contract import BackendContract
@@ -27,8 +27,8 @@ class TestSSHContract(BackendContract):
 
     def make_backend(self, tmp_path: Path) -> Backend:
         reg = load_registry(self.cluster.registry())
-        return SSHBackend(reg.platforms, self.cluster.known_hosts, resources.folder("runners"), run_id="contract",
-                          stall_s=3.0)
+        return AgentBackend(reg.platforms, self.cluster.known_hosts, resources.folder("runners"), run_id="contract",
+                            local_root=tmp_path, stall_s=3.0)
 
     def make_spec(self, tmp_path: Path, number: int, body: str) -> TrialSpec:
         script = tmp_path / f"t{number}.py"

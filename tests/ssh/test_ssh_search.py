@@ -202,7 +202,7 @@ def _stall(host, stopped: list[int]) -> None:  # type: ignore[no-untyped-def]
 def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """SIGSTOP the sshd process serving our connection: paramiko alone would wait forever."""
-    caplog.set_level("WARNING", logger="coordinator.backends.ssh")
+    caplog.set_level("WARNING", logger="coordinator.backends.agent")
     reg = cluster.registry(_rules('Custom', 'alpha', local=False))
     alpha = cluster.hosts["alpha"]
     stopped: list[int] = []
@@ -332,7 +332,7 @@ def test_warm_trial_survives_a_stalled_connection(cluster: Cluster, tmp_path: Pa
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """A built-in trial in a detached warm worker keeps training while the connection is
     stalled; the coordinator re-attaches and records it once, not re-run."""
-    caplog.set_level("WARNING", logger="coordinator.backends.ssh")
+    caplog.set_level("WARNING", logger="coordinator.backends.agent")
     reg = cluster.registry(_rules('NeuralNetwork', 'alpha', local=False))
     space = _space(tmp_path, "params:\n  epochs: {type: int, low: 150, high: 151}\n  lr: {type: float, low: 0.005, high: 0.01}\n")
     stopped: list[int] = []

@@ -1,6 +1,12 @@
-"""SSH backend: trials on remote hosts through one verified connection and one agent per host.
+"""The agent backend: trials on every host, local or SSH, through one agent per host.
 
-Per host, once: the runner scripts are uploaded by content hash into
+An SSH host is reached through one verified connection; this machine through a child
+process on pipes (``localconn.py``). Either way trials run detached from the coordinator,
+so a coordinator that dies (``kill -9``) loses none: ``coord resume`` re-sends the same
+``run`` request, which the agent answers by following the attempt instead of starting it
+twice.
+
+Per SSH host, once: the runner scripts are uploaded by content hash into
 ``<work_dir>/runners/<hash>/``, the data file into ``<work_dir>/data/<sha256>.csv``
 (reused while the hash matches), and one command starts ``remote.py agent`` on a single
 channel. Per attempt: one JSON line to the agent carries spec.json and launch.json (no
@@ -21,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -32,6 +39,7 @@ import paramiko
 
 from coordinator import protocol
 from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain
+from coordinator.backends.localconn import LocalConnection
 from coordinator.errors import HostError, HostUnreachable
 from coordinator.registry import Platform
 from coordinator.sshconn import HostConnection
@@ -53,7 +61,7 @@ def runners_hash(runners_dir: Path) -> tuple[str, dict[str, bytes]]:
 class _Remote:
     handle: Handle
     adir: str
-    out: IO[str]
+    out: IO[str] | None  # the local copy of an SSH attempt's stdout; None on this machine
     started: float
     parser: protocol.MetricParser
     offset: int = 0
@@ -67,8 +75,9 @@ class _Host:
     """One host: its connection, its agent channel, what is uploaded, what runs there."""
 
     platform: Platform
-    conn: HostConnection
+    conn: HostConnection | LocalConnection
     work: str
+    base: str  # this run's directory on the host (the run directory itself on this machine)
     runners: str | None = None
     data: dict[str, str] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
@@ -78,18 +87,28 @@ class _Host:
     attempts: dict[str, _Remote] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
+    @property
+    def local(self) -> bool:
+        return isinstance(self.conn, LocalConnection)
 
-class SSHBackend(Backend):
-    """Runs attempts on SSH platforms. See the module docstring."""
+
+class AgentBackend(Backend):
+    """Runs attempts on local and SSH platforms. See the module docstring.
+
+    ``local_root`` is the run directory: local attempts write there directly."""
 
     def __init__(self, platforms: dict[str, Platform], known_hosts: Path, runners_dir: Path, run_id: str,
-                 events: queue.Queue[Event] | None = None, parser_factory: Any = protocol.MetricParser,
-                 stall_s: float = 5.0, reattach_s: float = 20.0) -> None:
-        conns: dict[str, HostConnection] = {}
+                 local_root: Path, events: queue.Queue[Event] | None = None,
+                 parser_factory: Any = protocol.MetricParser, stall_s: float = 5.0, reattach_s: float = 20.0) -> None:
+        self.hosts: dict[str, _Host] = {}
+        ssh: dict[str, HostConnection] = {}
         for k, p in sorted(platforms.items(), key=lambda kv: kv[1].jump is not None):  # jump hosts first
             if p.connection == "ssh":
-                conns[k] = HostConnection(p, known_hosts, conns.get(p.jump) if p.jump else None)
-        self.hosts = {k: _Host(platforms[k], c, platforms[k].work_dir.rstrip("/")) for k, c in conns.items()}
+                ssh[k] = HostConnection(p, known_hosts, ssh.get(p.jump) if p.jump else None)
+                work = p.work_dir.rstrip("/")
+                self.hosts[k] = _Host(p, ssh[k], work, f"{work}/runs/{run_id}")
+            elif p.connection == "local":
+                self.hosts[k] = _Host(p, LocalConnection(p), str(local_root), str(local_root))
         self.runners_dir = runners_dir
         self.run_id = run_id
         self.events: queue.Queue[Event] = events if events is not None else queue.Queue()
@@ -107,9 +126,12 @@ class SSHBackend(Backend):
             if host.chan is not None and not host.chan.closed:
                 return
             try:
+                if host.runners is None and host.local:
+                    host.runners = str(self.runners_dir)
                 if host.runners is None:
                     if host.work.startswith("~/"):
                         host.work = f"{host.conn.home()}/{host.work[2:]}"
+                    host.base = f"{host.work}/runs/{self.run_id}"
                     host.runners = self._upload_runners(host)
                 self._start_agent(host)
             except (OSError, EOFError, paramiko.SSHException) as exc:  # never let paramiko crash the loop
@@ -117,6 +139,7 @@ class SSHBackend(Backend):
                 raise HostUnreachable(*host.conn.label, f"cannot prepare the host: {exc}") from None
 
     def _upload_runners(self, host: _Host) -> str:
+        assert isinstance(host.conn, HostConnection)
         digest, files = runners_hash(self.runners_dir)
         target = f"{host.work}/runners/{digest}"
         if not host.conn.exists(f"{target}/.complete"):
@@ -142,6 +165,8 @@ class SSHBackend(Backend):
         threading.Thread(target=self._read_agent, args=(host, chan, host.generation), daemon=True).start()
 
     def _ensure_data(self, host: _Host, data: dict[str, Any]) -> str:
+        if not isinstance(host.conn, HostConnection):
+            return str(data["path"])
         sha = data["sha256"]
         with host.lock:
             if sha not in host.data:
@@ -153,7 +178,7 @@ class SSHBackend(Backend):
             return host.data[sha]
 
     def _slots_dir(self, host: _Host) -> str:
-        return f"{host.work}/runs/{self.run_id}/slots"
+        return f"{host.base}/slots"
 
     def _send(self, host: _Host, request: dict[str, Any]) -> None:
         line = (json.dumps(request) + "\n").encode()
@@ -169,8 +194,11 @@ class SSHBackend(Backend):
         host = self.hosts[allocation.platform]
         self.prepare(allocation.platform)
         handle = Handle(spec.number, spec.attempt, allocation)
-        base = f"{host.work}/runs/{self.run_id}/trials/{spec.number}"
-        adir, ckpt = f"{base}/attempt-{spec.attempt}", f"{base}/checkpoint"
+        if host.local:
+            adir, ckpt = spec.attempt_dir, spec.checkpoint_dir
+        else:
+            base = f"{host.base}/trials/{spec.number}"
+            adir, ckpt = f"{base}/attempt-{spec.attempt}", f"{base}/checkpoint"
         remote_spec = {**spec.to_json(), "attempt_dir": adir, "checkpoint_dir": ckpt}
         try:
             if spec.data is not None:
@@ -185,7 +213,7 @@ class SSHBackend(Backend):
                "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                "PYTHONUNBUFFERED": "1"}
         spec_text = json.dumps(remote_spec, indent=2, sort_keys=True)
-        launch = {"argv": argv, "env": env, "cwd": host.work, "attempt": spec.attempt}
+        launch = {"argv": argv, "env": env, "cwd": os.getcwd() if host.local else host.work, "attempt": spec.attempt}
         request: dict[str, Any] = {"op": "run", "tag": handle.key, "adir": adir, "dirs": [ckpt],
                                    "files": {"spec.json": spec_text, "launch.json": json.dumps(launch)}}
         if spec.model is not None:  # built-in model: the slot's warm worker runs it
@@ -194,9 +222,12 @@ class SSHBackend(Backend):
                                "env": {k: v for k, v in env.items() if not k.startswith("COORD_")}}
         local_dir = Path(spec.attempt_dir)
         local_dir.mkdir(parents=True, exist_ok=True)
-        (local_dir / "spec.json").write_text(spec_text, encoding="utf-8")
-        rem = _Remote(handle, adir, open(local_dir / "stdout", "a", encoding="utf-8"),  # noqa: SIM115
-                      time.monotonic(), self.parser_factory(), warm=spec.model is not None)
+        out = None
+        if not host.local:  # a local attempt writes its files itself; the agent writes spec.json
+            (local_dir / "spec.json").write_text(spec_text, encoding="utf-8")
+            # "w": a re-attach after a restart streams the output again from its first byte
+            out = open(local_dir / "stdout", "w", encoding="utf-8")  # noqa: SIM115
+        rem = _Remote(handle, adir, out, time.monotonic(), self.parser_factory(), warm=spec.model is not None)
         with host.lock:
             host.attempts[handle.key] = rem
         try:
@@ -204,7 +235,8 @@ class SSHBackend(Backend):
         except HostError:
             with host.lock:
                 host.attempts.pop(handle.key, None)
-            rem.out.close()
+            if rem.out is not None:
+                rem.out.close()
             raise
         return handle
 
@@ -224,7 +256,8 @@ class SSHBackend(Backend):
                     self._end(host, rem, payload)
                     continue
                 rem.offset += len(payload.encode("utf-8"))
-                rem.out.write(payload)
+                if rem.out is not None:
+                    rem.out.write(payload)
                 values = rem.parser.parse(payload)
                 if values:
                     self.events.put(MetricEvent(rem.handle, values))
@@ -239,8 +272,8 @@ class SSHBackend(Backend):
             code = int(info["exit"])
         except (ValueError, KeyError, TypeError):
             info, code = {}, 1
-        stderr = info.get("stderr") or ""
-        (Path(rem.out.name).parent / "stderr").write_text(stderr, encoding="utf-8")  # the host keeps the whole file
+        if rem.out is not None:  # the host keeps the whole file; the run directory gets its tail
+            (Path(rem.out.name).parent / "stderr").write_text(info.get("stderr") or "", encoding="utf-8")
         self._finish(host, rem, Outcome(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None))
 
     def _finish(self, host: _Host, rem: _Remote, outcome: Outcome) -> None:
@@ -250,7 +283,8 @@ class SSHBackend(Backend):
             rem.done = True
             host.attempts.pop(rem.handle.key, None)
         now = time.monotonic()
-        rem.out.close()
+        if rem.out is not None:
+            rem.out.close()
         final = Outcome(exit_code=outcome.exit_code, signal=outcome.signal, error=outcome.error,
                         cancelled=rem.reason == "cancelled", timed_out=rem.reason == "timeout",
                         lost=outcome.lost and rem.reason is None, duration_s=now - rem.started)

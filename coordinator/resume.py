@@ -1,0 +1,89 @@
+"""Resuming a run whose coordinator died (``kill -9``, a power cut on the laptop, Ctrl-C).
+
+The run directory is the source of truth. For every trial it holds trial.json (asked),
+attempt-<k>/allocation.json (launched there) and result.json (committed). Resuming:
+
+- a committed trial is left byte-for-byte as it is; Optuna is told its result again if
+  the crash fell between the commit and the tell;
+- the latest attempt of an uncommitted trial is re-sent to its host. The agent never
+  starts an attempt twice (a claim file), so the request re-attaches to a trial still
+  running, replays one that finished while the coordinator was down, and starts one that
+  never started; an attempt whose process died unrecorded ends as killed and is retried
+  with the same parameters, within the same retry budget;
+- a trial asked but never launched is launched; an Optuna trial that was asked but never
+  recorded (a crash right after ``ask``) is failed, so no stale RUNNING trial remains
+  (Optuna's heartbeat does not cover ask/tell).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordinator import dispatch
+from coordinator.errors import StoreError
+from coordinator.loop import Coordinator, _Pending
+from coordinator.registry import RUNNABLE_CONNECTIONS
+from coordinator.trial import Allocation
+
+
+def recover(c: Coordinator) -> dict[str, int]:
+    """Load a run's trials into a fresh coordinator before its loop starts."""
+    store = c.store
+    plans = {p.search.name: p for p in c.plans}
+    ended = {(e["number"], e["attempt"]): e for e in store.events_read() if e.get("event") == "ended"}
+    referenced: dict[str, set[int]] = {name: set() for name in plans}
+    unfinished = {name: set(p.search.unfinished()) for name, p in plans.items()}
+    counts = {"committed": 0, "reattached": 0, "relaunched": 0, "stale": 0}
+    for rec in store.trials():
+        plan = plans.get(rec.info.get("study", ""))
+        if plan is None:
+            raise StoreError(f"{store.root}: trial {rec.number} belongs to study {rec.info.get('study')!r}, "
+                             f"which this run does not have ({', '.join(plans)})")
+        number, optuna_number = rec.number, int(rec.info["optuna_number"])
+        c.next_number = max(c.next_number, number + 1)
+        referenced[plan.search.name].add(optuna_number)
+        if rec.result is not None:
+            counts["committed"] += 1
+            if rec.result["status"] != "CANCELLED":  # an interrupted trial's place in the budget goes back
+                plan.asked += 1
+            if optuna_number in unfinished[plan.search.name]:  # the crash fell between commit and tell
+                complete = rec.result["status"] == "COMPLETE"
+                plan.search.tell(optuna_number, rec.result["values"] if complete else None,
+                                 pruned=rec.result["status"] == "PRUNED")
+            c.snap.add(rec.result, number, plan.search.better)
+            continue
+        plan.asked += 1
+        attempts = store.attempts(number)
+        last = max(attempts, default=1)
+        history = [_history(k, attempts[k], ended.get((number, k))) for k in attempts if k < last]
+        pending = _Pending(number, last, plan, optuna_number, rec.info["params"], history=history,
+                           avoid=frozenset(h["platform"] for h in history))
+        plan.search.adopt(optuna_number)
+        if last not in attempts:
+            c.retry_queue.append(pending)
+            counts["relaunched"] += 1
+            continue
+        where = attempts[last]
+        platform = c.registry.platforms.get(where["platform"])
+        if platform is None or platform.connection not in RUNNABLE_CONNECTIONS:
+            c.lose(pending, where, "platform no longer in the registry")
+            counts["relaunched"] += 1
+            continue
+        c._launch(pending, Allocation(where["platform"], int(where["slot"]), where.get("gpu"),
+                                      str(where.get("reason", "resumed"))), reattach=True)
+        counts["reattached"] += 1
+    for name, plan in plans.items():
+        for optuna_number in sorted(unfinished[name] - referenced[name]):
+            plan.search.tell(optuna_number, None)
+            store.event("stale_trial_failed", study=name, optuna_number=optuna_number)
+            counts["stale"] += 1
+    store.event("resumed", **counts)
+    return counts
+
+
+def _history(attempt: int, where: dict[str, Any], ended: dict[str, Any] | None) -> dict[str, Any]:
+    return {"attempt": attempt, "platform": where["platform"], "slot": where["slot"], "gpu": where.get("gpu"),
+            "kind": ended["kind"] if ended else dispatch.Kind.LOST.value,
+            "exit_code": ended.get("exit_code") if ended else None,
+            "duration_s": ended.get("duration_s", 0.0) if ended else 0.0}
+
