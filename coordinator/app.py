@@ -192,7 +192,7 @@ def run_status(path: Path) -> dict[str, Any]:
     best: tuple[float, int] | None = None
     sign = 1 if cfg["directions"][0] == "maximize" else -1
     for rec in store.trials():
-        state = rec.result["status"] if rec.result else "RUNNING"
+        state = rec.result["status"] if rec.result else "RUNNING" if pid else "UNFINISHED"
         counts[state] = counts.get(state, 0) + 1
         values = (rec.result or {}).get("values")
         if values and (best is None or sign * values[0] > sign * best[0]):

@@ -44,8 +44,7 @@ def _emit(text):
 
 
 def _write_atomic(path, text, durable=True):
-    """Temp file and rename; fsync only what must outlive a host crash (the exit record):
-    an attempt whose host dies is lost with its spec anyway."""
+    """Temp file and rename, so a reader sees the whole file or none; fsync on request."""
     tmp = "%s.%d.%d.tmp" % (path, os.getpid(), threading.get_ident())  # writers never share a temp name
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -88,6 +87,7 @@ def start(adir):
         err = os.open(os.path.join(adir, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         env = dict(os.environ)
         env.update(launch.get("env", {}))
+        began = time.time()
         child = os.fork()
         if child == 0:
             os.setpgid(0, 0)
@@ -106,7 +106,9 @@ def start(adir):
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 break
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
-        _write_atomic(os.path.join(adir, "exit.json"), json.dumps({"exit": code, "attempt": launch.get("attempt")}))
+        # not fsync'd: after a host crash the trial's output is gone too, and it is run again
+        end = {"exit": code, "attempt": launch.get("attempt"), "seconds": round(time.time() - began, 4)}
+        _write_atomic(os.path.join(adir, "exit.json"), json.dumps(end), durable=False)
     finally:
         os._exit(0)
 

@@ -12,6 +12,7 @@ fresh process.
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,6 +34,7 @@ def _run_job(line):
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     _redirect(1, os.path.join(adir, "stdout"))
     _redirect(2, os.path.join(adir, "stderr"))
+    began = time.time()
     try:
         code = trialkit.run_spec(spec)
     finally:
@@ -43,9 +45,8 @@ def _run_job(line):
             os.close(copy)
     tmp = os.path.join(adir, f"exit.json.{os.getpid()}.tmp")
     with open(tmp, "w") as fh:
-        json.dump({"exit": code, "attempt": spec["attempt"]}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+        # not fsync'd, as in remote.py; the trial's own duration, right also after a re-attach
+        json.dump({"exit": code, "attempt": spec["attempt"], "seconds": round(time.time() - began, 4)}, fh)
     os.replace(tmp, os.path.join(adir, "exit.json"))
 
 

@@ -274,7 +274,9 @@ class AgentBackend(Backend):
             info, code = {}, 1
         if rem.out is not None:  # the host keeps the whole file; the run directory gets its tail
             (Path(rem.out.name).parent / "stderr").write_text(info.get("stderr") or "", encoding="utf-8")
-        self._finish(host, rem, Outcome(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None))
+        seconds = info.get("seconds")
+        self._finish(host, rem, Outcome(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None,
+                                        duration_s=float(seconds) if isinstance(seconds, (int, float)) else 0.0))
 
     def _finish(self, host: _Host, rem: _Remote, outcome: Outcome) -> None:
         with host.lock:
@@ -287,7 +289,9 @@ class AgentBackend(Backend):
             rem.out.close()
         final = Outcome(exit_code=outcome.exit_code, signal=outcome.signal, error=outcome.error,
                         cancelled=rem.reason == "cancelled", timed_out=rem.reason == "timeout",
-                        lost=outcome.lost and rem.reason is None, duration_s=now - rem.started)
+                        lost=outcome.lost and rem.reason is None,
+                        # the host's measure of the trial when it has one (also right after a re-attach)
+                        duration_s=outcome.duration_s if outcome.duration_s > 0 else now - rem.started)
         self.events.put(EndEvent(rem.handle, final, now))
 
     def _reattach(self, host: _Host, generation: int) -> None:
