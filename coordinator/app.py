@@ -3,6 +3,7 @@ Kept apart from ``cli.py`` so tests and scripts can call it without click."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +56,9 @@ def resume_run(path: Path, mode: str = "quiet") -> dict[str, Any]:
     """Continue a run whose coordinator stopped or died, with the options it was started with."""
     store = RunStore.open(path.resolve())
     cfg = store.config
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["options"].items()}
+    known = {f.name for f in dataclasses.fields(SearchOptions)}  # a run from an older version: its options only
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["options"].items()
+                              if k in known}
     opts = SearchOptions(**fields)
     if cfg.get("cwd") and Path(cfg["cwd"]).is_dir():
         os.chdir(cfg["cwd"])  # relative paths (registry, space, data, command) mean what they meant
@@ -103,9 +106,10 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     tracker = Trackers([_tracker(mode)])
     if not resume:
         store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
-    coordinator = Coordinator(store, plans, exp.registry, backend, Limits(exp.parallel, opts.timeout,
-                              opts.trial_timeout, opts.host_retry), dispatch.RetryPolicy(opts.max_retries), tracker,
-                              RUNNABLE_CONNECTIONS, speed=SpeedModel() if opts.placement == "learned" else None)
+    limits = Limits(exp.parallel, opts.timeout, opts.trial_timeout, opts.host_retry, opts.checkpoint_every)
+    coordinator = Coordinator(store, plans, exp.registry, backend, limits, dispatch.RetryPolicy(opts.max_retries),
+                              tracker, RUNNABLE_CONNECTIONS,
+                              speed=SpeedModel() if opts.placement == "learned" else None)
     _preflight(backend, coordinator, exp)
     _skip_shared_gpus(exp.registry, coordinator)
     try:

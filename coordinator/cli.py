@@ -80,6 +80,8 @@ def main(verbose: int) -> None:
 @click.option("--prune-threshold", type=float, help="Threshold pruner: stop trials worse than this.")
 @click.option("--host-retry", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds before a host that went down is tried again.")
+@click.option("--checkpoint-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds between checkpoints of a built-in trial (0: every step); a retry resumes there.")
 @click.option("--placement", type=click.Choice(["learned", "static"]), default="learned", show_default=True,
               help="learned: each trial goes where it should finish first (learned speeds); static: rule order.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")

@@ -60,6 +60,7 @@ class SearchOptions:
     reduction_factor: int = 3
     prune_threshold: float | None = None
     placement: str = "learned"  # learned: where a trial should finish first; static: rule order
+    checkpoint_every: float = 30.0  # seconds between a built-in trial's checkpoints
 
 
 @dataclass(frozen=True)

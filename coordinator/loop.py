@@ -17,6 +17,7 @@ from typing import Any
 
 from coordinator import crashpoint, dispatch
 from coordinator.backends.base import Backend, EndEvent, Handle, MetricEvent
+from coordinator.checkpoints import CheckpointKeeper
 from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
 from coordinator.placement import Placement, RunningTrial
 from coordinator.registry import Registry
@@ -74,6 +75,7 @@ class Limits:
     timeout_s: float | None = None  # stop starting new trials after this
     trial_timeout_s: float | None = None
     host_retry_s: float = DOWN_S  # a down host is probed again after this long
+    checkpoint_every_s: float = 30.0
 
 
 class Coordinator:
@@ -99,6 +101,7 @@ class Coordinator:
         self.down: dict[str, float] = {}  # platform -> monotonic time it may be tried again
         self.quarantined: dict[str, str] = {}  # platform -> why (a person must act)
         self.incapable: dict[tuple[str, str], str] = {}  # (model type, platform) -> why (e.g. no xgboost)
+        self.checkpoints = CheckpointKeeper(store.trial_dir)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -262,7 +265,8 @@ class Coordinator:
                          checkpoint_dir=str(self.store.trial_dir(p.number) / "checkpoint"),
                          attempt_dir=str(self.store.attempt_dir(p.number, p.attempt)),
                          threads=self.registry.platforms[alloc.platform].threads_per_slot(),
-                         device="cuda" if alloc.gpu is not None else "cpu")
+                         device="cuda" if alloc.gpu is not None else "cpu",
+                         checkpoint_every_s=self.limits.checkpoint_every_s)
 
     def _launch(self, p: _Pending, alloc: Allocation, reattach: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running
@@ -384,6 +388,9 @@ class Coordinator:
         crashpoint.reached("after_tell")
         self.durations.append(duration)
         self.snap.add(result, p.number, p.plan.search.better)
+        self.checkpoints.ended(p.plan.search.name, p.number, values[0] if values and status == TrialStatus.COMPLETE
+                               else None, p.plan.search.better)
+        self.backend.discard(p.number, {h["platform"] for h in p.history})
         self.tracker.on_trial_end(p.number, result)
 
     def _enforce_deadlines(self) -> None:

@@ -16,7 +16,12 @@ import re
 from dataclasses import dataclass, field
 
 METRIC_PREFIX = "[coord-metric]"
-END_PREFIX = "[coord-end]"  # warm workers: one trial is over (never printed by user scripts)
+END_PREFIX = "[coord-end]"  # the agent: one attempt is over (never printed by user scripts)
+HEARTBEAT_PREFIX = "[coord-hb]"  # the agent: still alive, each second
+# A built-in runner wrote a checkpoint: ``[coord-ckpt] {"file": ..., "step": ..., "sha256": ...}``.
+# The file (runners/checkpoint.py) is ``COORDCK1 <sha256 of payload> <params key>\n<payload>``.
+CKPT_PREFIX = "[coord-ckpt]"
+CKPT_MAGIC = b"COORDCK1"
 
 ENV_SPEC = "COORD_SPEC"
 ENV_TRIAL_NUMBER = "COORD_TRIAL_NUMBER"
@@ -106,6 +111,16 @@ def _to_float(v: object) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def checkpoint_ok(data: bytes) -> bool:
+    """True when a checkpoint file's bytes are whole (its checksum matches)."""
+    import hashlib
+
+    header, sep, payload = data.partition(b"\n")
+    parts = header.split(b" ")
+    return bool(sep) and len(parts) == 3 and parts[0] == CKPT_MAGIC and \
+        hashlib.sha256(payload).hexdigest().encode() == parts[1]
 
 
 def format_metric(values: dict[str, float]) -> str:

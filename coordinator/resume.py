@@ -51,6 +51,8 @@ def recover(c: Coordinator) -> dict[str, int]:
                 plan.search.tell(optuna_number, rec.result["values"] if complete else None,
                                  pruned=rec.result["status"] == "PRUNED")
             c.snap.add(rec.result, number, plan.search.better)
+            if rec.result["status"] == "COMPLETE" and rec.result.get("values"):
+                c.checkpoints.note(plan.search.name, number, rec.result["values"][0], plan.search.better)
             continue
         plan.asked += 1
         attempts = store.attempts(number)

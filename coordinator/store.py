@@ -97,7 +97,7 @@ class RunStore:
     """One run directory. Create with :meth:`create`, reopen with :meth:`open`."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = root.absolute()  # attempts and agents may run in another working directory
         self._events: Any = None
         self._lock: int | None = None
 

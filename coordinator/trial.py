@@ -61,6 +61,7 @@ class TrialSpec:
     attempt_dir: str
     threads: int = 1
     device: str = "cpu"
+    checkpoint_every_s: float = 30.0  # built-in runners: seconds between checkpoints (and one at the end)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class TrialSpec:
             "seed": self.seed, "model": self.model, "command": list(self.command) if self.command else None,
             "data": self.data, "metrics": list(self.metrics), "checkpoint_dir": self.checkpoint_dir,
             "attempt_dir": self.attempt_dir, "threads": self.threads, "device": self.device,
+            "checkpoint_every_s": self.checkpoint_every_s,
         }
 
 

@@ -11,7 +11,10 @@ from torch import nn
 NEEDS_IMPUTE = True
 
 
-def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
+def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context,
+              resume: Any = None) -> Any:
+    """Train epoch by epoch; yield (epochs so far, validation predictions, state) per epoch.
+    ``resume`` (a state: weights, optimiser, both random generators) continues from there."""
     hidden, layers = int(params.get("hidden_size", 64)), int(params.get("n_layers", 2))
     lr, wd = float(params.get("lr", 1e-3)), float(params.get("weight_decay", 0.0))
     dropout, epochs = float(params.get("dropout", 0.0)), int(params.get("epochs", 20))
@@ -34,7 +37,27 @@ def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialki
     loss_fn = nn.BCEWithLogitsLoss() if ctx.task == "classification" else nn.MSELoss()
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
     gen = torch.Generator().manual_seed(ctx.seed)
-    for epoch in range(epochs):
+
+    def predict() -> Any:
+        net.eval()
+        with torch.no_grad():
+            pred = net(xv).squeeze(1)
+            pred = torch.sigmoid(pred) if ctx.task == "classification" else pred
+        return pred.cpu().numpy()
+
+    def state(done: int) -> dict[str, Any]:
+        return {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                "rng": torch.get_rng_state(), "epochs": done}
+
+    first = 0
+    if resume is not None:
+        net.load_state_dict(resume["net"])
+        opt.load_state_dict(resume["opt"])
+        gen.set_state(resume["gen"])
+        torch.set_rng_state(resume["rng"])
+        first = int(resume["epochs"])
+        yield first, predict(), lambda: resume
+    for epoch in range(first, epochs):
         net.train()
         order = torch.randperm(len(yt), generator=gen).to(device)
         for start in range(0, len(yt), batch):
@@ -43,8 +66,5 @@ def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialki
             loss = loss_fn(net(xt[idx]).squeeze(1), yt[idx])
             loss.backward()
             opt.step()
-        net.eval()  # one report per epoch: the fidelity for early stopping
-        with torch.no_grad():
-            pred = net(xv).squeeze(1)
-            pred = torch.sigmoid(pred) if ctx.task == "classification" else pred
-        yield epoch + 1, pred.cpu().numpy()
+        # one report per epoch: the fidelity for early stopping
+        yield epoch + 1, predict(), lambda done=epoch + 1: state(done)

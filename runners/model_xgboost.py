@@ -11,8 +11,11 @@ DEFAULTS = {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1}
 REPORTS = 10  # intermediate reports per trial (boosting rounds in between)
 
 
-def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
-    """Boost round by round; yield (rounds so far, validation predictions) ``REPORTS`` times."""
+def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context,
+              resume: Any = None) -> Any:
+    """Boost round by round; yield (rounds so far, validation predictions, state) ``REPORTS``
+    times, where ``state()`` is the model so far for a checkpoint. ``resume`` (a state)
+    continues from there; its step is yielded again first."""
     p = {**DEFAULTS, **params}
     rounds = int(p.pop("n_estimators"))
     for key in ("max_depth", "max_bin"):
@@ -25,12 +28,20 @@ def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialki
                       "objective": objective, **p}
     try:
         dtrain, dvalid = xgb.DMatrix(X, label=y), xgb.DMatrix(X_valid)
-        booster = xgb.Booster(booster_params, [dtrain])
+        start = 0
+        if resume is not None:
+            booster = xgb.Booster(booster_params, [dtrain], model_file=bytearray(resume["model"]))
+            start = int(resume["rounds"])
+            yield start, booster.predict(dvalid, iteration_range=(0, start)), lambda: resume
+        else:
+            booster = xgb.Booster(booster_params, [dtrain])
         every = max(1, rounds // REPORTS)
-        for i in range(rounds):
+        for i in range(start, rounds):
             booster.update(dtrain, i)
             if (i + 1) % every == 0 or i + 1 == rounds:
-                yield i + 1, booster.predict(dvalid, iteration_range=(0, i + 1))
+                done = i + 1
+                yield done, booster.predict(dvalid, iteration_range=(0, done)), \
+                    lambda done=done: {"model": bytes(booster.save_raw("ubj")), "rounds": done}
     except xgb.core.XGBoostError as exc:
         if "Invalid" in str(exc) or "invalid" in str(exc) or "Unknown" in str(exc):
             raise trialkit.ParamError(str(exc).splitlines()[0]) from None

@@ -23,6 +23,7 @@ quiet trials. When stdin closes (the connection is gone) the agent exits; trials
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -189,12 +190,19 @@ def _vanished(adir, every=0.5):
 
 
 def kill(adir, grace=3.0):
+    """SIGTERM the attempt's process group, SIGKILL it after ``grace`` seconds. A built-in
+    trial in a warm worker answers SIGTERM by checkpointing and ending the attempt; once
+    its exit record exists the worker is left alone (the slot's next trial may be on it)."""
     try:
         with open(os.path.join(adir, "pid")) as fh:
             pid = int(fh.read())
     except (OSError, ValueError):
         return
+    # a fresh process's group is killed whole, even after its exit record (no grandchild survives)
+    exit_path = os.path.join(adir, "exit.json") if os.path.exists(os.path.join(adir, "warm")) else None
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        if exit_path and os.path.exists(exit_path):
+            return
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
@@ -204,6 +212,8 @@ def kill(adir, grace=3.0):
             try:
                 os.killpg(pid, 0)
             except ProcessLookupError:
+                return
+            if exit_path and os.path.exists(exit_path):
                 return
             time.sleep(0.05)
 
@@ -292,6 +302,7 @@ def _warm_job(warm, adir):
     for _ in range(500):
         current = _worker(sdir)
         if current:
+            _write_atomic(os.path.join(adir, "warm"), "", durable=False)
             _write_atomic(os.path.join(adir, "pid"), str(current[0]), durable=False)
             return
         time.sleep(0.002)
@@ -339,6 +350,9 @@ def agent():
             elif op == "prune":  # the runner stops at its next step
                 with open(os.path.join(req["adir"], "prune"), "w"):
                     pass
+            elif op == "clean":  # a trial's checkpoints, once it ended
+                threading.Thread(target=shutil.rmtree, args=(req["dir"],), kwargs={"ignore_errors": True},
+                                 daemon=True).start()
             elif op == "stop_workers":
                 stop_workers(req["dir"])
         except Exception as exc:

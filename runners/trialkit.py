@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
+import checkpoint
+
 METRIC_PREFIX = "[coord-metric]"
-EXIT_OK, EXIT_FAIL, EXIT_DATAERR, EXIT_PERMANENT = 0, 1, 65, 78
+EXIT_OK, EXIT_FAIL, EXIT_DATAERR, EXIT_PERMANENT, EXIT_REQUEUE = 0, 1, 65, 78, 75
 CLASSIFICATION_METRICS = ("auc", "logloss", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 
@@ -151,9 +154,11 @@ def run_spec(spec: dict[str, Any], out: Any = None) -> int:
         ds = load_dataset(spec["data"])
         ctx = Context(ds.task, int(spec["seed"]), int(spec.get("threads", 1)), spec.get("device", "cpu"))
         objective = (spec.get("metrics") or [None])[0]
-        per_fold = _run_folds(module, dict(spec["params"]), ds, ctx, objective, spec.get("attempt_dir"), out)
+        per_fold = _run_folds(module, dict(spec["params"]), ds, ctx, objective, spec, out)
         if per_fold is None:  # stopped on request (pruned): the last step's report stands
             return EXIT_OK
+        if per_fold == "requeue":  # asked to stop (SIGTERM): checkpointed, run me again
+            return EXIT_REQUEUE
         final = {k: sum(f[k] for f in per_fold) / len(per_fold) for k in per_fold[0]}
         final["train_seconds"] = time.perf_counter() - started
         emit(final, out)
@@ -173,10 +178,13 @@ def run_spec(spec: dict[str, Any], out: Any = None) -> int:
 
 
 def _run_folds(module: Any, params: dict[str, Any], ds: Dataset, ctx: Context, objective: str | None,
-               attempt_dir: str | None, out: Any) -> list[dict[str, float]] | None:
+               spec: dict[str, Any], out: Any) -> Any:
     """Train every fold; models with ``fit_steps`` advance all folds in lockstep and report
     the objective's mean over folds at each step (the fidelity pruners need). Between steps
-    a ``prune`` file in the attempt directory stops the trial (returns None)."""
+    a ``prune`` file in the attempt directory stops the trial (returns None); a checkpoint
+    of every fold is written every ``checkpoint_every_s`` seconds and after the last step,
+    and a later attempt starts from the newest valid one. SIGTERM checkpoints and returns
+    "requeue"."""
     folds = []
     for train_idx, valid_idx in ds.folds:
         Xt, Xv = ds.X.iloc[train_idx], ds.X.iloc[valid_idx]
@@ -185,17 +193,40 @@ def _run_folds(module: Any, params: dict[str, Any], ds: Dataset, ctx: Context, o
         folds.append((Xt, ds.y[train_idx], Xv, ds.y[valid_idx]))
     if not hasattr(module, "fit_steps"):
         return [score(ds.task, yv, module.fit_predict(params, Xt, yt, Xv, ctx)) for Xt, yt, Xv, yv in folds]
-    gens = [module.fit_steps(dict(params), Xt, yt, Xv, ctx) for Xt, yt, Xv, _ in folds]
-    last: list[Any] = [None] * len(gens)
+    ckpt_dir, key = spec.get("checkpoint_dir"), checkpoint.params_key(spec["params"])
+    restored = checkpoint.load_latest(ckpt_dir, key) if ckpt_dir else None
+    states: list[Any] = [None] * len(folds)
+    if restored is not None and len(restored[1].get("folds", [])) == len(folds):
+        print(f"coord: resuming from the checkpoint at step {restored[0]}", file=sys.stderr)
+        states = restored[1]["folds"]
+    gens = [module.fit_steps(dict(params), Xt, yt, Xv, ctx, **({"resume": st} if st is not None else {}))
+            for (Xt, yt, Xv, _), st in zip(folds, states, strict=True)]
+    term = _TermFlag()
+    try:
+        return _steps(gens, folds, ds, objective, spec, out, term, restored[0] if restored else 0)
+    finally:
+        term.restore()
+
+
+def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None, spec: dict[str, Any], out: Any,
+           term: _TermFlag, saved_step: int) -> Any:
+    """The lockstep loop of ``_run_folds``: report, check for stop requests, checkpoint."""
+    ckpt_dir, key = spec.get("checkpoint_dir"), checkpoint.params_key(spec["params"])
+    every_s = float(spec.get("checkpoint_every_s", 30.0))
+    attempt_dir = spec.get("attempt_dir")
     stop = os.path.join(attempt_dir, "prune") if attempt_dir else None
+    last: list[Any] = [None] * len(gens)
+    savers: list[Any] = [None] * len(gens)
+    saved_at, done = time.monotonic(), saved_step
     while True:
         step = None
         for i, gen in enumerate(gens):
             item = next(gen, None)
             if item is not None:
-                step, last[i] = item
+                step, last[i], savers[i] = item
         if step is None:
             break
+        done = step
         if objective is not None:
             scores = [score(ds.task, f[3], pred)[objective] for f, pred in zip(folds, last, strict=True)
                       if objective in (CLASSIFICATION_METRICS + REGRESSION_METRICS)]
@@ -204,7 +235,33 @@ def _run_folds(module: Any, params: dict[str, Any], ds: Dataset, ctx: Context, o
         if stop and os.path.exists(stop):
             emit({"pruned_step": step}, out)  # the coordinator records PRUNED, even after a restart
             return None
+        if ckpt_dir and step != saved_step and (term.set or time.monotonic() - saved_at >= every_s):
+            checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers]}, key, out)
+            saved_at, saved_step = time.monotonic(), step
+        if term.set:
+            return "requeue"
+    if ckpt_dir and done != saved_step:  # the trained model: the best trial's is kept
+        checkpoint.save(ckpt_dir, done, {"folds": [s() for s in savers]}, key, out)
     return [score(ds.task, f[3], pred) for f, pred in zip(folds, last, strict=True)]
+
+
+class _TermFlag:
+    """SIGTERM (a scheduler preempting the job) sets a flag the step loop checks: the
+    trial checkpoints and exits 75, and its next attempt resumes there."""
+
+    def __init__(self) -> None:
+        self.set = False
+        try:
+            self._old: Any = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (tests): no handler
+            self._old = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.set = True
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
 
 
 def read_spec(path: str | None = None) -> dict[str, Any]:

@@ -46,7 +46,6 @@ from coordinator.sshconn import HostConnection
 from coordinator.trial import Allocation, Outcome, TrialSpec
 
 log = logging.getLogger(__name__)
-HEARTBEAT_PREFIX = "[coord-hb]"
 
 
 def runners_hash(runners_dir: Path) -> tuple[str, dict[str, bytes]]:
@@ -68,6 +67,7 @@ class _Remote:
     reason: str | None = None
     done: bool = False
     warm: bool = False  # a built-in model in the slot's warm worker (it can be asked to stop)
+    ckpt: tuple[str, str] = ("", "")  # (remote, local) checkpoint directories of an SSH attempt
 
 
 @dataclass
@@ -227,7 +227,10 @@ class AgentBackend(Backend):
             (local_dir / "spec.json").write_text(spec_text, encoding="utf-8")
             # "w": a re-attach after a restart streams the output again from its first byte
             out = open(local_dir / "stdout", "w", encoding="utf-8")  # noqa: SIM115
-        rem = _Remote(handle, adir, out, time.monotonic(), self.parser_factory(), warm=spec.model is not None)
+        if not host.local:
+            self._carry_checkpoint(host, Path(spec.checkpoint_dir), ckpt)
+        rem = _Remote(handle, adir, out, time.monotonic(), self.parser_factory(), warm=spec.model is not None,
+                      ckpt=(ckpt, spec.checkpoint_dir))
         with host.lock:
             host.attempts[handle.key] = rem
         try:
@@ -240,12 +243,54 @@ class AgentBackend(Backend):
             raise
         return handle
 
+    def _carry_checkpoint(self, host: _Host, local: Path, remote: str) -> None:
+        """Before an attempt starts on an SSH host, put the trial's newest valid checkpoint
+        there (the one a previous attempt on any host wrote and this run copied home)."""
+        conn = host.conn
+        assert isinstance(conn, HostConnection)
+        for path in sorted(local.glob("step-*.ckpt"), reverse=True):
+            data = path.read_bytes()
+            if not protocol.checkpoint_ok(data):
+                continue
+            try:
+                if not conn.exists(f"{remote}/{path.name}"):
+                    conn.makedirs(remote, host.dirs)
+                    conn.put_bytes(data, f"{remote}/{path.name}", 0o600)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise HostUnreachable(*host.conn.label, f"cannot upload the checkpoint: {exc}") from None
+            return
+
+    def _fetch_checkpoint(self, host: _Host, rem: _Remote, line: str) -> None:
+        """Copy a checkpoint home as soon as the trial announces it, so a retry elsewhere can
+        resume from it even if this host never comes back. Done in the reader thread, so the
+        copy is home before the attempt's end is reported."""
+        conn = host.conn
+        assert isinstance(conn, HostConnection)
+        try:
+            name = str(json.loads(line[len(protocol.CKPT_PREFIX):])["file"])
+            if "/" in name or not name.endswith(".ckpt"):
+                return
+            data = conn.get_bytes(f"{rem.ckpt[0]}/{name}", limit=1 << 34)
+        except (ValueError, KeyError, TypeError, HostError) as exc:
+            log.warning("%s: checkpoint of trial %s not copied: %s", host.platform.key, rem.handle.key, exc)
+            return
+        if data is None or not protocol.checkpoint_ok(data):
+            log.warning("%s: checkpoint %s of trial %s is damaged; not copied", host.platform.key, name, rem.handle.key)
+            return
+        local = Path(rem.ckpt[1])
+        local.mkdir(parents=True, exist_ok=True)
+        tmp = local / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, local / name)
+        for old in sorted(local.glob("step-*.ckpt"), reverse=True)[2:]:
+            old.unlink(missing_ok=True)
+
     def _read_agent(self, host: _Host, chan: Any, generation: int) -> None:
         try:
             for raw in chan.makefile("rb"):
                 host.last_seen = time.monotonic()
                 line = raw.decode("utf-8", "replace")
-                if line.startswith(HEARTBEAT_PREFIX):
+                if line.startswith(protocol.HEARTBEAT_PREFIX):
                     continue
                 tag, sep, payload = line.partition("\t")
                 with host.lock:
@@ -258,6 +303,8 @@ class AgentBackend(Backend):
                 rem.offset += len(payload.encode("utf-8"))
                 if rem.out is not None:
                     rem.out.write(payload)
+                if payload.startswith(protocol.CKPT_PREFIX) and not host.local:
+                    self._fetch_checkpoint(host, rem, payload)
                 values = rem.parser.parse(payload)
                 if values:
                     self.events.put(MetricEvent(rem.handle, values))
@@ -364,6 +411,14 @@ class AgentBackend(Backend):
             self.cancel(handle, "pruned")
             return
         self._cancel_unless_ended(handle, lambda: handle.key in host.attempts)
+
+    def discard(self, number: int, platforms: set[str]) -> None:
+        for key in platforms:
+            host = self.hosts.get(key)
+            if host is None or host.local or host.chan is None:
+                continue
+            with contextlib.suppress(HostError):  # a host that is down keeps a stale copy; no harm
+                self._send(host, {"op": "clean", "dir": f"{host.base}/trials/{number}/checkpoint"})
 
     def close(self) -> None:
         if self.closed:

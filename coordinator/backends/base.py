@@ -93,6 +93,11 @@ class Backend(abc.ABC):
         by default, and for scripts that cannot be asked, it is cancelled."""
         self.cancel(handle, "pruned")
 
+    def discard(self, number: int, platforms: set[str]) -> None:
+        """A trial ended: delete its checkpoint copies on these hosts (the run directory
+        keeps what is worth keeping). Nothing to do where trials write to the run directory."""
+        return None
+
     def _cancel_unless_ended(self, handle: Handle, running: Callable[[], bool]) -> None:
         """After the stop request's grace period, cancel the attempt if it is still running."""
         def fire() -> None:
