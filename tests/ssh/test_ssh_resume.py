@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from tests.resume.invariants import SPACE, TRIAL, check, check_trace, committed_bytes
@@ -43,3 +45,48 @@ def test_kill_mid_trial_then_resume_reattaches_over_ssh(cluster: Cluster, tmp_pa
     for h in cluster.hosts.values():  # the trials' own trace on each host: one start per attempt
         check_trace(h.work_dir / "runs" / run.name)
     assert any((h.work_dir / "runs" / run.name / "trace.log").exists() for h in cluster.hosts.values())
+
+
+def test_checkpoint_follows_a_retried_trial_to_another_host(cluster: Cluster, tmp_path: Path,
+                                                             small_csv: Path) -> None:
+    """The trial checkpoints on alpha; each checkpoint is copied home as it is announced;
+    alpha's trial is killed and alpha's sshd stopped; the retry runs on beta, which never
+    saw alpha's files, and resumes from the checkpoint the coordinator carried there."""
+    from coordinator.app import run_search
+    from coordinator.config import SearchOptions
+    from coordinator.store import RunStore
+    from tests.ssh.test_ssh_search import _rules
+
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  dropout: {type: categorical, choices: [0.2]}\n"
+                     "fixed: {epochs: 30, hidden_size: 16, batch_size: 64}\n")
+    run = tmp_path / "run"
+    home = run / "trials/0/checkpoint"
+    remote = cluster.hosts["alpha"].work_dir / "runs" / run.name / "trials/0"
+
+    def kill_on_alpha() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if len(list(home.glob("step-*.ckpt"))) >= 2 and (remote / "attempt-1/pid").exists():
+                os.killpg(int((remote / "attempt-1/pid").read_text()), signal.SIGKILL)
+                cluster.hosts["alpha"].stop()
+                return
+            time.sleep(0.02)
+    killer = threading.Thread(target=kill_on_alpha, daemon=True)
+    killer.start()
+    out = run_search(SearchOptions(models=("mlp",), space=str(space), data=str(small_csv), target="home_win",
+                                   cv="kfold", folds=2, trials=1, parallel=1, checkpoint_every=0.0,
+                                   registry=str(cluster.registry(_rules("NeuralNetwork", "alpha", "beta",
+                                                                        local=False))),
+                                   run_dir=str(run), host_retry=600))
+    killer.join()
+    (result,) = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    assert result["status"] == "COMPLETE" and result["platform"] == "beta"
+    assert [a["platform"] for a in result["attempts"]] == ["alpha", "beta"]
+    assert "resuming from the checkpoint at step" in (run / "trials/0/attempt-2/stderr").read_text()
+    beta = cluster.hosts["beta"].work_dir / "runs" / run.name / "trials/0"
+    deadline = time.monotonic() + 5
+    while (beta / "checkpoint").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (beta / "checkpoint").exists()  # host copies are deleted once the trial ends
+    assert sorted(p.name for p in home.glob("*.ckpt"))[-1] == "step-00000030.ckpt"  # the best model is kept home
