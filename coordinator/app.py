@@ -95,7 +95,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     plans = []
     for study in exp.studies:
         sampler = make_sampler(opts.sampler, opts.seed, exp.parallel, study.space, len(exp.metrics))
-        pruner = make_pruner(opts.pruner, opts.min_resource, opts.reduction_factor, opts.max_resource,
+        min_resource = opts.min_resource or (study.model.min_resource if study.model else None)
+        pruner = make_pruner(opts.pruner, min_resource, opts.reduction_factor, opts.max_resource,
                              opts.prune_threshold, exp.directions[0])
         search = Search.create(name=study.name, storage=storage, sampler=sampler, space=study.space,
                                metrics=exp.metrics, directions=exp.directions, n_trials=exp.trials, pruner=pruner)

@@ -20,6 +20,8 @@ class ModelInfo:
         gpu: ``"preferred"`` (uses a GPU slot when there is one) or ``"none"``.
         capabilities: a platform listing capabilities must list one of these.
         memory_gb: memory one trial needs, for the router's capacity check.
+        min_resource: the pruners' default smallest budget, in the runner's steps (boosting
+            rounds, epochs); None for models that report once.
     """
 
     name: str
@@ -30,6 +32,7 @@ class ModelInfo:
     capabilities: tuple[str, ...] = ()
     memory_gb: float = 0.5
     libraries: tuple[str, ...] = ("numpy", "pandas", "sklearn")  # import names the runner needs
+    min_resource: int | None = None
 
 
 CUSTOM_MODEL_TYPE = "Custom"
@@ -41,7 +44,7 @@ BUILTIN: dict[str, ModelInfo] = {
                   frozenset({"max_depth", "learning_rate", "n_estimators", "subsample", "colsample_bytree",
                              "min_child_weight", "reg_lambda", "reg_alpha", "gamma", "max_bin"}),
                   gpu="preferred", capabilities=("XGBoost", "XGBoost_CPU", "XGBoost_GPU"),
-                  libraries=("numpy", "pandas", "sklearn", "xgboost")),
+                  libraries=("numpy", "pandas", "sklearn", "xgboost"), min_resource=50),
         ModelInfo("random_forest", "RandomForest", "model_random_forest",
                   frozenset({"n_estimators", "max_depth", "min_samples_leaf", "max_features", "bootstrap",
                              "criterion"}),
@@ -52,7 +55,7 @@ BUILTIN: dict[str, ModelInfo] = {
                   frozenset({"hidden_size", "n_layers", "lr", "weight_decay", "dropout", "epochs",
                              "batch_size"}),
                   gpu="preferred", capabilities=("PyTorch", "PyTorch_GPU", "PyTorch_CPU", "Neural_Networks"),
-                  memory_gb=1.0, libraries=("numpy", "pandas", "sklearn", "torch")),
+                  memory_gb=1.0, libraries=("numpy", "pandas", "sklearn", "torch"), min_resource=3),
     )
 }
 

@@ -122,6 +122,8 @@ def write_report(store: RunStore) -> dict[str, Path]:
         caption=tex_escape(f"Best {metrics[0]} per model"), label="tab:model-summary",
         metric=tex_escape(metrics[0]), rows=summary))
     tex_files.append(path)
+    if len(metrics) > 1:
+        files.update(_pareto_files(out, table, cfg, env))
     host_rows = host_table(store)
     files["hosts"] = out / "hosts.csv"
     buf = io.StringIO()
@@ -198,18 +200,14 @@ def best_trials(table: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, A
             top = max(done, key=lambda r: (sign[0] * r["value"], -r["number"]))
             out[study["name"]] = _best_entry(top, study, metrics, cfg)
         else:
-            front = [r for r in done if not any(_dominates(o, r, metrics, sign) for o in done)]
-            out[study["name"]] = {"pareto_front": [_best_entry(r, study, metrics, cfg) for r in front]}
+            from coordinator.pareto import front
+
+            out[study["name"]] = {"pareto_front": [_best_entry(r, study, metrics, cfg)
+                                                   for r in front(done, metrics, directions)]}
     durations = [r["duration_s"] for r in table if r.get("duration_s") is not None]
     out["_run"] = {"trials": len(table), "complete": sum(r["status"] == "COMPLETE" for r in table),
                    "median_duration_s": statistics.median(durations) if durations else None}
     return out
-
-
-def _dominates(a: dict[str, Any], b: dict[str, Any], metrics: list[str], sign: list[int]) -> bool:
-    va = [s * a[m] for m, s in zip(metrics, sign, strict=True)]
-    vb = [s * b[m] for m, s in zip(metrics, sign, strict=True)]
-    return all(x >= y for x, y in zip(va, vb, strict=True)) and va != vb
 
 
 def _best_entry(r: dict[str, Any], study: dict[str, Any], metrics: list[str], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +215,43 @@ def _best_entry(r: dict[str, Any], study: dict[str, Any], metrics: list[str], cf
     return {"number": r["number"], "value": r["value"], "metrics": {m: r.get(m) for m in metrics},
             "params": params, "model": study["model"], "seed": r["seed"], "platform": r["platform"],
             "data": cfg.get("data"), "spec": f"trials/{r['number']}/attempt-{r['attempts'] or 1}/spec.json"}
+
+
+def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], env: Any) -> dict[str, Path]:
+    """Per study of a multi-objective run: the front as a LaTeX table, and for two
+    objectives as a LaTeX picture and an SVG."""
+    from coordinator import pareto
+
+    metrics, files = cfg["metrics"], {}
+    for study in cfg["studies"]:
+        name = study["name"]
+        done = [r for r in table if r["study"] == name and r["status"] == "COMPLETE"]
+        best = pareto.front(done, metrics, cfg["directions"])
+        if not best:
+            continue
+        params = list(study["space"]["params"])
+        header = ["Trial", *metrics, *params]
+        path = out / "tables" / f"pareto_{name}.tex"
+        atomic_write(path, env.get_template("top_configs.tex.j2").render(
+            caption=tex_escape(f"Pareto front of {name}: {len(best)} of {len(done)} completed trials, "
+                               f"{' vs '.join(metrics)}"),
+            label=f"tab:pareto-{_label(name)}", align="r" * len(header), wide=len(header) > 6,
+            header=" & ".join(tex_escape(h) for h in header),
+            rows=[" & ".join(tex_escape(v) for v in [r["number"], *[r.get(m) for m in metrics],
+                                                     *[r.get(p) for p in params]]) for r in best]))
+        files[f"tex:pareto_{name}"] = path
+        if len(metrics) == 2:
+            points = [r for r in done if all(isinstance(r.get(m), (int, float)) and math.isfinite(r[m])
+                                             for m in metrics)]
+            fig = out / "figures" / f"pareto_{name}.tex"
+            atomic_write(fig, pareto.latex_picture(points, best, metrics, cfg["directions"], tex_escape(
+                f"{name}: {metrics[0]} against {metrics[1]}; filled: the Pareto front"),
+                f"fig:pareto-{_label(name)}"))
+            files[f"fig:pareto_{name}"] = fig
+            svg = out / "figures" / f"pareto_{name}.svg"
+            atomic_write(svg, pareto.svg(points, best, metrics, cfg["directions"], f"{name}: Pareto front"))
+            files[f"svg:pareto_{name}"] = svg
+    return files
 
 
 def _label(name: str) -> str:

@@ -8,14 +8,14 @@ import xgboost as xgb
 DEFAULTS = {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.1}
 
 
-REPORTS = 10  # intermediate reports per trial (boosting rounds in between)
+REPORT_EVERY = 25  # boosting rounds between reports: the same steps for every trial, so rungs compare
 
 
 def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context,
               resume: Any = None) -> Any:
-    """Boost round by round; yield (rounds so far, validation predictions, state) ``REPORTS``
-    times, where ``state()`` is the model so far for a checkpoint. ``resume`` (a state)
-    continues from there; its step is yielded again first."""
+    """Boost round by round; every ``REPORT_EVERY`` rounds (and at the last) yield (rounds so
+    far, validation predictions, state), where ``state()`` is the model so far for a
+    checkpoint. ``resume`` (a state) continues from there; its step is yielded again first."""
     p = {**DEFAULTS, **params}
     rounds = int(p.pop("n_estimators"))
     for key in ("max_depth", "max_bin"):
@@ -35,10 +35,9 @@ def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialki
             yield start, booster.predict(dvalid, iteration_range=(0, start)), lambda: resume
         else:
             booster = xgb.Booster(booster_params, [dtrain])
-        every = max(1, rounds // REPORTS)
         for i in range(start, rounds):
             booster.update(dtrain, i)
-            if (i + 1) % every == 0 or i + 1 == rounds:
+            if (i + 1) % REPORT_EVERY == 0 or i + 1 == rounds:
                 done = i + 1
                 yield done, booster.predict(dvalid, iteration_range=(0, done)), \
                     lambda done=done: {"model": bytes(booster.save_raw("ubj")), "rounds": done}

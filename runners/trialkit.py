@@ -22,6 +22,7 @@ METRIC_PREFIX = "[coord-metric]"
 EXIT_OK, EXIT_FAIL, EXIT_DATAERR, EXIT_PERMANENT, EXIT_REQUEUE = 0, 1, 65, 78, 75
 CLASSIFICATION_METRICS = ("auc", "logloss", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+HIGHER_IS_BETTER = ("auc", "r2")
 
 
 class ParamError(ValueError):
@@ -196,21 +197,29 @@ def _run_folds(module: Any, params: dict[str, Any], ds: Dataset, ctx: Context, o
     ckpt_dir, key = spec.get("checkpoint_dir"), checkpoint.params_key(spec["params"])
     restored = checkpoint.load_latest(ckpt_dir, key) if ckpt_dir else None
     states: list[Any] = [None] * len(folds)
+    best = None
     if restored is not None and len(restored[1].get("folds", [])) == len(folds):
         print(f"coord: resuming from the checkpoint at step {restored[0]}", file=sys.stderr)
-        states = restored[1]["folds"]
+        states, best = restored[1]["folds"], restored[1].get("best")
+    else:
+        restored = None
     gens = [module.fit_steps(dict(params), Xt, yt, Xv, ctx, **({"resume": st} if st is not None else {}))
             for (Xt, yt, Xv, _), st in zip(folds, states, strict=True)]
     term = _TermFlag()
     try:
-        return _steps(gens, folds, ds, objective, spec, out, term, restored[0] if restored else 0)
+        return _steps(gens, folds, ds, objective, spec, out, term, restored[0] if restored else 0, best)
     finally:
         term.restore()
 
 
 def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None, spec: dict[str, Any], out: Any,
-           term: _TermFlag, saved_step: int) -> Any:
-    """The lockstep loop of ``_run_folds``: report, check for stop requests, checkpoint."""
+           term: _TermFlag, saved_step: int, best: Any) -> Any:
+    """The lockstep loop of ``_run_folds``: report, check for stop requests, checkpoint.
+
+    As ``xgb.cv`` picks the best iteration, the trial's result is its best step by the
+    objective's mean over folds (recorded as ``best_step``), and each report carries the
+    best value so far: the curve the pruner sees never falls below what the trial ends with.
+    """
     ckpt_dir, key = spec.get("checkpoint_dir"), checkpoint.params_key(spec["params"])
     every_s = float(spec.get("checkpoint_every_s", 30.0))
     attempt_dir = spec.get("attempt_dir")
@@ -227,22 +236,28 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
         if step is None:
             break
         done = step
-        if objective is not None:
-            scores = [score(ds.task, f[3], pred)[objective] for f, pred in zip(folds, last, strict=True)
-                      if objective in (CLASSIFICATION_METRICS + REGRESSION_METRICS)]
-            if scores:
-                emit({"step": step, objective: sum(scores) / len(scores)}, out)
+        if objective in CLASSIFICATION_METRICS + REGRESSION_METRICS:
+            scores = [score(ds.task, f[3], pred)[objective] for f, pred in zip(folds, last, strict=True)]
+            value = sum(scores) / len(scores)
+            sign = 1.0 if objective in HIGHER_IS_BETTER else -1.0
+            if best is None or (math.isfinite(value) and sign * value > sign * best[0]):
+                best = (value, step, list(last))
+            emit({"step": step, objective: best[0]}, out)
         if stop and os.path.exists(stop):
             emit({"pruned_step": step}, out)  # the coordinator records PRUNED, even after a restart
             return None
         if ckpt_dir and step != saved_step and (term.set or time.monotonic() - saved_at >= every_s):
-            checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers]}, key, out)
+            checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers], "best": best}, key, out)
             saved_at, saved_step = time.monotonic(), step
         if term.set:
             return "requeue"
     if ckpt_dir and done != saved_step:  # the trained model: the best trial's is kept
-        checkpoint.save(ckpt_dir, done, {"folds": [s() for s in savers]}, key, out)
-    return [score(ds.task, f[3], pred) for f, pred in zip(folds, last, strict=True)]
+        checkpoint.save(ckpt_dir, done, {"folds": [s() for s in savers], "best": best}, key, out)
+    preds = best[2] if best is not None else last
+    results = [score(ds.task, f[3], pred) for f, pred in zip(folds, preds, strict=True)]
+    for r in results:
+        r["best_step"] = float(best[1] if best is not None else done)
+    return results
 
 
 class _TermFlag:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -62,3 +63,33 @@ def test_latex_tables_compile_with_pdflatex(run_with_nasty_values: Path, tmp_pat
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
     log = (tmp_path / "doc.log").read_text(errors="replace")
     assert "root:" not in log  # /etc/passwd was never read
+
+
+def test_pareto_front_table_and_plot_compile(runs: Path, script, space_file, tmp_path: Path) -> None:
+    """Two objectives with a known front: loss = (x - 0.3)^2 and cost = x, both minimised;
+    the front is every trial with x <= 0.3 (lower cost trades against lower loss)."""
+    body = "print('[coord-metric] {\"loss\": %r, \"cost\": %r}' % ((p['x'] - 0.3) ** 2, p['x']))\n"
+    space = space_file("params:\n  x: {type: float, low: 0, high: 1}\n")
+    out = run_search(SearchOptions(command=script(body), space=space, metrics=("loss", "cost"), sampler="nsga2",
+                                   trials=16, parallel=2, seed=4, run_dir=str(runs / "mo")))
+    report = Path(out["run_dir"]) / "report"
+    best = json.loads((report / "best.json").read_text())["custom"]["pareto_front"]
+    xs = sorted(rec.result["params"]["x"] for rec in RunStore.open(Path(out["run_dir"])).trials())
+    expected, lowest = [], float("inf")
+    for x in xs:  # by cost ascending: on the front when its loss beats every cheaper trial's
+        if (x - 0.3) ** 2 < lowest:
+            expected.append(x)
+            lowest = (x - 0.3) ** 2
+    assert sorted(r["params"]["x"] for r in best) == expected
+    fig = (report / "figures" / "pareto_custom.tex").read_text()
+    assert fig.count("\\circle*") == len(best) and fig.count("\\circle{") == 16 - len(best)
+    svg = (report / "figures" / "pareto_custom.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<circle") == 16
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (scripts/install.sh installs it)")
+    doc = tmp_path / "mo.tex"
+    doc.write_text(standalone_document([report / "tables" / "pareto_custom.tex",
+                                        report / "figures" / "pareto_custom.tex"]))
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", doc.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
