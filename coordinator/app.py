@@ -15,8 +15,9 @@ from coordinator.backends.agent import AgentBackend
 from coordinator.config import Experiment, SearchOptions, resolve
 from coordinator.errors import ConfigError, HostError, SearchFailed, StoreError
 from coordinator.hosts import foreign_gpus, known_hosts_path, probe
-from coordinator.loop import Coordinator, Limits, StudyPlan
+from coordinator.loop import Coordinator
 from coordinator.models import BUILTIN, get_model
+from coordinator.plans import Limits, StudyPlan
 from coordinator.protocol import MetricParser
 from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
 from coordinator.reporting import write_report

@@ -12,17 +12,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator import crashpoint, dispatch
-from coordinator.backends.base import Backend, EndEvent, Handle, MetricEvent
+from coordinator.backends.base import Backend, EndEvent, MetricEvent
 from coordinator.checkpoints import CheckpointKeeper
 from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
 from coordinator.placement import Placement, RunningTrial
+from coordinator.plans import Limits, Pending, Running, StudyPlan
 from coordinator.registry import Registry
 from coordinator.routing import Busy, Infeasible, Ledger, route
-from coordinator.search import Search
 from coordinator.speed import Estimate, SpeedModel
 from coordinator.store import RunStore, tail
 from coordinator.tracking import Snapshot, Tracker
@@ -31,51 +30,6 @@ from coordinator.trial import Allocation, Needs, TrialSpec, TrialStatus
 log = logging.getLogger(__name__)
 TICK_S = 0.25
 PRUNED_MARK = "pruned_step"  # a built-in runner's last report when it stopped on a prune request
-DOWN_S = 30.0  # a host that failed is tried again after this long (the next launch is the probe)
-
-
-@dataclass
-class StudyPlan:
-    """One search within the run, with what its trials need and how they run."""
-
-    search: Search
-    needs: Needs
-    model: str | None  # built-in runner name, or None for a user command
-    command: tuple[str, ...] | None
-    data: dict[str, Any] | None
-    seed: int
-    asked: int = 0
-
-
-@dataclass
-class _Pending:
-    number: int
-    attempt: int
-    plan: StudyPlan
-    optuna_number: int
-    params: dict[str, Any]
-    not_before: float = 0.0
-    avoid: frozenset[str] = frozenset()
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class _Running:
-    pending: _Pending
-    handle: Handle
-    started: float
-    deadline: float | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    pruned: bool = False  # the pruner said stop; the end is recorded as PRUNED
-
-
-@dataclass
-class Limits:
-    parallel: int
-    timeout_s: float | None = None  # stop starting new trials after this
-    trial_timeout_s: float | None = None
-    host_retry_s: float = DOWN_S  # a down host is probed again after this long
-    checkpoint_every_s: float = 30.0
 
 
 class Coordinator:
@@ -90,8 +44,8 @@ class Coordinator:
         self.speed = speed  # None: static rule order only
         self.placement = Placement(registry, speed) if speed is not None else None
         self.ledger = Ledger()
-        self.retry_queue: list[_Pending] = []
-        self.running: dict[str, _Running] = {}
+        self.retry_queue: list[Pending] = []
+        self.running: dict[str, Running] = {}
         self.next_number = 0
         self.turn = 0
         self.start = clock()
@@ -163,8 +117,9 @@ class Coordinator:
                 return
 
     def host_failed(self, platform: str, exc: HostError | str) -> None:
-        """Route around a failed host: for ``DOWN_S`` if it may come back by itself, for the
-        rest of the run if a person must act (unknown or changed host key, refused login)."""
+        """Route around a failed host: for ``--host-retry`` seconds if it may come back by
+        itself, for the rest of the run if a person must act (unknown or changed host key,
+        refused login)."""
         reason = str(exc)
         if isinstance(exc, (HostKeyError, AuthError)):
             self.quarantined[platform] = reason
@@ -235,7 +190,7 @@ class Coordinator:
             plan.asked += 1
             number = self.next_number
             self.next_number += 1
-            pending = _Pending(number, 1, plan, optuna_number, params)
+            pending = Pending(number, 1, plan, optuna_number, params)
             self.store.record_trial(number, {"study": plan.search.name, "optuna_number": optuna_number,
                                              "model": plan.model, "params": params,
                                              "seed": plan.seed + number})
@@ -256,7 +211,7 @@ class Coordinator:
         return sorted(order, key=lambda plan: placement.sufferage(plan.needs.model_type, running, self.ledger, now),
                       reverse=True)  # stable: ties keep round robin
 
-    def _spec(self, p: _Pending, alloc: Allocation) -> TrialSpec:
+    def _spec(self, p: Pending, alloc: Allocation) -> TrialSpec:
         """The attempt's spec: a pure function of the trial and where it runs, so a resumed
         coordinator rebuilds exactly the spec it launched."""
         return TrialSpec(number=p.number, attempt=p.attempt, study=p.plan.search.name, params=p.params,
@@ -268,7 +223,7 @@ class Coordinator:
                          device="cuda" if alloc.gpu is not None else "cpu",
                          checkpoint_every_s=self.limits.checkpoint_every_s)
 
-    def _launch(self, p: _Pending, alloc: Allocation, reattach: bool = False) -> None:
+    def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running
         or finished there: the agent never starts one attempt twice."""
         if not reattach:
@@ -288,7 +243,7 @@ class Coordinator:
             return
         now = self.clock()
         deadline = now + self.limits.trial_timeout_s if self.limits.trial_timeout_s else None
-        self.running[handle.key] = _Running(p, handle, now, deadline)
+        self.running[handle.key] = Running(p, handle, now, deadline)
         self.store.event("reattached" if reattach else "launched", number=p.number, attempt=p.attempt,
                          platform=alloc.platform, slot=alloc.slot, gpu=alloc.gpu, reason=alloc.reason,
                          mono=time.monotonic())
@@ -296,7 +251,7 @@ class Coordinator:
         self.tracker.on_trial_start(p.number, {"study": p.plan.search.name, "params": p.params,
                                                "attempt": p.attempt, "platform": alloc.platform})
 
-    def lose(self, p: _Pending, where: dict[str, Any], why: str) -> None:
+    def lose(self, p: Pending, where: dict[str, Any], why: str) -> None:
         """An attempt that cannot be followed after a restart: lost; retried elsewhere."""
         self.store.event("ended", number=p.number, attempt=p.attempt, kind=dispatch.Kind.LOST.value,
                          exit_code=None, signal=None, duration_s=0.0, reason=why)
@@ -330,7 +285,7 @@ class Coordinator:
                              duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
             self._end(r, kind, ev.outcome.exit_code, err, ev.outcome.duration_s)
 
-    def _maybe_prune(self, r: _Running, values: dict[str, float]) -> None:
+    def _maybe_prune(self, r: Running, values: dict[str, float]) -> None:
         """An intermediate report (``step`` plus the objective) goes to the pruner; if it says
         stop, the backend asks the trial to stop at its next step."""
         search = r.pending.plan.search
@@ -342,7 +297,7 @@ class Coordinator:
             self.store.event("prune", number=r.pending.number, step=int(values["step"]), value=values[objective])
             self.backend.stop(r.handle)
 
-    def _end(self, r: _Running, kind: dispatch.Kind, exit_code: int | None, tail: str, duration: float) -> None:
+    def _end(self, r: Running, kind: dispatch.Kind, exit_code: int | None, tail: str, duration: float) -> None:
         p = r.pending
         del self.running[r.handle.key]
         self.ledger.release(r.handle.allocation, p.plan.needs.memory_gb)
@@ -359,12 +314,12 @@ class Coordinator:
             self.snap.retries += 1
             self.store.event("retry", number=p.number, attempt=p.attempt + 1, delay_s=round(delay, 3),
                              reason=kind.value)
-            self.retry_queue.append(_Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
+            self.retry_queue.append(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
                                              self.clock() + delay, p.avoid | {alloc.platform}, p.history))
             return
         self._commit(p, r, kind, tail, duration)
 
-    def _commit(self, p: _Pending, r: _Running, kind: dispatch.Kind, tail: str, duration: float) -> None:
+    def _commit(self, p: Pending, r: Running, kind: dispatch.Kind, tail: str, duration: float) -> None:
         status = dispatch.final_status(kind)
         metrics = p.plan.search.metrics
         r.metrics.pop(PRUNED_MARK, None)

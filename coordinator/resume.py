@@ -21,7 +21,8 @@ from typing import Any
 
 from coordinator import dispatch
 from coordinator.errors import StoreError
-from coordinator.loop import Coordinator, _Pending
+from coordinator.loop import Coordinator
+from coordinator.plans import Pending
 from coordinator.registry import RUNNABLE_CONNECTIONS
 from coordinator.trial import Allocation
 
@@ -58,7 +59,7 @@ def recover(c: Coordinator) -> dict[str, int]:
         attempts = store.attempts(number)
         last = max(attempts, default=1)
         history = [_history(k, attempts[k], ended.get((number, k))) for k in attempts if k < last]
-        pending = _Pending(number, last, plan, optuna_number, rec.info["params"], history=history,
+        pending = Pending(number, last, plan, optuna_number, rec.info["params"], history=history,
                            avoid=frozenset(h["platform"] for h in history))
         plan.search.adopt(optuna_number)
         if last not in attempts:

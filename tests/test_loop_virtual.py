@@ -10,7 +10,8 @@ import optuna
 
 from coordinator import dispatch
 from coordinator.backends.fake import FakeBackend, Script, VirtualClock
-from coordinator.loop import Coordinator, Limits, StudyPlan
+from coordinator.loop import Coordinator
+from coordinator.plans import Limits, StudyPlan
 from coordinator.registry import Candidate, Platform, Registry, RoutingRule, Specs
 from coordinator.search import Search
 from coordinator.space import Param, Space

@@ -39,3 +39,26 @@ def test_parser_never_raises(line: str | bytes) -> None:
     p = MetricParser(wanted=frozenset({"loss", "auc"}))
     out = p.parse(line)
     assert out is None or all(isinstance(v, float) for v in out.values())
+
+
+def test_runner_side_constants_match_the_coordinators() -> None:
+    """runners/ repeats the protocol's markers and exit codes on purpose (they run on hosts
+    with nothing but Python and never import coordinator); this keeps the two in step."""
+    import importlib
+    import sys
+
+    from coordinator import loop, protocol, resources
+
+    sys.path.insert(0, str(resources.folder("runners")))
+    try:
+        trialkit, remote, checkpoint = (importlib.import_module(m) for m in ("trialkit", "remote", "checkpoint"))
+    finally:
+        sys.path.remove(str(resources.folder("runners")))
+    assert trialkit.METRIC_PREFIX == protocol.METRIC_PREFIX
+    assert (trialkit.EXIT_OK, trialkit.EXIT_REQUEUE) == (protocol.EXIT_OK, protocol.EXIT_REQUEUE)
+    assert {trialkit.EXIT_PERMANENT, trialkit.EXIT_DATAERR} <= protocol.PERMANENT_EXIT_CODES
+    assert trialkit.EXIT_FAIL not in protocol.PERMANENT_EXIT_CODES
+    assert (remote.END, remote.HEARTBEAT) == (protocol.END_PREFIX, protocol.HEARTBEAT_PREFIX)
+    assert (checkpoint.PREFIX, checkpoint.MAGIC) == (protocol.CKPT_PREFIX, protocol.CKPT_MAGIC)
+    assert protocol.checkpoint_ok(b"COORDCK1 " + __import__("hashlib").sha256(b"x").hexdigest().encode() + b" k\nx")
+    assert "pruned_step" in (resources.folder("runners") / "trialkit.py").read_text() and loop.PRUNED_MARK == "pruned_step"

@@ -1,0 +1,63 @@
+"""The loop's value types: the searches of a run, trials waiting for a slot, attempts
+running on one, and the run's limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator.backends.base import Handle
+from coordinator.search import Search
+from coordinator.trial import Needs
+
+DOWN_S = 30.0  # a host that failed is tried again after this long (the next launch is the probe)
+
+
+@dataclass
+class StudyPlan:
+    """One search within the run, with what its trials need and how they run."""
+
+    search: Search
+    needs: Needs
+    model: str | None  # built-in runner name, or None for a user command
+    command: tuple[str, ...] | None
+    data: dict[str, Any] | None
+    seed: int
+    asked: int = 0
+
+
+@dataclass
+class Pending:
+    """A trial waiting for a slot: its next attempt, and what its earlier attempts did."""
+
+    number: int
+    attempt: int
+    plan: StudyPlan
+    optuna_number: int
+    params: dict[str, Any]
+    not_before: float = 0.0
+    avoid: frozenset[str] = frozenset()
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Running:
+    """An attempt on a slot, with the metrics it has reported so far."""
+
+    pending: Pending
+    handle: Handle
+    started: float
+    deadline: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    pruned: bool = False  # the pruner said stop; the end is recorded as PRUNED
+
+
+@dataclass
+class Limits:
+    """How much runs at once, for how long, and how often a built-in trial checkpoints."""
+
+    parallel: int
+    timeout_s: float | None = None  # stop starting new trials after this
+    trial_timeout_s: float | None = None
+    host_retry_s: float = DOWN_S  # a down host is probed again after this long
+    checkpoint_every_s: float = 30.0
