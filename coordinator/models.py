@@ -44,7 +44,7 @@ BUILTIN: dict[str, ModelInfo] = {
                   frozenset({"max_depth", "learning_rate", "n_estimators", "subsample", "colsample_bytree",
                              "min_child_weight", "reg_lambda", "reg_alpha", "gamma", "max_bin"}),
                   gpu="preferred", capabilities=("XGBoost", "XGBoost_CPU", "XGBoost_GPU"),
-                  libraries=("numpy", "pandas", "sklearn", "xgboost"), min_resource=50),
+                  libraries=("numpy", "pandas", "sklearn", "xgboost"), min_resource=25),
         ModelInfo("random_forest", "RandomForest", "model_random_forest",
                   frozenset({"n_estimators", "max_depth", "min_samples_leaf", "max_features", "bootstrap",
                              "criterion"}),

@@ -39,6 +39,7 @@ import paramiko
 
 from coordinator import protocol
 from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain
+from coordinator.backends.carry import carry_checkpoint, fetch_checkpoint
 from coordinator.backends.localconn import LocalConnection
 from coordinator.errors import HostError, HostUnreachable
 from coordinator.registry import Platform
@@ -227,8 +228,8 @@ class AgentBackend(Backend):
             (local_dir / "spec.json").write_text(spec_text, encoding="utf-8")
             # "w": a re-attach after a restart streams the output again from its first byte
             out = open(local_dir / "stdout", "w", encoding="utf-8")  # noqa: SIM115
-        if not host.local:
-            self._carry_checkpoint(host, Path(spec.checkpoint_dir), ckpt)
+        if isinstance(host.conn, HostConnection):
+            carry_checkpoint(host.conn, host.dirs, Path(spec.checkpoint_dir), ckpt)
         rem = _Remote(handle, adir, out, time.monotonic(), self.parser_factory(), warm=spec.model is not None,
                       ckpt=(ckpt, spec.checkpoint_dir))
         with host.lock:
@@ -242,48 +243,6 @@ class AgentBackend(Backend):
                 rem.out.close()
             raise
         return handle
-
-    def _carry_checkpoint(self, host: _Host, local: Path, remote: str) -> None:
-        """Before an attempt starts on an SSH host, put the trial's newest valid checkpoint
-        there (the one a previous attempt on any host wrote and this run copied home)."""
-        conn = host.conn
-        assert isinstance(conn, HostConnection)
-        for path in sorted(local.glob("step-*.ckpt"), reverse=True):
-            data = path.read_bytes()
-            if not protocol.checkpoint_ok(data):
-                continue
-            try:
-                if not conn.exists(f"{remote}/{path.name}"):
-                    conn.makedirs(remote, host.dirs)
-                    conn.put_bytes(data, f"{remote}/{path.name}", 0o600)
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                raise HostUnreachable(*host.conn.label, f"cannot upload the checkpoint: {exc}") from None
-            return
-
-    def _fetch_checkpoint(self, host: _Host, rem: _Remote, line: str) -> None:
-        """Copy a checkpoint home as soon as the trial announces it, so a retry elsewhere can
-        resume from it even if this host never comes back. Done in the reader thread, so the
-        copy is home before the attempt's end is reported."""
-        conn = host.conn
-        assert isinstance(conn, HostConnection)
-        try:
-            name = str(json.loads(line[len(protocol.CKPT_PREFIX):])["file"])
-            if "/" in name or not name.endswith(".ckpt"):
-                return
-            data = conn.get_bytes(f"{rem.ckpt[0]}/{name}", limit=1 << 34)
-        except (ValueError, KeyError, TypeError, HostError) as exc:
-            log.warning("%s: checkpoint of trial %s not copied: %s", host.platform.key, rem.handle.key, exc)
-            return
-        if data is None or not protocol.checkpoint_ok(data):
-            log.warning("%s: checkpoint %s of trial %s is damaged; not copied", host.platform.key, name, rem.handle.key)
-            return
-        local = Path(rem.ckpt[1])
-        local.mkdir(parents=True, exist_ok=True)
-        tmp = local / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, local / name)
-        for old in sorted(local.glob("step-*.ckpt"), reverse=True)[2:]:
-            old.unlink(missing_ok=True)
 
     def _read_agent(self, host: _Host, chan: Any, generation: int) -> None:
         try:
@@ -303,8 +262,9 @@ class AgentBackend(Backend):
                 rem.offset += len(payload.encode("utf-8"))
                 if rem.out is not None:
                     rem.out.write(payload)
-                if payload.startswith(protocol.CKPT_PREFIX) and not host.local:
-                    self._fetch_checkpoint(host, rem, payload)
+                if payload.startswith(protocol.CKPT_PREFIX) and isinstance(host.conn, HostConnection):
+                    # in the reader thread: the copy is home before the attempt's end is reported
+                    fetch_checkpoint(host.conn, payload, rem.ckpt[0], Path(rem.ckpt[1]))
                 values = rem.parser.parse(payload)
                 if values:
                     self.events.put(MetricEvent(rem.handle, values))
