@@ -5,11 +5,14 @@ Optuna ``study.optimize(n_jobs=2)`` with the same sampler and pruner, training w
 same runner code in-process, is the reference.
 
 Usage: python benchmarks/pruning.py [TRIALS] [SEEDS] [MODEL] [PRUNERS]
+PRUNERS is a comma list, e.g. none,asha,hyperband or none,asha:1,asha:2 (``:R`` sets the
+minimum resource instead of the model's default); OPTUNA=0 skips the reference.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -29,8 +32,10 @@ from coordinator.search import make_pruner, make_sampler  # noqa: E402
 
 
 def coord(model: str, pruner: str, seed: int, trials: int, data: Path, root: Path) -> dict[str, Any]:
+    name, _, min_resource = pruner.partition(":")
     out = run_search(SearchOptions(models=(model,), data=str(data), target="home_win", time_col="season",
-                                   trials=trials, parallel=2, seed=seed, pruner=pruner, runs_root=str(root)))
+                                   trials=trials, parallel=2, seed=seed, pruner=name,
+                                   min_resource=int(min_resource) if min_resource else None, runs_root=str(root)))
     results = [json.loads(p.read_text()) for p in Path(out["run_dir"]).glob("trials/*/result.json")]
     spec = json.loads(next(Path(out["run_dir"]).glob("trials/0/attempt-1/spec.json")).read_text())
     return {"compute_s": sum(r["total_s"] for r in results), "best": out["best_value"], "pruned": out["pruned"],
@@ -53,11 +58,12 @@ def plain_optuna(model: str, pruner: str, seed: int, trials: int, data: dict[str
     import optuna
     import trialkit
 
-    exp = resolve(SearchOptions(models=(model,), seed=seed, pruner=pruner))
-    space = exp.studies[0].space
+    name, _, min_resource = pruner.partition(":")
+    exp = resolve(SearchOptions(models=(model,), seed=seed, pruner=name))
+    space, info = exp.studies[0].space, exp.studies[0].model
     study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", seed, 2, space, 1),
-                                pruner=make_pruner(pruner, exp.studies[0].model.min_resource if
-                                                   exp.studies[0].model else None, 3, None, None, "maximize"))
+                                pruner=make_pruner(name, int(min_resource) if min_resource else
+                                                   info.min_resource if info else None, 3, None, None, "maximize"))
     compute: list[float] = []
     lock = threading.Lock()
 
@@ -117,7 +123,7 @@ def main() -> None:
                 r = coord(model, pruner, seed, trials, data, Path(tmp) / f"c-{pruner}{seed}")
                 spec_data = r.pop("data")
                 rows.setdefault(f"coord {pruner}", []).append(r)
-            for pruner in pruners:
+            for pruner in pruners if os.environ.get("OPTUNA", "1") != "0" else []:
                 rows.setdefault(f"optuna {pruner}", []).append(
                     plain_optuna(model, pruner, seed, trials, spec_data or {}, Path(tmp) / f"o-{pruner}{seed}"))
     base = {k: statistics.median(r["compute_s"] for r in rows[f"{k} none"]) for k in ("coord", "optuna")

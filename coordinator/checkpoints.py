@@ -26,6 +26,8 @@ class CheckpointKeeper:
             self.best[study] = (value, number)
             if current is not None:
                 self._delete(current[1])
+            for older in sorted((self.trial_dir(number) / "checkpoint").glob("step-*.ckpt"))[:-1]:
+                older.unlink(missing_ok=True)  # the last one is the trained model
             return True
         return False
 

@@ -55,7 +55,7 @@ BUILTIN: dict[str, ModelInfo] = {
                   frozenset({"hidden_size", "n_layers", "lr", "weight_decay", "dropout", "epochs",
                              "batch_size"}),
                   gpu="preferred", capabilities=("PyTorch", "PyTorch_GPU", "PyTorch_CPU", "Neural_Networks"),
-                  memory_gb=1.0, libraries=("numpy", "pandas", "sklearn", "torch"), min_resource=3),
+                  memory_gb=1.0, libraries=("numpy", "pandas", "sklearn", "torch"), min_resource=2),
     )
 }
 
