@@ -73,7 +73,8 @@ def test_preempted_trial_requeues_and_resumes_to_the_same_result(tmp_path: Path,
     assert "train_seconds" not in "".join(part)
     rc, rest, err = _run(spec)
     assert rc == 0 and "resuming from the checkpoint at step" in err
-    steps = [json.loads(x.split(" ", 1)[1])["step"] for x in rest if x.startswith("[coord-metric]") and "step" in x]
+    reports = [json.loads(x.split(" ", 1)[1]) for x in rest if x.startswith("[coord-metric]")]
+    steps = [r["step"] for r in reports if "step" in r]
     assert steps[0] > 1  # it did not start over
     assert _final(rest) == _final(full)  # same trees / weights as an unbroken run
 
