@@ -47,6 +47,7 @@ from coordinator.sshconn import HostConnection
 from coordinator.trial import Allocation, Outcome, TrialSpec
 
 log = logging.getLogger(__name__)
+LOCAL_STALL_S = 15.0
 
 
 def runners_hash(runners_dir: Path) -> tuple[str, dict[str, bytes]]:
@@ -333,7 +334,9 @@ class AgentBackend(Backend):
         while not self._stop.wait(0.5):
             now = time.monotonic()
             for host in self.hosts.values():
-                if host.chan is not None and now - host.last_seen > self.stall_s:
+                # a local agent cannot be cut off by a network; silence there means a starved machine
+                limit = self.stall_s if not host.local else max(self.stall_s, LOCAL_STALL_S)
+                if host.chan is not None and now - host.last_seen > limit:
                     log.warning("%s: no heartbeat for %.1fs; reconnecting", host.platform.key, now - host.last_seen)
                     host.last_seen = now
                     with contextlib.suppress(Exception):
