@@ -52,7 +52,9 @@ def one_run(n: int, base: Path) -> dict[str, float]:
     loop = max(monos) - min(monos)
     slots = SLOTS_PER_HOST * len(hosts)
     ideal = n / slots
-    busy = sum(json.loads(p.read_text())["duration_s"] for p in Path(out["run_dir"]).glob("trials/*/result.json"))
+    launched = {(e["number"], e["attempt"]): e["mono"] for e in events if e["event"] == "launched"}
+    # launch to end as the coordinator saw them (result.json's duration is the host's own measure)
+    busy = sum(e["mono"] - launched[(e["number"], e["attempt"])] for e in events if e["event"] == "ended")
     return {"loop_makespan_s": loop, "overhead_pct": 100 * (loop - ideal) / ideal,
             "utilisation_pct": 100 * n * 1.0 / (slots * loop),  # only the trials' own sleep counts as busy
             "slot_busy_pct": 100 * busy / (slots * loop),  # launch to end, as a scheduler sees a slot
