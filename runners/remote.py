@@ -21,6 +21,7 @@ quiet trials. When stdin closes (the connection is gone) the agent exits; trials
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -262,6 +263,19 @@ def _worker(slot_dir):
         return None
 
 
+def _open_writer(fifo, wait_s=30.0):
+    """Open the slot's job pipe once its worker holds it open. Never blocks for good: a
+    worker that just ended (idle too long) has no reader, and the attempt fails instead."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _warm_job(warm, adir):
     """Hand the attempt to the slot's detached warm worker, starting one if needed, and
     record the worker's pid as the attempt's (cancel kills the worker)."""
@@ -294,7 +308,7 @@ def _warm_job(warm, adir):
             finally:
                 os._exit(127)
         os.waitpid(pid, 0)
-    fd = os.open(fifo, os.O_WRONLY)  # returns once the worker holds the pipe open
+    fd = _open_writer(fifo)
     try:
         os.write(fd, (json.dumps({"spec": os.path.join(adir, "spec.json")}) + "\n").encode())
     finally:

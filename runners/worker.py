@@ -11,6 +11,7 @@ fresh process.
 
 import json
 import os
+import select
 import sys
 import time
 
@@ -50,6 +51,20 @@ def _run_job(line):
     os.replace(tmp, os.path.join(adir, "exit.json"))
 
 
+def _jobs(fd, idle_s):
+    """Job lines from the pipe; ends after ``idle_s`` seconds without one, so the workers of
+    a run whose coordinator died and is never resumed do not stay forever."""
+    buf = b""
+    while True:
+        while b"\n" not in buf:
+            ready, _, _ = select.select([fd], [], [], idle_s)
+            if not ready:
+                return
+            buf += os.read(fd, 65536)
+        line, buf = buf.split(b"\n", 1)
+        yield line.decode("utf-8", "replace")
+
+
 def _preload():
     for name in os.environ.get("COORD_PRELOAD", "").split(","):
         if name:  # import the model's libraries before the first trial arrives
@@ -70,6 +85,6 @@ if __name__ == "__main__":
         fh.write(f"{os.getpid()} {os.environ.get('COORD_PRELOAD', '')}")
     os.replace(f"{pidfile}.{os.getpid()}.tmp", pidfile)
     _preload()
-    for line in os.fdopen(fd, "r", buffering=1):
+    for line in _jobs(fd, float(os.environ.get("COORD_WORKER_IDLE_S", "900"))):
         if line.strip():
             _run_job(line)

@@ -91,3 +91,17 @@ def test_a_trial_outlives_the_agent_and_a_second_backend_follows_it_without_reru
     (end,) = [e for e in events if isinstance(e, EndEvent)]
     assert values == [1.0, 2.0] and end.outcome.exit_code == 0
     assert (tmp_path / "trials/0/starts").read_text() == "x"  # started exactly once
+
+
+def test_an_idle_warm_worker_ends_by_itself(tmp_path: Path) -> None:
+    """A run whose coordinator died and is never resumed must not leave workers forever."""
+    import subprocess
+
+    fifo = tmp_path / "jobs"
+    os.mkfifo(fifo)
+    began = time.monotonic()
+    proc = subprocess.Popen([sys.executable, str(resources.folder("runners") / "worker.py"), "--fifo", str(fifo)],
+                            env={**os.environ, "COORD_WORKER_IDLE_S": "1.0", "COORD_PRELOAD": ""})
+    assert proc.wait(timeout=30) == 0
+    assert time.monotonic() - began >= 1.0
+    assert (tmp_path / "worker.pid").read_text().split()[0] == str(proc.pid)
