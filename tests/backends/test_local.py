@@ -76,6 +76,7 @@ def test_a_trial_outlives_the_agent_and_a_second_backend_follows_it_without_reru
     first.launch(spec, alloc)
     time.sleep(0.6)
     first.closed = True  # as if the coordinator died: no re-attach, nothing cancelled
+    first._stop.set()  # and no watchdog left to notice the silence
     agent = first.hosts["local"].conn.chan.proc  # type: ignore[union-attr]
     agent.kill()
     agent.wait()
