@@ -52,6 +52,7 @@ class Coordinator:
         self.snap = Snapshot(total=sum(p.search.n_trials for p in plans), metric=plans[0].search.metrics[0])
         self.durations: list[float] = []
         self.stopping = False
+        self.interrupted = False  # Ctrl-C: the trials it stops are left for ``coord resume``
         self.down: dict[str, float] = {}  # platform -> monotonic time it may be tried again
         self.quarantined: dict[str, str] = {}  # platform -> why (a person must act)
         self.incapable: dict[tuple[str, str], str] = {}  # (model type, platform) -> why (e.g. no xgboost)
@@ -69,7 +70,7 @@ class Coordinator:
                 self._enforce_deadlines()
                 self._tick()
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted = self.interrupted = True
             self.stopping = True
             for r in list(self.running.values()):
                 self.backend.cancel(r.handle, "cancelled")
@@ -309,6 +310,11 @@ class Coordinator:
             self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
         if kind == dispatch.Kind.OK and self.speed is not None:
             self.speed.observe(p.plan.needs.model_type, alloc.platform, duration)
+        if self.interrupted and kind == dispatch.Kind.CANCELLED:
+            # not committed: ``coord resume`` re-attaches to the ended attempt and retries it
+            # (a built-in trial checkpointed on SIGTERM and continues from there)
+            self.store.event("interrupted", number=p.number, attempt=p.attempt)
+            return
         delay = None if self.stopping else self.policy.delay(kind, p.attempt)
         if delay is not None:
             self.snap.retries += 1

@@ -63,7 +63,7 @@ def _row(rec: TrialRecord) -> dict[str, Any]:
     res = rec.result or {}
     values = res.get("values")
     row: dict[str, Any] = {"number": rec.number, "study": rec.info.get("study"), "model": rec.info.get("model"),
-                           "status": res.get("status", "RUNNING"),
+                           "status": res.get("status", "UNFINISHED"),
                            "value": values[0] if values else None}
     row.update(res.get("metrics", {}))
     row.update(rec.info.get("params", {}))

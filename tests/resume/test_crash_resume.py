@@ -160,3 +160,29 @@ def test_the_checker_catches_each_violation(tmp_path: Path) -> None:
     (good / "trials/3/result.json").write_text((good / "trials/3/result.json").read_text() + " ")
     with pytest.raises(AssertionError, match="I3"):
         check(good, trials=4, max_retries=RETRIES, before=before)
+
+
+def test_ctrl_c_leaves_running_trials_for_resume(tmp_path: Path) -> None:
+    """Ctrl-C stops the running trials but commits nothing for them: the report shows them
+    UNFINISHED, and ``coord resume`` runs them again with the same parameters."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *_search_args(tmp_path, run, trials=6)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TRIAL_SLEEP": "3"})
+    deadline = time.monotonic() + 60
+    while len(list(run.glob("trials/*/attempt-1/pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    status = json.loads(_coord("status", str(run), "--json", cwd=tmp_path).stdout)
+    assert status["state"].startswith("stopped") and status["unfinished"] == 2
+    assert (run / "report/trials.csv").read_text().count(",UNFINISHED,") == 2
+    interrupted = {d.name for d in run.glob("trials/*") if not (d / "result.json").exists()}
+    _resume(tmp_path, run)
+    counts = check(run, trials=6, max_retries=RETRIES)
+    assert counts.get("COMPLETE") == 6
+    for name in interrupted:  # retried with the same parameters after the interrupt
+        result = json.loads((run / "trials" / name / "result.json").read_text())
+        assert result["attempt"] == 2 and result["attempts"][0]["kind"] == "killed"
