@@ -101,8 +101,11 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
                              opts.prune_threshold, exp.directions[0])
         search = Search.create(name=study.name, storage=storage, sampler=sampler, space=study.space,
                                metrics=exp.metrics, directions=exp.directions, n_trials=exp.trials, pruner=pruner)
+        # fidelity-aware placement: a trial that reaches the second rung may move to a faster host
+        promote = min_resource * opts.reduction_factor if opts.pruner in ("asha", "hyperband") and min_resource \
+            and study.model is not None else None
         plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
-                               data, opts.seed))
+                               data, opts.seed, promote_step=promote))
     backend = AgentBackend(exp.registry.platforms, known_hosts_path(exp.registry), resources.folder("runners"),
                            run_id=store.root.name, local_root=store.root, parser_factory=_parser_factory(exp))
     tracker = Trackers([_tracker(mode)])

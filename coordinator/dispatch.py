@@ -26,6 +26,7 @@ class Kind(str, Enum):
     CANCELLED = "cancelled"
     LOST = "connection_lost"  # host or connection died: retry, preferably elsewhere
     PRUNED = "pruned"  # stopped early by the pruner: not a failure, never retried
+    MIGRATED = "migrated"  # checkpointed and stopped to go on on a faster host: not a failure
 
 
 TRANSIENT = frozenset({Kind.REQUEUE, Kind.CRASHED, Kind.KILLED, Kind.OOM, Kind.LOST})

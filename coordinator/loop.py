@@ -281,6 +281,8 @@ class Coordinator:
             pruned = r.pruned or (ev.outcome.exit_code == 0 and PRUNED_MARK in r.metrics)
             kind = dispatch.Kind.PRUNED if pruned else \
                 dispatch.classify(ev.outcome, r.pending.plan.search.metrics, r.metrics, err)
+            if r.migrating and kind in (dispatch.Kind.REQUEUE, dispatch.Kind.KILLED):
+                kind = dispatch.Kind.MIGRATED
             self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
                              exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
                              duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
@@ -297,6 +299,25 @@ class Coordinator:
             r.pruned = True
             self.store.event("prune", number=r.pending.number, step=int(values["step"]), value=values[objective])
             self.backend.stop(r.handle)
+        else:
+            self._maybe_migrate(r, int(values["step"]))
+
+    def _maybe_migrate(self, r: Running, step: int) -> None:
+        """A trial promoted past its first rung moves to a faster host with a free slot: it
+        checkpoints on SIGTERM, exits 75, and its next attempt resumes there."""
+        plan, alloc = r.pending.plan, r.handle.allocation
+        if self.placement is None or r.migrating or plan.promote_step is None or step < plan.promote_step \
+                or r.pending.migrations:
+            return
+        refused = self._down_now() | set(self.quarantined) | \
+            {p for (m, p) in self.incapable if m == plan.needs.model_type}
+        candidates = [c.platform for c in self.registry.rule_for(plan.needs.model_type).candidates
+                      if c.platform not in refused and self.registry.platforms[c.platform].connection in self.runnable]
+        target = self.placement.migration_target(plan.needs.model_type, alloc.platform, candidates, self.ledger)
+        if target is not None:
+            r.migrating = target
+            self.store.event("migrate", number=r.pending.number, step=step, source=alloc.platform, target=target)
+            self.backend.cancel(r.handle, "migrate")
 
     def _end(self, r: Running, kind: dispatch.Kind, exit_code: int | None, tail: str, duration: float) -> None:
         p = r.pending
@@ -308,14 +329,18 @@ class Coordinator:
                           "duration_s": round(duration, 4)})
         if kind == dispatch.Kind.LOST:
             self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
-        if kind == dispatch.Kind.OK and self.speed is not None:
+        if kind == dispatch.Kind.OK and self.speed is not None and not p.migrations:  # whole trials only
             self.speed.observe(p.plan.needs.model_type, alloc.platform, duration)
+        if kind == dispatch.Kind.MIGRATED:
+            self.retry_queue.append(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
+                                            self.clock(), p.avoid | {alloc.platform}, p.history))
+            return
         if self.interrupted and kind == dispatch.Kind.CANCELLED:
             # not committed: ``coord resume`` re-attaches to the ended attempt and retries it
             # (a built-in trial checkpointed on SIGTERM and continues from there)
             self.store.event("interrupted", number=p.number, attempt=p.attempt)
             return
-        delay = None if self.stopping else self.policy.delay(kind, p.attempt)
+        delay = None if self.stopping else self.policy.delay(kind, p.attempt - p.migrations)
         if delay is not None:
             self.snap.retries += 1
             self.store.event("retry", number=p.number, attempt=p.attempt + 1, delay_s=round(delay, 3),

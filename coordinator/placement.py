@@ -9,6 +9,10 @@ computed from the speed model and the trials running now.
 - ``sufferage``: how much later a trial would finish if denied its best platform; between
   several searches the one that would lose most goes first, so a GPU goes to the model
   that gains most from it (a classic heuristic for heterogeneous machines).
+- ``migration_target``: fidelity-aware placement. Low rungs run wherever a slot is free,
+  also on the slower host; a trial the pruner promotes past its first rung is worth the
+  fast host, so when one has a free slot the trial checkpoints (SIGTERM, exit 75) and
+  continues there from its checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 from coordinator.registry import Registry
 from coordinator.routing import Ledger
 from coordinator.speed import Estimate, SpeedModel
+
+MIGRATE_GAIN = 0.3  # move a promoted trial only to a platform expected to be 30% faster
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,24 @@ class Placement:
                 wait = min(remaining, default=0.0)
             out[name] = Estimate(duration, wait)
         return out
+
+    def migration_target(self, model_type: str, current: str, candidates: Iterable[str], ledger: Ledger) -> str | None:
+        """A platform with a free slot now that is expected to run this model type at least
+        ``MIGRATE_GAIN`` faster than ``current``, the fastest such; None if there is none or
+        the speeds are not known yet."""
+        here = self.speed.expected(model_type, current)
+        if here is None:
+            return None
+        best: tuple[float, str] | None = None
+        for name in candidates:
+            platform = self.registry.platforms.get(name)
+            there = self.speed.expected(model_type, name)
+            if name == current or platform is None or there is None or \
+                    ledger.busy(name) >= platform.max_concurrent_jobs:
+                continue
+            if there <= (1 - MIGRATE_GAIN) * here and (best is None or there < best[0]):
+                best = (there, name)
+        return best[1] if best else None
 
     def sufferage(self, model_type: str, running: list[RunningTrial], ledger: Ledger, now: float) -> float:
         finishes = sorted(e.finish_s for e in self.estimates(model_type, running, ledger, now).values())

@@ -24,6 +24,7 @@ class StudyPlan:
     data: dict[str, Any] | None
     seed: int
     asked: int = 0
+    promote_step: int | None = None  # a trial that reaches it passed the first rung: it may move
 
 
 @dataclass
@@ -39,6 +40,11 @@ class Pending:
     avoid: frozenset[str] = frozenset()
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def migrations(self) -> int:
+        """Attempts that ended by moving to a faster host: they spend no retry."""
+        return sum(h["kind"] == "migrated" for h in self.history)
+
 
 @dataclass
 class Running:
@@ -50,6 +56,7 @@ class Running:
     deadline: float | None
     metrics: dict[str, float] = field(default_factory=dict)
     pruned: bool = False  # the pruner said stop; the end is recorded as PRUNED
+    migrating: str | None = None  # asked to checkpoint and move to this faster platform
 
 
 @dataclass

@@ -23,8 +23,8 @@ from coordinator.trial import Needs
 SPACE = Space({"x": Param("x", "float", 0.0, 1.0)})
 
 
-def _run(tmp_path: Path, script, registry: Registry, plans_spec, parallel: int, *, speed: bool = False,
-         trial_timeout: float | None = None, max_retries: int = 3):
+def _run(tmp_path: Path, script, registry: Registry, plans_spec, parallel: int, *, speed: bool | SpeedModel = False,
+         trial_timeout: float | None = None, max_retries: int = 3, promote_step: int | None = None):
     clock = VirtualClock()
     store = RunStore.create(tmp_path, "sim", {"metrics": ["loss"], "directions": ["minimize"], "studies": []})
     plans = []
@@ -32,11 +32,12 @@ def _run(tmp_path: Path, script, registry: Registry, plans_spec, parallel: int, 
         study = Search.create(name=name, storage=optuna.storages.InMemoryStorage(),
                               sampler=optuna.samplers.RandomSampler(seed=0), space=SPACE, metrics=("loss",),
                               directions=("minimize",), n_trials=n)
-        plans.append(StudyPlan(study, Needs(model_type), None, ("true",), None, 0))
+        plans.append(StudyPlan(study, Needs(model_type), None, ("true",), None, 0, promote_step=promote_step))
     backend = FakeBackend(clock, script)
     coord = Coordinator(store, plans, registry, backend, Limits(parallel, None, trial_timeout),
                         dispatch.RetryPolicy(max_retries, base_s=10.0, cap_s=40.0, rng=random.Random(0)),
-                        Tracker(), ("local",), clock=clock, speed=SpeedModel() if speed else None)
+                        Tracker(), ("local",), clock=clock,
+                        speed=speed if isinstance(speed, SpeedModel) else SpeedModel() if speed else None)
     summary = coord.run()
     return summary, store, backend, clock
 
@@ -93,3 +94,45 @@ def test_learned_placement_beats_static_rules_on_a_heterogeneous_pool(tmp_path: 
     assert clock_learned() <= 0.7 * clock_static()
     assert clock_learned() <= 1.1 * 262.5
     assert learned["learned_speed_s"]["XGBoost"]["gpu"] < learned["learned_speed_s"]["XGBoost"]["laptop"]
+
+
+def test_a_promoted_trial_moves_to_the_faster_host_when_it_frees(tmp_path: Path) -> None:
+    """Fidelity-aware placement: at the tail of a search the fast host is idle while a
+    trial grinds on the slow one; once that trial passes its first rung it checkpoints
+    (exit 75 on the stop request) and continues on the fast host, spending no retry."""
+    slow, fast = (Platform(n, n, "local", Specs(4, 16), 1) for n in ("slow", "fast"))
+    registry = Registry({"slow": slow, "fast": fast}, rules=(RoutingRule("T", (Candidate("slow", ""),
+                                                                              Candidate("fast", ""))),))
+    speed = SpeedModel()
+    speed.observe("T", "slow", 30.0)
+    speed.observe("T", "fast", 15.0)
+
+    def script(spec, alloc):
+        if alloc.platform == "fast":  # a resumed attempt has only the rest to do
+            return Script(15.0 if spec.attempt == 1 else 6.0, metrics={"loss": 1.0})
+        return Script(30.0, metrics={"loss": 1.0},
+                      steps=tuple((3.0 * k, {"step": k, "loss": 1.0}) for k in range(1, 10)))
+    summary, store, backend, clock = _run(tmp_path, script, registry, [("s", "T", 2)], 2, speed=speed,
+                                          max_retries=0, promote_step=3)
+    moved = [rec.result for rec in store.trials() if len(rec.result["attempts"]) == 2]
+    assert len(moved) == 1 and summary["complete"] == 2
+    assert [(a["platform"], a["kind"]) for a in moved[0]["attempts"]] == [("slow", "migrated"), ("fast", "ok")]
+    assert clock() == 24.0  # moved at its report at t=18 (the fast host freed at 15): 18 + 6, not 30
+    events = (store.root / "events.jsonl").read_text()
+    assert '"event": "migrate"' in events and '"target": "fast"' in events
+
+
+def test_no_move_to_a_host_less_than_30_percent_faster(tmp_path: Path) -> None:
+    slow, fast = (Platform(n, n, "local", Specs(4, 16), 1) for n in ("slow", "fast"))
+    registry = Registry({"slow": slow, "fast": fast}, rules=(RoutingRule("T", (Candidate("slow", ""),
+                                                                              Candidate("fast", ""))),))
+    speed = SpeedModel()
+    speed.observe("T", "slow", 30.0)
+    speed.observe("T", "fast", 25.0)  # less than 30% faster: not worth a move
+
+    def script(spec, alloc):
+        return Script(30.0 if alloc.platform == "slow" else 25.0, metrics={"loss": 1.0},
+                      steps=tuple((3.0 * k, {"step": k, "loss": 1.0}) for k in range(1, 10)))
+    summary, store, _, _ = _run(tmp_path, script, registry, [("s", "T", 2)], 2, speed=speed, promote_step=3)
+    assert summary["complete"] == 2 and all(len(r.result["attempts"]) == 1 for r in store.trials())
+    assert '"event": "migrate"' not in (store.root / "events.jsonl").read_text()

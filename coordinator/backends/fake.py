@@ -36,6 +36,7 @@ class Script:
     duration_s: float
     exit_code: int | None = 0
     metrics: dict[str, float] | None = None
+    steps: tuple[tuple[float, dict[str, float]], ...] = ()  # (seconds after the start, report)
 
 
 class FakeBackend(Backend):
@@ -49,27 +50,34 @@ class FakeBackend(Backend):
         self.seq = itertools.count()
         self.cancelled: dict[str, str] = {}
         self.launched: list[tuple[float, TrialSpec, Allocation]] = []
+        self.reports: list[tuple[float, int, str, Handle, dict[str, float]]] = []
 
     def launch(self, spec: TrialSpec, allocation: Allocation) -> Handle:
         handle = Handle(spec.number, spec.attempt, allocation)
         s = self.script(spec, allocation)
         self.launched.append((self.clock(), spec, allocation))
         heapq.heappush(self.heap, (self.clock() + s.duration_s, next(self.seq), handle, s, self.clock()))
+        for offset, values in s.steps:
+            heapq.heappush(self.reports, (self.clock() + offset, next(self.seq), handle.key, handle, values))
         return handle
 
     def poll(self, timeout: float) -> list[Event]:
-        if not self.heap or self.heap[0][0] > self.clock() + timeout:
+        t = min([q[0][0] for q in (self.heap, self.reports) if q], default=None)
+        if t is None or t > self.clock() + timeout:
             self.clock.advance_to(self.clock() + timeout)
             return []
-        t = self.heap[0][0]
         self.clock.advance_to(t)
         out: list[Event] = []
+        while self.reports and self.reports[0][0] <= t:
+            _, _, _, handle, values = heapq.heappop(self.reports)
+            out.append(MetricEvent(handle, dict(values)))
         while self.heap and self.heap[0][0] <= t:
             _, _, handle, s, started = heapq.heappop(self.heap)
             reason = self.cancelled.pop(handle.key, None)
             if s.metrics and reason is None:
                 out.append(MetricEvent(handle, dict(s.metrics)))
-            code = s.exit_code if reason is None else None
+            # a trial asked to move checkpoints and exits 75, as the built-in runners do
+            code = s.exit_code if reason is None else 75 if reason == "migrate" else None
             out.append(EndEvent(handle, Outcome(exit_code=code, signal=None if code is not None else 9,
                                                 cancelled=reason == "cancelled", timed_out=reason == "timeout",
                                                 duration_s=t - started), t))
@@ -79,6 +87,8 @@ class FakeBackend(Backend):
         for i, (_, seq, h, s, started) in enumerate(self.heap):
             if h.key == handle.key:
                 self.cancelled[handle.key] = reason
+                self.reports = [r for r in self.reports if r[2] != handle.key]
+                heapq.heapify(self.reports)
                 self.heap[i] = (self.clock(), seq, h, s, started)  # ends now
                 heapq.heapify(self.heap)
                 return

@@ -90,3 +90,37 @@ def test_checkpoint_follows_a_retried_trial_to_another_host(cluster: Cluster, tm
         time.sleep(0.1)
     assert not (beta / "checkpoint").exists()  # host copies are deleted once the trial ends
     assert [p.name for p in home.glob("*.ckpt")] == ["step-00000030.ckpt"]  # the best model is kept home
+
+
+def test_promoted_trial_moves_to_the_faster_host_with_its_checkpoint(cluster: Cluster, tmp_path: Path,
+                                                                     small_csv: Path, monkeypatch) -> None:
+    """Fidelity-aware placement with real trials: the speeds are given (both hosts are this
+    machine), the rest is real. The trial starts on alpha, passes ASHA's first rung, is
+    asked to stop, checkpoints, and continues on the idle, faster beta from that checkpoint,
+    spending no retry (max_retries 0)."""
+    from coordinator.app import run_search
+    from coordinator.config import SearchOptions
+    from coordinator.placement import Placement
+    from coordinator.speed import SpeedModel
+    from coordinator.store import RunStore
+    from tests.ssh.test_ssh_search import _rules
+
+    monkeypatch.setattr(SpeedModel, "expected", lambda self, model, platform: {"alpha": 100.0,
+                                                                               "beta": 10.0}.get(platform))
+    monkeypatch.setattr(Placement, "estimates", lambda self, *a, **k: {})  # start on alpha: the rule's first
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  dropout: {type: categorical, choices: [0.2]}\n"
+                     "fixed: {epochs: 30, hidden_size: 16, batch_size: 64}\n")
+    run = tmp_path / "run"
+    out = run_search(SearchOptions(models=("mlp",), space=str(space), data=str(small_csv), target="home_win",
+                                   cv="kfold", folds=2, trials=1, parallel=1, pruner="asha", max_retries=0,
+                                   registry=str(cluster.registry(_rules("NeuralNetwork", "alpha", "beta",
+                                                                        local=False))),
+                                   run_dir=str(run)))
+    (result,) = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    assert result["status"] == "COMPLETE"
+    assert [(a["platform"], a["kind"]) for a in result["attempts"]] == [("alpha", "migrated"), ("beta", "ok")]
+    assert "resuming from the checkpoint at step" in (run / "trials/0/attempt-2/stderr").read_text()
+    migrate = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()
+               if '"event": "migrate"' in line]
+    assert len(migrate) == 1 and migrate[0]["step"] >= 6  # past the first rung: 2 epochs x factor 3
