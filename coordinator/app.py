@@ -115,6 +115,11 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     coordinator = Coordinator(store, plans, exp.registry, backend, limits, dispatch.RetryPolicy(opts.max_retries),
                               tracker, RUNNABLE_CONNECTIONS,
                               speed=SpeedModel() if opts.placement == "learned" else None)
+    if opts.pbt:
+        from coordinator.pbt import PBT
+
+        coordinator.pbt = PBT(plans, {s.name: opts.pbt_interval or 2 * (s.model.min_resource or 1) if s.model
+                                      else 1 for s in exp.studies}, store.trial_dir, opts.seed)
     _preflight(backend, coordinator, exp)
     _skip_shared_gpus(exp.registry, coordinator)
     try:

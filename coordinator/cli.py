@@ -83,6 +83,10 @@ def main(verbose: int) -> None:
               help="Seconds before a host that went down is tried again.")
 @click.option("--checkpoint-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds between checkpoints of a built-in trial (0: every step); a retry resumes there.")
+@click.option("--pbt", is_flag=True, help="Population-based training: the trials train in segments; after each, "
+              "the worst quarter copy a better trial's checkpoint and perturb its parameters.")
+@click.option("--pbt-interval", type=click.IntRange(min=1),
+              help="Steps per PBT segment (default: twice the model's first rung: XGBoost 50 rounds, MLP 4 epochs).")
 @click.option("--placement", type=click.Choice(["learned", "static"]), default="learned", show_default=True,
               help="learned: each trial goes where it should finish first (learned speeds); static: rule order.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")

@@ -61,6 +61,20 @@ class SearchOptions:
     prune_threshold: float | None = None
     placement: str = "learned"  # learned: where a trial should finish first; static: rule order
     checkpoint_every: float = 30.0  # seconds between a built-in trial's checkpoints
+    pbt: bool = False  # population-based training: the trials are the population
+    pbt_interval: int | None = None  # steps per PBT segment (default: twice the model's first rung)
+
+
+def _check_pbt(o: SearchOptions, studies: list[StudyConfig], metrics: tuple[str, ...], trials: int) -> None:
+    iterative = [s.model.name for s in studies if s.model is not None and s.model.min_resource is not None]
+    if o.command or len(iterative) != len(studies):
+        raise ConfigError("population-based training needs built-in models that train in steps", key="--pbt",
+                          valid=("xgboost", "mlp"))
+    if len(metrics) > 1 or o.pruner != "none":
+        raise ConfigError("population-based training takes one metric and no pruner", key="--pbt")
+    if trials < 4:
+        raise ConfigError(f"a population of {trials} is too small (the trials are the population)",
+                          key="--trials", valid=("4 or more",))
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,8 @@ def resolve(o: SearchOptions) -> Experiment:
         trials = min(trials, grid_size) if trials else grid_size
     if trials <= 0:
         trials = 30
+    if o.pbt:
+        _check_pbt(o, studies, metrics, trials)
     name = o.name or (studies[0].name if len(studies) == 1 else "compare")
     return Experiment(o, registry, tuple(studies), tuple(metrics), directions, command, data, parallel, trials, name)
 

@@ -27,6 +27,7 @@ class Kind(str, Enum):
     LOST = "connection_lost"  # host or connection died: retry, preferably elsewhere
     PRUNED = "pruned"  # stopped early by the pruner: not a failure, never retried
     MIGRATED = "migrated"  # checkpointed and stopped to go on on a faster host: not a failure
+    SEGMENT = "segment"  # PBT: a segment ended (checkpointed); the trial waits for its generation
 
 
 TRANSIENT = frozenset({Kind.REQUEUE, Kind.CRASHED, Kind.KILLED, Kind.OOM, Kind.LOST})

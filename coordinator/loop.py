@@ -18,6 +18,7 @@ from coordinator import crashpoint, dispatch
 from coordinator.backends.base import Backend, EndEvent, MetricEvent
 from coordinator.checkpoints import CheckpointKeeper
 from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
+from coordinator.pbt import PBT
 from coordinator.placement import Placement, RunningTrial
 from coordinator.plans import Limits, Pending, Running, StudyPlan
 from coordinator.registry import Registry
@@ -57,6 +58,7 @@ class Coordinator:
         self.quarantined: dict[str, str] = {}  # platform -> why (a person must act)
         self.incapable: dict[tuple[str, str], str] = {}  # (model type, platform) -> why (e.g. no xgboost)
         self.checkpoints = CheckpointKeeper(store.trial_dir)
+        self.pbt: PBT | None = None  # population-based training, when the search asks for it
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -113,6 +115,12 @@ class Coordinator:
 
     # -- placing work --------------------------------------------------------------------
     def _fill(self) -> None:
+        if self.pbt is not None:  # a generation whose barrier is complete goes on
+            busy = {r.pending.plan.search.name for r in self.running.values()} | \
+                {p.plan.search.name for p in self.retry_queue}
+            for p in self.pbt.release(busy, self.store.event):
+                p.not_before = self.clock()
+                self.retry_queue.append(p)
         while len(self.running) < self.limits.parallel:
             if not self._place_retry() and not self._place_new():
                 return
@@ -222,14 +230,16 @@ class Coordinator:
                          attempt_dir=str(self.store.attempt_dir(p.number, p.attempt)),
                          threads=self.registry.platforms[alloc.platform].threads_per_slot(),
                          device="cuda" if alloc.gpu is not None else "cpu",
-                         checkpoint_every_s=self.limits.checkpoint_every_s)
+                         checkpoint_every_s=self.limits.checkpoint_every_s,
+                         stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None)
 
     def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running
         or finished there: the agent never starts one attempt twice."""
         if not reattach:
             self.store.record_attempt(p.number, p.attempt, {"platform": alloc.platform, "slot": alloc.slot,
-                                                            "gpu": alloc.gpu, "reason": alloc.reason})
+                                                            "gpu": alloc.gpu, "reason": alloc.reason,
+                                                            "params": p.params, "lineage": p.lineage})
         self.ledger.take(alloc, p.number, p.plan.needs.memory_gb)
         try:
             handle = self.backend.launch(self._spec(p, alloc), alloc)
@@ -283,6 +293,8 @@ class Coordinator:
                 dispatch.classify(ev.outcome, r.pending.plan.search.metrics, r.metrics, err)
             if r.migrating and kind in (dispatch.Kind.REQUEUE, dispatch.Kind.KILLED):
                 kind = dispatch.Kind.MIGRATED
+            elif kind == dispatch.Kind.REQUEUE and "segment_step" in r.metrics and self.pbt is not None:
+                kind = dispatch.Kind.SEGMENT
             self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
                              exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
                              duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
@@ -329,24 +341,29 @@ class Coordinator:
                           "duration_s": round(duration, 4)})
         if kind == dispatch.Kind.LOST:
             self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
-        if kind == dispatch.Kind.OK and self.speed is not None and not p.migrations:  # whole trials only
+        if kind == dispatch.Kind.OK and self.speed is not None and not p.free_attempts:  # whole trials only
             self.speed.observe(p.plan.needs.model_type, alloc.platform, duration)
         if kind == dispatch.Kind.MIGRATED:
             self.retry_queue.append(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
-                                            self.clock(), p.avoid | {alloc.platform}, p.history))
+                                            self.clock(), p.avoid | {alloc.platform}, p.history, p.lineage))
+            return
+        if kind == dispatch.Kind.SEGMENT and self.pbt is not None:  # waits for its generation
+            self.pbt.arrived(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
+                                     history=p.history, lineage=p.lineage), r.metrics[p.plan.search.metrics[0]])
             return
         if self.interrupted and kind == dispatch.Kind.CANCELLED:
             # not committed: ``coord resume`` re-attaches to the ended attempt and retries it
             # (a built-in trial checkpointed on SIGTERM and continues from there)
             self.store.event("interrupted", number=p.number, attempt=p.attempt)
             return
-        delay = None if self.stopping else self.policy.delay(kind, p.attempt - p.migrations)
+        delay = None if self.stopping else self.policy.delay(kind, p.attempt - p.free_attempts)
         if delay is not None:
             self.snap.retries += 1
             self.store.event("retry", number=p.number, attempt=p.attempt + 1, delay_s=round(delay, 3),
                              reason=kind.value)
             self.retry_queue.append(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
-                                             self.clock() + delay, p.avoid | {alloc.platform}, p.history))
+                                             self.clock() + delay, p.avoid | {alloc.platform}, p.history,
+                                             p.lineage))
             return
         self._commit(p, r, kind, tail, duration)
 
@@ -361,6 +378,7 @@ class Coordinator:
         result = {"study": p.plan.search.name, "optuna_number": p.optuna_number, "model": p.plan.model,
                   "status": status.value, "kind": kind.value, "values": values, "metrics": r.metrics,
                   "params": p.params, "seed": p.plan.seed + p.number, "attempt": p.attempt,
+                  **({"lineage": p.lineage} if self.pbt is not None else {}),
                   "attempts": p.history, "platform": platform.key, "host": platform.host or "localhost",
                   "duration_s": round(duration, 4),
                   "total_s": round(sum(h["duration_s"] for h in p.history), 4),

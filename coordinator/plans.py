@@ -39,11 +39,17 @@ class Pending:
     not_before: float = 0.0
     avoid: frozenset[str] = frozenset()
     history: list[dict[str, Any]] = field(default_factory=list)
+    lineage: list[dict[str, Any]] = field(default_factory=list)  # PBT exploits, in order
 
     @property
     def migrations(self) -> int:
         """Attempts that ended by moving to a faster host: they spend no retry."""
         return sum(h["kind"] == "migrated" for h in self.history)
+
+    @property
+    def free_attempts(self) -> int:
+        """Attempts that spend no retry: moves, and PBT segments."""
+        return sum(h["kind"] in ("migrated", "segment") for h in self.history)
 
 
 @dataclass

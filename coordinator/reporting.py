@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 from pathlib import Path
@@ -124,6 +125,7 @@ def write_report(store: RunStore) -> dict[str, Path]:
     tex_files.append(path)
     if len(metrics) > 1:
         files.update(_pareto_files(out, table, cfg, env))
+    files.update(_lineage_files(store, out, env))
     host_rows = host_table(store)
     files["hosts"] = out / "hosts.csv"
     buf = io.StringIO()
@@ -252,6 +254,39 @@ def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], e
             atomic_write(svg, pareto.svg(points, best, metrics, cfg["directions"], f"{name}: Pareto front"))
             files[f"svg:pareto_{name}"] = svg
     return files
+
+
+def _lineage_files(store: RunStore, out: Path, env: Any) -> dict[str, Path]:
+    """PBT runs: every exploit (trial, generation, step, donor, the parameters it went on
+    with) as lineage.csv and one LaTeX table per study."""
+    rows = [{"study": rec.result["study"], "number": rec.number, **entry}
+            for rec in store.trials() if rec.result for entry in rec.result.get("lineage") or []]
+    if not rows:
+        return {}
+    files = {"lineage": out / "lineage.csv"}
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["study", "trial", "generation", "step", "donor", "params"])
+    for r in rows:
+        writer.writerow([csv_cell(r["study"]), r["number"], r["generation"], r["step"], r["donor"],
+                         csv_cell(json.dumps(r["params"], sort_keys=True))])
+    atomic_write(files["lineage"], buf.getvalue())
+    for study in sorted({r["study"] for r in rows}):
+        mine = [r for r in rows if r["study"] == study]
+        path = out / "tables" / f"lineage_{study}.tex"
+        atomic_write(path, env.get_template("top_configs.tex.j2").render(
+            caption=tex_escape(f"Population-based training of {study}: {len(mine)} exploits (the trial took the "
+                               "donor's checkpoint at that step and went on with the parameters shown)"),
+            label=f"tab:lineage-{_label(study)}", align="rrrrl", wide=True,
+            header=" & ".join(tex_escape(h) for h in ("Trial", "Generation", "Step", "Donor", "Parameters")),
+            rows=[" & ".join(tex_escape(v) for v in (r["number"], r["generation"], r["step"], r["donor"],
+                                                        _params_text(r["params"]))) for r in mine]))
+        files[f"tex:lineage_{study}"] = path
+    return files
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
 
 
 def _label(name: str) -> str:

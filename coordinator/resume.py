@@ -59,8 +59,11 @@ def recover(c: Coordinator) -> dict[str, int]:
         attempts = store.attempts(number)
         last = max(attempts, default=1)
         history = [_history(k, attempts[k], ended.get((number, k))) for k in attempts if k < last]
-        pending = Pending(number, last, plan, optuna_number, rec.info["params"], history=history,
-                           avoid=frozenset(h["platform"] for h in history))
+        where = attempts.get(last, {})  # PBT may have changed the parameters; the attempt has them
+        pending = Pending(number, last, plan, optuna_number, where.get("params", rec.info["params"]),
+                          history=history, avoid=frozenset(h["platform"] for h in history if h["kind"] not in
+                                                            ("migrated", "segment")),
+                          lineage=where.get("lineage", []))
         plan.search.adopt(optuna_number)
         if last not in attempts:
             c.retry_queue.append(pending)

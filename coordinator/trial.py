@@ -62,6 +62,7 @@ class TrialSpec:
     threads: int = 1
     device: str = "cpu"
     checkpoint_every_s: float = 30.0  # built-in runners: seconds between checkpoints (and one at the end)
+    stop_at: int | None = None  # PBT: end this segment at this step (checkpoint, exit 75)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,7 +70,7 @@ class TrialSpec:
             "seed": self.seed, "model": self.model, "command": list(self.command) if self.command else None,
             "data": self.data, "metrics": list(self.metrics), "checkpoint_dir": self.checkpoint_dir,
             "attempt_dir": self.attempt_dir, "threads": self.threads, "device": self.device,
-            "checkpoint_every_s": self.checkpoint_every_s,
+            "checkpoint_every_s": self.checkpoint_every_s, "stop_at": self.stop_at,
         }
 
 

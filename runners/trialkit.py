@@ -251,6 +251,11 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
             saved_at, saved_step = time.monotonic(), step
         if term.set:
             return "requeue"
+        if spec.get("stop_at") and step >= int(spec["stop_at"]):  # PBT: the end of a segment
+            if ckpt_dir and step != saved_step:
+                checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers], "best": best}, key, out)
+            emit({"segment_step": step}, out)
+            return "requeue"
     if ckpt_dir and done != saved_step:  # the trained model: the best trial's is kept
         checkpoint.save(ckpt_dir, done, {"folds": [s() for s in savers], "best": best}, key, out)
     preds = best[2] if best is not None else last

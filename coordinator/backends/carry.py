@@ -27,10 +27,9 @@ def carry_checkpoint(conn: HostConnection, known_dirs: set[str], local: Path, re
         data = path.read_bytes()
         if not protocol.checkpoint_ok(data):
             continue
-        try:
-            if not conn.exists(f"{remote}/{path.name}"):
-                conn.makedirs(remote, known_dirs)
-                conn.put_bytes(data, f"{remote}/{path.name}", 0o600)
+        try:  # always: a file of that name there may be older, or another member's (PBT)
+            conn.makedirs(remote, known_dirs)
+            conn.put_bytes(data, f"{remote}/{path.name}", 0o600)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise HostUnreachable(*conn.label, f"cannot upload the checkpoint: {exc}") from None
         return

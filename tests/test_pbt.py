@@ -1,0 +1,64 @@
+"""Population-based training with real MLP trials: segments behind a barrier, the worst
+quarter taking a better member's checkpoint with perturbed parameters, lineage recorded
+and reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coordinator.app import run_search
+from coordinator.config import SearchOptions
+from coordinator.errors import ConfigError
+from coordinator.store import RunStore
+
+SPACE = ("params:\n  lr: {type: float, low: 0.0001, high: 0.05, log: true}\n"
+         "  dropout: {type: float, low: 0.0, high: 0.5}\nfixed: {epochs: 8, hidden_size: 16, batch_size: 128}\n")
+
+
+def test_pbt_exploits_and_explores_with_lineage(tmp_path: Path, small_csv: Path, space_file) -> None:
+    out = run_search(SearchOptions(models=("mlp",), space=space_file(SPACE), data=str(small_csv), target="home_win",
+                                   cv="kfold", folds=2, trials=4, parallel=2, pbt=True, pbt_interval=2,
+                                   checkpoint_every=0.0, run_dir=str(tmp_path / "run")))
+    run = Path(out["run_dir"])
+    records = {rec.number: rec for rec in RunStore.open(run).trials()}
+    assert out["complete"] == 4 and all(r.result["status"] == "COMPLETE" for r in records.values())
+    for rec in records.values():  # three segments of 2 epochs, then the last one runs to the end (8)
+        assert [a["kind"] for a in rec.result["attempts"]] == ["segment"] * 3 + ["ok"]
+    lineage = [(n, e) for n, rec in records.items() for e in rec.result["lineage"]]
+    assert lineage, "with 4 members the worst one exploits after every segment"
+    assert sorted({e["generation"] for _, e in lineage}) == [1, 2, 3]  # one exploit per generation
+    for number, e in lineage:
+        assert e["donor"] != number and e["step"] == 2 * e["generation"]
+        # the next attempt started from the donor's checkpoint, re-keyed for the new parameters
+        stderr = (run / f"trials/{number}/attempt-{e['generation'] + 1}/stderr").read_text()
+        assert f"resuming from the checkpoint at step {e['step']}" in stderr
+        assert {k: e["params"][k] for k in ("epochs", "hidden_size", "batch_size")} == \
+            {"epochs": 8, "hidden_size": 16, "batch_size": 128}  # the architecture is never perturbed
+        assert 0.0001 <= e["params"]["lr"] <= 0.05 and 0.0 <= e["params"]["dropout"] <= 0.5
+    exploited = {n for n, _ in lineage}
+    for n in exploited:  # the trial ends with the parameters of its last exploit
+        assert records[n].result["params"] == records[n].result["lineage"][-1]["params"]
+        assert records[n].info["params"] != records[n].result["params"]  # trial.json keeps where it began
+    csv = (run / "report/lineage.csv").read_text().splitlines()
+    assert csv[0] == "study,trial,generation,step,donor,params" and len(csv) == 1 + len(lineage)
+    assert (run / "report/tables/lineage_mlp.tex").exists()
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "exploit" for e in events) == len(lineage)
+
+
+@pytest.mark.parametrize(("opts", "message"), [
+    ({"command": "python t.py", "space": "s.yaml", "metrics": ("loss",)}, "built-in models"),
+    ({"models": ("glm",)}, "built-in models"),
+    ({"models": ("mlp",), "pruner": "asha"}, "no pruner"),
+    ({"models": ("mlp",), "trials": 3}, "too small"),
+])
+def test_pbt_refuses_what_it_cannot_do(tmp_path: Path, opts: dict, message: str) -> None:
+    (tmp_path / "s.yaml").write_text("params:\n  x: {type: float, low: 0, high: 1}\n")
+    from coordinator.config import resolve
+
+    with pytest.raises(ConfigError, match=message):
+        resolve(SearchOptions(pbt=True, runs_root=str(tmp_path), **{"trials": 8, **opts,
+                              **({"space": str(tmp_path / "s.yaml")} if "space" in opts else {})}))
