@@ -75,7 +75,8 @@ def main(verbose: int) -> None:
               type=click.Choice(["none", "median", "percentile", "asha", "hyperband", "threshold", "patient"]),
               help="Early stopping on the runners' per-step reports (boosting rounds, epochs).")
 @click.option("--min-resource", type=click.IntRange(min=1),
-              help="Pruner: steps before a trial can be stopped (default: XGBoost 25 rounds, MLP 2 epochs).")
+              help="Pruner: steps before a trial can be stopped (default: XGBoost 25 rounds, MLP 2 epochs, "
+              "random forest 50 trees).")
 @click.option("--max-resource", type=click.IntRange(min=1), help="Hyperband: the most steps a trial runs.")
 @click.option("--reduction-factor", type=click.IntRange(min=2), default=3, show_default=True)
 @click.option("--prune-threshold", type=float, help="Threshold pruner: stop trials worse than this.")

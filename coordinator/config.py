@@ -66,7 +66,7 @@ class SearchOptions:
 
 
 def _check_pbt(o: SearchOptions, studies: list[StudyConfig], metrics: tuple[str, ...], trials: int) -> None:
-    iterative = [s.model.name for s in studies if s.model is not None and s.model.min_resource is not None]
+    iterative = [s.model.name for s in studies if s.model is not None and s.model.name in ("xgboost", "mlp")]
     if o.command or len(iterative) != len(studies):
         raise ConfigError("population-based training needs built-in models that train in steps", key="--pbt",
                           valid=("xgboost", "mlp"))

@@ -48,7 +48,7 @@ BUILTIN: dict[str, ModelInfo] = {
         ModelInfo("random_forest", "RandomForest", "model_random_forest",
                   frozenset({"n_estimators", "max_depth", "min_samples_leaf", "max_features", "bootstrap",
                              "criterion"}),
-                  capabilities=("Python_sklearn", "RandomForest", "Random_Forest_CPU")),
+                  capabilities=("Python_sklearn", "RandomForest", "Random_Forest_CPU"), min_resource=50),
         ModelInfo("glm", "GLM", "model_glm", frozenset({"C", "alpha", "l1_ratio", "penalty", "max_iter"}),
                   capabilities=("Python_sklearn", "GLM", "GLM_baseline")),
         ModelInfo("mlp", "NeuralNetwork", "model_mlp",

@@ -25,6 +25,7 @@ from coordinator.store import RunStore
 RUNNERS = resources.folder("runners")
 MLP = {"epochs": 8, "hidden_size": 16, "dropout": 0.2, "batch_size": 64}
 XGB_NO_SAMPLING = {"n_estimators": 120, "max_depth": 3, "learning_rate": 0.1}
+RF = {"n_estimators": 250, "max_depth": 6, "max_features": "sqrt"}  # 5 chunks of 50 trees
 
 
 def _spec(tmp_path: Path, name: str, model: str, params: dict[str, Any], data: Path, ckpt: Path | None = None) -> Path:
@@ -62,7 +63,7 @@ def _final(lines: list[str]) -> dict[str, float]:
     return values
 
 
-@pytest.mark.parametrize(("model", "params"), [("mlp", MLP), ("xgboost", XGB_NO_SAMPLING)])
+@pytest.mark.parametrize(("model", "params"), [("mlp", MLP), ("xgboost", XGB_NO_SAMPLING), ("random_forest", RF)])
 def test_preempted_trial_requeues_and_resumes_to_the_same_result(tmp_path: Path, small_csv: Path, model: str,
                                                                  params: dict[str, Any]) -> None:
     rc, full, _ = _run(_spec(tmp_path, "full", model, params, small_csv))
