@@ -88,6 +88,7 @@ class _Host:
     last_seen: float = field(default_factory=time.monotonic)
     attempts: dict[str, _Remote] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    fetching: bool = False  # copying a checkpoint home (bounded by SFTP's own 30 s timeout)
 
     @property
     def local(self) -> bool:
@@ -264,8 +265,13 @@ class AgentBackend(Backend):
                 if rem.out is not None:
                     rem.out.write(payload)
                 if payload.startswith(protocol.CKPT_PREFIX) and isinstance(host.conn, HostConnection):
-                    # in the reader thread: the copy is home before the attempt's end is reported
-                    fetch_checkpoint(host.conn, payload, rem.ckpt[0], Path(rem.ckpt[1]))
+                    # in the reader thread: the copy is home before the attempt's end is reported;
+                    # meanwhile no line is read, so the watchdog must not take it for a stall
+                    host.fetching = True
+                    try:
+                        fetch_checkpoint(host.conn, payload, rem.ckpt[0], Path(rem.ckpt[1]))
+                    finally:
+                        host.fetching, host.last_seen = False, time.monotonic()
                 values = rem.parser.parse(payload)
                 if values:
                     self.events.put(MetricEvent(rem.handle, values))
@@ -336,7 +342,7 @@ class AgentBackend(Backend):
             for host in self.hosts.values():
                 # a local agent cannot be cut off by a network; silence there means a starved machine
                 limit = self.stall_s if not host.local else max(self.stall_s, LOCAL_STALL_S)
-                if host.chan is not None and now - host.last_seen > limit:
+                if host.chan is not None and not host.fetching and now - host.last_seen > limit:
                     log.warning("%s: no heartbeat for %.1fs; reconnecting", host.platform.key, now - host.last_seen)
                     host.last_seen = now
                     with contextlib.suppress(Exception):
