@@ -83,7 +83,7 @@ class PBT:
                 continue
             ranked = sorted(pop.waiting.values(), key=lambda pv: pv[1],
                             reverse=plan.search.directions[0] == "maximize")
-            k = max(1, int(len(ranked) * QUANTILE)) if len(ranked) >= 4 else 0
+            k = max(1, int(len(ranked) * QUANTILE)) if len(ranked) >= 3 else 0  # members finish at their own length
             top, bottom = ranked[:k], {pv[0].number for pv in ranked[len(ranked) - k:]} if k else set()
             for p, _ in ranked:
                 exploit = self._exploit(pop, p, top) if p.number in bottom else None
