@@ -173,20 +173,8 @@ def host_table(store: RunStore) -> list[dict[str, Any]]:
 
 def _run_span(store: RunStore) -> float:
     """Seconds from the search's start to its end, from the event log."""
-    import json
-
-    first = last = None
-    path = store.root / "events.jsonl"
-    if not path.exists():
-        return 0.0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            t = json.loads(line)["t"]
-        except (ValueError, KeyError):
-            continue
-        first = t if first is None else first
-        last = t
-    return (last - first) if first is not None and last is not None else 0.0
+    times = [e["t"] for e in store.events_read() if "t" in e]
+    return times[-1] - times[0] if times else 0.0
 
 
 def best_trials(table: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
