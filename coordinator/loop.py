@@ -20,7 +20,7 @@ from coordinator.checkpoints import CheckpointKeeper
 from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
 from coordinator.pbt import PBT
 from coordinator.placement import Placement, RunningTrial
-from coordinator.plans import Limits, Pending, Running, StudyPlan
+from coordinator.plans import Limits, Pending, Running, StudyPlan, history_entry
 from coordinator.registry import Registry
 from coordinator.routing import Busy, Infeasible, Ledger, route
 from coordinator.speed import Estimate, SpeedModel
@@ -266,9 +266,7 @@ class Coordinator:
         """An attempt that cannot be followed after a restart: lost; retried elsewhere."""
         self.store.event("ended", number=p.number, attempt=p.attempt, kind=dispatch.Kind.LOST.value,
                          exit_code=None, signal=None, duration_s=0.0, reason=why)
-        p.history.append({"attempt": p.attempt, "platform": where["platform"], "slot": where["slot"],
-                          "gpu": where.get("gpu"), "kind": dispatch.Kind.LOST.value, "exit_code": None,
-                          "duration_s": 0.0})
+        p.history.append(history_entry(p.attempt, where, None))
         p.attempt, p.avoid = p.attempt + 1, p.avoid | {where["platform"]}
         self.retry_queue.append(p)
 
@@ -336,9 +334,8 @@ class Coordinator:
         del self.running[r.handle.key]
         self.ledger.release(r.handle.allocation, p.plan.needs.memory_gb)
         alloc = r.handle.allocation
-        p.history.append({"attempt": p.attempt, "platform": alloc.platform, "slot": alloc.slot,
-                          "gpu": alloc.gpu, "kind": kind.value, "exit_code": exit_code,
-                          "duration_s": round(duration, 4)})
+        p.history.append(history_entry(p.attempt, {"platform": alloc.platform, "slot": alloc.slot, "gpu": alloc.gpu},
+                                       {"kind": kind.value, "exit_code": exit_code, "duration_s": round(duration, 4)}))
         if kind == dispatch.Kind.LOST:
             self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
         if kind == dispatch.Kind.OK and self.speed is not None and not p.free_attempts:  # whole trials only

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.backends.base import Handle
+from coordinator.dispatch import Kind
 from coordinator.search import Search
 from coordinator.trial import Needs
 
@@ -25,6 +26,15 @@ class StudyPlan:
     seed: int
     asked: int = 0
     promote_step: int | None = None  # a trial that reaches it passed the first rung: it may move
+
+
+def history_entry(attempt: int, where: dict[str, Any], ended: dict[str, Any] | None) -> dict[str, Any]:
+    """One attempt in a trial's ``attempts`` list: where it ran (an allocation) and how it
+    ended (an ``ended`` event's fields); an attempt with no end on record was lost."""
+    return {"attempt": attempt, "platform": where["platform"], "slot": where["slot"], "gpu": where.get("gpu"),
+            "kind": ended["kind"] if ended else Kind.LOST.value,
+            "exit_code": ended.get("exit_code") if ended else None,
+            "duration_s": ended.get("duration_s", 0.0) if ended else 0.0}
 
 
 @dataclass

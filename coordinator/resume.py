@@ -17,12 +17,9 @@ attempt-<k>/allocation.json (launched there) and result.json (committed). Resumi
 
 from __future__ import annotations
 
-from typing import Any
-
-from coordinator import dispatch
 from coordinator.errors import StoreError
 from coordinator.loop import Coordinator
-from coordinator.plans import Pending
+from coordinator.plans import Pending, history_entry
 from coordinator.registry import RUNNABLE_CONNECTIONS
 from coordinator.trial import Allocation
 
@@ -58,7 +55,7 @@ def recover(c: Coordinator) -> dict[str, int]:
         plan.asked += 1
         attempts = store.attempts(number)
         last = max(attempts, default=1)
-        history = [_history(k, attempts[k], ended.get((number, k))) for k in attempts if k < last]
+        history = [history_entry(k, attempts[k], ended.get((number, k))) for k in attempts if k < last]
         where = attempts.get(last, {})  # PBT may have changed the parameters; the attempt has them
         pending = Pending(number, last, plan, optuna_number, where.get("params", rec.info["params"]),
                           history=history, avoid=frozenset(h["platform"] for h in history if h["kind"] not in
@@ -87,9 +84,4 @@ def recover(c: Coordinator) -> dict[str, int]:
     return counts
 
 
-def _history(attempt: int, where: dict[str, Any], ended: dict[str, Any] | None) -> dict[str, Any]:
-    return {"attempt": attempt, "platform": where["platform"], "slot": where["slot"], "gpu": where.get("gpu"),
-            "kind": ended["kind"] if ended else dispatch.Kind.LOST.value,
-            "exit_code": ended.get("exit_code") if ended else None,
-            "duration_s": ended.get("duration_s", 0.0) if ended else 0.0}
 
