@@ -20,15 +20,17 @@ streams ``T<TAB>line`` for each stdout line and finally
 quiet trials. When stdin closes (the connection is gone) the agent exits; trials go on.
 """
 
-import contextlib
-import errno
 import json
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its sibling modules, wherever it is run from
+
+import hostproc  # noqa: E402
+import slots  # noqa: E402
 
 END = "[coord-end]"
 HEARTBEAT = "[coord-hb]"
@@ -45,16 +47,7 @@ def _emit(text):
         sys.stdout.flush()
 
 
-def _write_atomic(path, text, durable=True):
-    """Temp file and rename, so a reader sees the whole file or none; fsync on request."""
-    tmp = "%s.%d.%d.tmp" % (path, os.getpid(), threading.get_ident())  # writers never share a temp name
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+_write_atomic = hostproc.write_atomic
 
 
 def claim(adir):
@@ -108,6 +101,8 @@ def start(adir):
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 break
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+        if hostproc.group_alive(child):  # children the trial left behind end with it
+            hostproc.end_group(child, grace=1.0)
         # not fsync'd: after a host crash the trial's output is gone too, and it is run again
         end = {"exit": code, "attempt": launch.get("attempt"), "seconds": round(time.time() - began, 4)}
         _write_atomic(os.path.join(adir, "exit.json"), json.dumps(end), durable=False)
@@ -200,34 +195,9 @@ def kill(adir, grace=3.0):
     except (OSError, ValueError):
         return
     # a fresh process's group is killed whole, even after its exit record (no grandchild survives)
-    exit_path = os.path.join(adir, "exit.json") if os.path.exists(os.path.join(adir, "warm")) else None
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if exit_path and os.path.exists(exit_path):
-            return
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                return
-            if exit_path and os.path.exists(exit_path):
-                return
-            time.sleep(0.05)
-
-
-def stop_workers(slots_dir):
-    """Kill every warm worker of a run (its slots live under ``slots_dir``)."""
-    if not os.path.isdir(slots_dir):
-        return
-    for slot in os.listdir(slots_dir):
-        current = _worker(os.path.join(slots_dir, slot))
-        if current:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(current[0], signal.SIGKILL)
+    exit_path = os.path.join(adir, "exit.json")
+    warm = os.path.exists(os.path.join(adir, "warm"))
+    hostproc.end_group(pid, grace, until=(lambda: os.path.exists(exit_path)) if warm else None)
 
 
 def _follow_tagged(tag, adir, offset, supervisor=None):
@@ -243,83 +213,7 @@ def _follow_tagged(tag, adir, offset, supervisor=None):
         _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 1, "stderr": "coord agent: %s" % exc})))
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def _worker(slot_dir):
-    """(pid, model) of the slot's warm worker if it is alive, else None."""
-    try:
-        with open(os.path.join(slot_dir, "worker.pid")) as fh:
-            pid, model = fh.read().split()
-        return (int(pid), model) if _alive(int(pid)) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _open_writer(fifo, wait_s=30.0):
-    """Open the slot's job pipe once its worker holds it open. Never blocks for good: a
-    worker that just ended (idle too long) has no reader, and the attempt fails instead."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
-
-
-def _warm_job(warm, adir):
-    """Hand the attempt to the slot's detached warm worker, starting one if needed, and
-    record the worker's pid as the attempt's (cancel kills the worker)."""
-    sdir = warm["slot_dir"]
-    os.makedirs(sdir, mode=0o700, exist_ok=True)
-    fifo = os.path.join(sdir, "jobs")
-    current = _worker(sdir)
-    if current and current[1] != warm["model"]:  # another model's worker holds the slot
-        os.killpg(current[0], signal.SIGKILL)
-        current = None
-    if current is None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(sdir, "worker.pid"))
-        if not os.path.exists(fifo):
-            os.mkfifo(fifo, 0o600)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.setsid()
-                null = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-                if os.fork():
-                    os._exit(0)
-                os.setpgid(0, 0)  # its own process group, named by its pid: kill(adir) reaches it
-                env = dict(os.environ)
-                env.update(warm.get("env", {}))
-                env["COORD_PRELOAD"] = warm["model"]
-                os.execve(warm["argv"][0], list(warm["argv"]) + ["--fifo", fifo], env)
-            finally:
-                os._exit(127)
-        os.waitpid(pid, 0)
-    fd = _open_writer(fifo)
-    try:
-        os.write(fd, (json.dumps({"spec": os.path.join(adir, "spec.json")}) + "\n").encode())
-    finally:
-        os.close(fd)
-    for _ in range(500):
-        current = _worker(sdir)
-        if current:
-            _write_atomic(os.path.join(adir, "warm"), "", durable=False)
-            _write_atomic(os.path.join(adir, "pid"), str(current[0]), durable=False)
-            return
-        time.sleep(0.002)
+_alive = hostproc.alive
 
 
 def _run(req):
@@ -332,7 +226,7 @@ def _run(req):
     warm = req.get("warm")
     if warm:
         if claim(adir):
-            _warm_job(warm, adir)
+            slots.hand_over(warm, adir)
         return None
     return start(adir)
 
@@ -368,7 +262,7 @@ def agent():
                 threading.Thread(target=shutil.rmtree, args=(req["dir"],), kwargs={"ignore_errors": True},
                                  daemon=True).start()
             elif op == "stop_workers":
-                stop_workers(req["dir"])
+                slots.stop_workers(req["dir"])
         except Exception as exc:
             tag = req.get("tag", "?") if isinstance(req, dict) else "?"
             _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 127, "stderr": "coord agent: %s" % exc})))

@@ -1,9 +1,9 @@
 """A warm runner: one per slot, it imports the ML libraries and loads the data once,
 then runs trial after trial (as Ray Tune reuses actors).
 
-``worker.py --fifo PATH`` is started detached by a host's agent (``remote.py``) and reads
-one JSON job a line, ``{"spec": "/path/spec.json"}``, from a named pipe, so it outlives the
-agent's connection and the coordinator. Each trial's stdout and stderr (fd 1 and 2, so
+``worker.py --fifo PATH`` is started detached by a host's agent (``remote.py``, through
+``slots.py``) and reads one JSON job a line, ``{"spec": "/path/spec.json"}``, from its own
+named pipe, so it outlives the agent's connection and the coordinator. Each trial's stdout and stderr (fd 1 and 2, so
 native libraries' output too) go to its attempt directory, its ``pid`` file names this
 worker (cancel kills it), and ``exit.json`` records the end, exactly like a trial in a
 fresh process.
@@ -17,6 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import slots  # noqa: E402
 import trialkit  # noqa: E402
 
 
@@ -51,15 +52,18 @@ def _run_job(line):
     os.replace(tmp, os.path.join(adir, "exit.json"))
 
 
-def _jobs(fd, idle_s):
+def _jobs(fd, pipe, idle_s):
     """Job lines from the pipe; ends after ``idle_s`` seconds without one, so the workers of
-    a run whose coordinator died and is never resumed do not stay forever."""
+    a run whose coordinator died and is never resumed do not stay forever. It leaves only
+    under the slot's lock, and only if no job arrived meanwhile (slots.retire_if_idle)."""
     buf = b""
     while True:
         while b"\n" not in buf:
             ready, _, _ = select.select([fd], [], [], idle_s)
             if not ready:
-                return
+                if slots.retire_if_idle(os.path.dirname(pipe), fd, pipe):
+                    return
+                continue
             buf += os.read(fd, 65536)
         line, buf = buf.split(b"\n", 1)
         yield line.decode("utf-8", "replace")
@@ -78,13 +82,9 @@ if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "--fifo":
         sys.exit("usage: worker.py --fifo PATH (started by remote.py)")
     # O_RDWR: the pipe never reports end-of-file when the agent that wrote a job closes it.
-    # Open it and announce this worker before the slow imports, so the agent never waits.
+    # Opened before the slow imports: the agent hands the first job over as soon as it is.
     fd = os.open(sys.argv[2], os.O_RDWR)
-    pidfile = os.path.join(os.path.dirname(sys.argv[2]), "worker.pid")
-    with open(f"{pidfile}.{os.getpid()}.tmp", "w") as fh:
-        fh.write(f"{os.getpid()} {os.environ.get('COORD_PRELOAD', '')}")
-    os.replace(f"{pidfile}.{os.getpid()}.tmp", pidfile)
     _preload()
-    for line in _jobs(fd, float(os.environ.get("COORD_WORKER_IDLE_S", "900"))):
+    for line in _jobs(fd, sys.argv[2], float(os.environ.get("COORD_WORKER_IDLE_S", "900"))):
         if line.strip():
             _run_job(line)
