@@ -22,7 +22,7 @@ from coordinator.protocol import MetricParser
 from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
 from coordinator.reporting import write_report
 from coordinator.routing import plan_lines
-from coordinator.search import Search, make_pruner, make_sampler, open_storage
+from coordinator.search import Search, count_trials, make_pruner, make_sampler, open_storage, sampler_seed
 from coordinator.speed import SpeedModel
 from coordinator.store import RunStore
 from coordinator.tracking import Tracker, Trackers
@@ -95,7 +95,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     storage = open_storage(store.root, opts.storage)
     plans = []
     for study in exp.studies:
-        sampler = make_sampler(opts.sampler, opts.seed, exp.parallel, study.space, len(exp.metrics))
+        seed = sampler_seed(opts.seed, opts.sampler, count_trials(storage, study.name) if resume else 0)
+        sampler = make_sampler(opts.sampler, seed, exp.parallel, study.space, len(exp.metrics))
         min_resource = opts.min_resource or (study.model.min_resource if study.model else None)
         pruner = make_pruner(opts.pruner, min_resource, opts.reduction_factor, opts.max_resource,
                              opts.prune_threshold, exp.directions[0])

@@ -28,18 +28,22 @@ class Kind(str, Enum):
     PRUNED = "pruned"  # stopped early by the pruner: not a failure, never retried
     MIGRATED = "migrated"  # checkpointed and stopped to go on on a faster host: not a failure
     SEGMENT = "segment"  # PBT: a segment ended (checkpointed); the trial waits for its generation
+    INTERRUPTED = "interrupted"  # the coordinator was stopped (Ctrl-C, SIGTERM): not a failure
 
 
 TRANSIENT = frozenset({Kind.REQUEUE, Kind.CRASHED, Kind.KILLED, Kind.OOM, Kind.LOST})
+FREE = frozenset({Kind.MIGRATED, Kind.SEGMENT, Kind.INTERRUPTED})  # attempts that spend no retry
 _OOM_MARKERS = ("MemoryError", "out of memory", "std::bad_alloc", "Cannot allocate memory")
 
 
 def classify(outcome: Outcome, objective: tuple[str, ...], metrics: dict[str, float],
              stderr_tail: str = "") -> Kind:
-    if outcome.cancelled:
-        return Kind.CANCELLED
     if outcome.timed_out:
         return Kind.TIMEOUT
+    if outcome.exit_code == protocol.EXIT_OK and _reported(objective, metrics):
+        return Kind.OK  # finished before a cancel reached it: a finished trial's outcome is its exit
+    if outcome.cancelled:
+        return Kind.CANCELLED
     if outcome.lost:
         return Kind.LOST
     if outcome.exit_code == protocol.EXIT_OK:
@@ -57,6 +61,34 @@ def classify(outcome: Outcome, objective: tuple[str, ...], metrics: dict[str, fl
     if outcome.exit_code in protocol.PERMANENT_EXIT_CODES:
         return Kind.PERMANENT
     return Kind.CRASHED
+
+
+def _reported(objective: tuple[str, ...], metrics: dict[str, float]) -> bool:
+    return all(m in metrics and math.isfinite(metrics[m]) for m in objective)
+
+
+def end_kind(outcome: Outcome, objective: tuple[str, ...], metrics: dict[str, float], stderr_tail: str, *,
+             prune_requested: bool, pruned_mark: bool, migrating: bool, segment: bool,
+             interrupted: bool) -> Kind:
+    """Why an attempt ended, from what it did and what the coordinator had asked of it.
+
+    A prune only stands if the trial says it stopped early (``pruned_mark``, a built-in
+    runner) or was stopped before it could exit 0 with its objective (a script is killed):
+    a trial that trained to its end is complete, whatever the pruner decided too late (for
+    instance while its output is replayed after a restart). ``interrupted``: this attempt
+    was stopped by a coordinator that was interrupted; its end spends no retry."""
+    kind = classify(outcome, objective, metrics, stderr_tail)
+    if pruned_mark and outcome.exit_code == protocol.EXIT_OK:
+        return Kind.PRUNED
+    if prune_requested and kind != Kind.OK:
+        return Kind.PRUNED
+    if migrating and kind in (Kind.REQUEUE, Kind.KILLED):
+        return Kind.MIGRATED
+    if segment and kind == Kind.REQUEUE:
+        return Kind.SEGMENT
+    if interrupted and (kind in TRANSIENT or kind == Kind.CANCELLED):
+        return Kind.INTERRUPTED
+    return kind
 
 
 def final_status(kind: Kind) -> TrialStatus:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +56,8 @@ class Coordinator:
         self.durations: list[float] = []
         self.stopping = False
         self.interrupted = False  # Ctrl-C: the trials it stops are left for ``coord resume``
+        self.stop_signal: int | None = None  # SIGINT or SIGTERM received: stop at the next step
+        self.force_stop = False  # a second one: do not wait for the trials to end
         self.down: dict[str, float] = {}  # platform -> monotonic time it may be tried again
         self.quarantined: dict[str, str] = {}  # platform -> why (a person must act)
         self.incapable: dict[tuple[str, str], str] = {}  # (model type, platform) -> why (e.g. no xgboost)
@@ -62,36 +66,61 @@ class Coordinator:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        interrupted = False
+        restore = self._trap_signals()
         try:
-            while True:
-                self._fill()
-                if not self.running and not self.retry_queue and not self._can_ask():
-                    break
-                self._handle(self.backend.poll(self._wait_time()))
-                self._enforce_deadlines()
-                self._tick()
-        except KeyboardInterrupt:
-            interrupted = self.interrupted = True
-            self.stopping = True
-            for r in list(self.running.values()):
-                self.backend.cancel(r.handle, "cancelled")
-            self._drain(grace_s=10.0)
+            try:
+                while self.stop_signal is None:
+                    self._fill()
+                    if not self.running and not self.retry_queue and not self._can_ask():
+                        break
+                    self._handle(self.backend.poll(self._wait_time()))
+                    self._enforce_deadlines()
+                    self._tick()
+            except KeyboardInterrupt:  # not in the main thread, or before the handler was set
+                self.stop_signal = signal.SIGINT
+            if self.stop_signal is not None:
+                self._interrupt()
         finally:
+            restore()
             self.backend.close()
             self._drain(grace_s=0.0)
             self._tick()
-        summary = {"interrupted": interrupted, **self.summary()}
+        summary = {"interrupted": self.interrupted, **self.summary()}
         self.store.event("search_end", **summary)
         self.tracker.on_search_end(summary)
         return summary
+
+    def _trap_signals(self) -> Callable[[], None]:
+        """Ctrl-C and SIGTERM only set a flag the loop reads between steps: a stop never lands
+        half-way through a commit or an Optuna write. A second one cuts the stop's grace short."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def stop(signum: int, frame: Any) -> None:
+            self.force_stop = self.stop_signal is not None
+            self.stop_signal = signum
+
+        old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        return restore
+
+    def _interrupt(self) -> None:
+        """Stop the running trials and leave them uncommitted for ``coord resume``."""
+        self.interrupted = self.stopping = True
+        self.store.event("stop_requested", signal=signal.Signals(self.stop_signal or signal.SIGINT).name)
+        for r in list(self.running.values()):
+            self.backend.cancel(r.handle, "cancelled")
+        self._drain(grace_s=10.0)
 
     def _drain(self, grace_s: float) -> None:
         end = self.clock() + grace_s
         while self.running:
             events = self.backend.poll(max(0.0, min(0.2, end - self.clock())))
             self._handle(events)
-            if not events and self.clock() >= end:
+            if not events and (self.clock() >= end or self.force_stop):
                 for r in list(self.running.values()):  # the backend lost it: record, never drop
                     self._end(r, dispatch.Kind.CANCELLED, None, "coordinator stopped", 0.0)
                 break
@@ -233,7 +262,7 @@ class Coordinator:
                          checkpoint_every_s=self.limits.checkpoint_every_s,
                          stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None)
 
-    def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False) -> None:
+    def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False, interrupted: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running
         or finished there: the agent never starts one attempt twice."""
         if not reattach:
@@ -254,7 +283,7 @@ class Coordinator:
             return
         now = self.clock()
         deadline = now + self.limits.trial_timeout_s if self.limits.trial_timeout_s else None
-        self.running[handle.key] = Running(p, handle, now, deadline)
+        self.running[handle.key] = Running(p, handle, now, deadline, interrupted=interrupted)
         self.store.event("reattached" if reattach else "launched", number=p.number, attempt=p.attempt,
                          platform=alloc.platform, slot=alloc.slot, gpu=alloc.gpu, reason=alloc.reason,
                          mono=time.monotonic())
@@ -285,14 +314,11 @@ class Coordinator:
                 continue
             crashpoint.reached("after_end")
             err = tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
-            # a built-in runner that stopped on a prune request says so (also after a restart)
-            pruned = r.pruned or (ev.outcome.exit_code == 0 and PRUNED_MARK in r.metrics)
-            kind = dispatch.Kind.PRUNED if pruned else \
-                dispatch.classify(ev.outcome, r.pending.plan.search.metrics, r.metrics, err)
-            if r.migrating and kind in (dispatch.Kind.REQUEUE, dispatch.Kind.KILLED):
-                kind = dispatch.Kind.MIGRATED
-            elif kind == dispatch.Kind.REQUEUE and "segment_step" in r.metrics and self.pbt is not None:
-                kind = dispatch.Kind.SEGMENT
+            kind = dispatch.end_kind(ev.outcome, r.pending.plan.search.metrics, r.metrics, err,
+                                     prune_requested=r.pruned, pruned_mark=PRUNED_MARK in r.metrics,
+                                     migrating=r.migrating is not None,
+                                     segment="segment_step" in r.metrics and self.pbt is not None,
+                                     interrupted=r.interrupted)
             self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
                              exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
                              duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
@@ -340,9 +366,10 @@ class Coordinator:
             self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
         if kind == dispatch.Kind.OK and self.speed is not None and not p.free_attempts:  # whole trials only
             self.speed.observe(p.plan.needs.model_type, alloc.platform, duration)
-        if kind == dispatch.Kind.MIGRATED:
+        if kind in (dispatch.Kind.MIGRATED, dispatch.Kind.INTERRUPTED):  # free: the same trial goes on
+            avoid = p.avoid | {alloc.platform} if kind == dispatch.Kind.MIGRATED else p.avoid
             self.retry_queue.append(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
-                                            self.clock(), p.avoid | {alloc.platform}, p.history, p.lineage))
+                                            self.clock(), avoid, p.history, p.lineage))
             return
         if kind == dispatch.Kind.SEGMENT and self.pbt is not None:  # waits for its generation
             self.pbt.arrived(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.backends.base import Handle
-from coordinator.dispatch import Kind
+from coordinator.dispatch import FREE, Kind
 from coordinator.search import Search
 from coordinator.trial import Needs
 
@@ -58,8 +58,8 @@ class Pending:
 
     @property
     def free_attempts(self) -> int:
-        """Attempts that spend no retry: moves, and PBT segments."""
-        return sum(h["kind"] in ("migrated", "segment") for h in self.history)
+        """Attempts that spend no retry: moves, PBT segments, and coordinator interruptions."""
+        return sum(Kind(h["kind"]) in FREE for h in self.history)
 
 
 @dataclass
@@ -71,7 +71,8 @@ class Running:
     started: float
     deadline: float | None
     metrics: dict[str, float] = field(default_factory=dict)
-    pruned: bool = False  # the pruner said stop; the end is recorded as PRUNED
+    pruned: bool = False  # the pruner said stop; the end is PRUNED unless the trial finished anyway
+    interrupted: bool = False  # a re-attached attempt an interrupted coordinator had stopped
     migrating: str | None = None  # asked to checkpoint and move to this faster platform
 
 

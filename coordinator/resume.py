@@ -10,6 +10,9 @@ attempt-<k>/allocation.json (launched there) and result.json (committed). Resumi
   running, replays one that finished while the coordinator was down, and starts one that
   never started; an attempt whose process died unrecorded ends as killed and is retried
   with the same parameters, within the same retry budget;
+- an attempt that a Ctrl-C stopped (its end seen, recorded ``interrupted``) is followed by
+  the trial's next attempt at once, spending no retry: from its checkpoint, where the
+  built-in runners wrote one on SIGTERM;
 - a trial asked but never launched is launched; an Optuna trial that was asked but never
   recorded (a crash right after ``ask``) is failed, so no stale RUNNING trial remains
   (Optuna's heartbeat does not cover ask/tell).
@@ -17,6 +20,7 @@ attempt-<k>/allocation.json (launched there) and result.json (committed). Resumi
 
 from __future__ import annotations
 
+from coordinator.dispatch import FREE, Kind
 from coordinator.errors import StoreError
 from coordinator.loop import Coordinator
 from coordinator.plans import Pending, history_entry
@@ -28,7 +32,12 @@ def recover(c: Coordinator) -> dict[str, int]:
     """Load a run's trials into a fresh coordinator before its loop starts."""
     store = c.store
     plans = {p.search.name: p for p in c.plans}
-    ended = {(e["number"], e["attempt"]): e for e in store.events_read() if e.get("event") == "ended"}
+    events = store.events_read()
+    ended = {(e["number"], e["attempt"]): e for e in events if e.get("event") == "ended"}
+    # attempts a Ctrl-C (or SIGTERM) stopped: not failures; they spend no retry
+    interrupted = {(e["number"], e["attempt"]) for e in events if e.get("event") == "interrupted"}
+    for key in interrupted & set(ended):
+        ended[key] = {**ended[key], "kind": Kind.INTERRUPTED.value}
     referenced: dict[str, set[int]] = {name: set() for name in plans}
     unfinished = {name: set(p.search.unfinished()) for name, p in plans.items()}
     counts = {"committed": 0, "reattached": 0, "relaunched": 0, "stale": 0}
@@ -55,14 +64,16 @@ def recover(c: Coordinator) -> dict[str, int]:
         plan.asked += 1
         attempts = store.attempts(number)
         last = max(attempts, default=1)
-        history = [history_entry(k, attempts[k], ended.get((number, k))) for k in attempts if k < last]
+        stopped = (number, last) in interrupted and (number, last) in ended  # it ended: nothing to follow
+        history = [history_entry(k, attempts[k], ended.get((number, k))) for k in attempts
+                   if k < last or (stopped and k == last)]
         where = attempts.get(last, {})  # PBT may have changed the parameters; the attempt has them
-        pending = Pending(number, last, plan, optuna_number, where.get("params", rec.info["params"]),
-                          history=history, avoid=frozenset(h["platform"] for h in history if h["kind"] not in
-                                                            ("migrated", "segment")),
+        pending = Pending(number, last + 1 if stopped else last, plan, optuna_number,
+                          where.get("params", rec.info["params"]), history=history,
+                          avoid=frozenset(h["platform"] for h in history if Kind(h["kind"]) not in FREE),
                           lineage=where.get("lineage", []))
         plan.search.adopt(optuna_number)
-        if last not in attempts:
+        if last not in attempts or stopped:
             c.retry_queue.append(pending)
             counts["relaunched"] += 1
             continue
@@ -73,7 +84,8 @@ def recover(c: Coordinator) -> dict[str, int]:
             counts["relaunched"] += 1
             continue
         c._launch(pending, Allocation(where["platform"], int(where["slot"]), where.get("gpu"),
-                                      str(where.get("reason", "resumed"))), reattach=True)
+                                      str(where.get("reason", "resumed"))), reattach=True,
+                  interrupted=(number, last) in interrupted)
         counts["reattached"] += 1
     for name, plan in plans.items():
         for optuna_number in sorted(unfinished[name] - referenced[name]):

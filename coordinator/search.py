@@ -37,6 +37,28 @@ def infer_direction(metric: str) -> str:
                       "give --direction", key="--metric", valid=("maximize", "minimize"))
 
 
+def sampler_seed(seed: int | None, name: str, asked_before: int) -> int | None:
+    """The sampler's seed for a search that already asked ``asked_before`` trials.
+
+    A sampler restarted with its original seed replays its first draws: after a resume,
+    TPE's random start-up trials would propose again what the run already tried. So a
+    resumed search seeds by how far it got (deterministically: the same interruptions give
+    the same run). QMC and grid keep theirs: they index their sequence by the trials in the
+    storage, and a new seed would scramble the sequence half-way."""
+    if seed is None or asked_before == 0 or name in ("qmc", "grid"):
+        return seed
+    return (seed * 1_000_003 + asked_before * 7919) % 2**32
+
+
+def count_trials(storage: Any, study: str) -> int:
+    """Trials a study already holds in the storage (0 if there is no such study yet)."""
+    try:
+        study_id = storage.get_study_id_from_name(study)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
 def make_sampler(name: str, seed: int | None, parallel: int, space: Space, n_objectives: int) -> Any:
     import optuna
 

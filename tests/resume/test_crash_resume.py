@@ -185,4 +185,4 @@ def test_ctrl_c_leaves_running_trials_for_resume(tmp_path: Path) -> None:
     assert counts.get("COMPLETE") == 6
     for name in interrupted:  # retried with the same parameters after the interrupt
         result = json.loads((run / "trials" / name / "result.json").read_text())
-        assert result["attempt"] == 2 and result["attempts"][0]["kind"] == "killed"
+        assert result["attempt"] == 2 and result["attempts"][0]["kind"] == "interrupted"  # no retry spent
