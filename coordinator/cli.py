@@ -234,7 +234,8 @@ def trust(registry: str | None, platform: str, own_registry: str | None, yes: bo
     replacing a changed key the host had there."""
     from coordinator.errors import ConfigError
     from coordinator.hosts import known_hosts_path
-    from coordinator.sshconn import add_known_host, check_known_hosts, fingerprint, scan_host_key
+    from coordinator.knownhosts import add_known_host, check_known_hosts, fingerprint
+    from coordinator.sshconn import scan_host_key
 
     reg = _registry(own_registry or registry)  # no envvar here: the group's --registry already reads it
     if platform not in reg.platforms or reg.platforms[platform].connection != "ssh":

@@ -130,7 +130,7 @@ def resolve(o: SearchOptions) -> Experiment:
             log.warning("%s", message)
     if any(p.connection == "ssh" for p in registry.platforms.values()):  # only then is paramiko imported
         from coordinator.hosts import known_hosts_path
-        from coordinator.sshconn import check_known_hosts
+        from coordinator.knownhosts import check_known_hosts
 
         check_known_hosts(known_hosts_path(registry))  # a malformed line: one error now, not a crash later
     command: tuple[str, ...] | None = None

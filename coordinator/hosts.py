@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import HostError
+from coordinator.knownhosts import check_known_hosts
 from coordinator.registry import Platform, Registry
-from coordinator.sshconn import HostConnection, check_known_hosts, default_known_hosts
+from coordinator.sshconn import HostConnection, default_known_hosts
 
 # Runs on the host with its own Python: stdlib only, prints one JSON object.
 PROBE = r"""

@@ -174,6 +174,22 @@ def test_a_malformed_known_hosts_line_stops_a_search_before_its_run_exists(tmp_p
     assert not runs.exists()  # no half-made run for `coord status` to call resumable
 
 
+def test_a_known_hosts_file_damaged_during_a_run_stops_that_host_not_the_search(tmp_path: Path) -> None:
+    from coordinator.errors import HostKeyError
+    from coordinator.registry import load_registry
+    from coordinator.sshconn import HostConnection
+
+    known = tmp_path / "known_hosts"
+    known.write_text("127.0.0.1 ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ==\n")  # key data paramiko raises on
+    reg = tmp_path / "reg.yaml"
+    reg.write_text(PLATFORM + "  gpu:\n    connection: ssh\n    host: 127.0.0.1\n    port: 9\n"
+                   "    specs: {cpu_cores: 2, memory_gb: 4}\n")
+    with pytest.raises(HostKeyError) as err:  # a HostError: the loop routes around the host
+        HostConnection(load_registry(reg).platforms["gpu"], known).connect()
+    assert str(err.value) == f"gpu (127.0.0.1): {known}:1: malformed known_hosts line (n must be >= 3.); fix or " \
+                             "delete this line"
+
+
 # --- item 11: a CSV that is not UTF-8, a damaged run.json ---------------------------------
 
 def test_non_utf8_bytes_after_the_csv_header_are_one_error(tmp_path: Path) -> None:
