@@ -233,6 +233,7 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
     for info in infos:
         lines.append(f"\n{info.name} (model type {info.model_type}, GPU {info.gpu}):")
         lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))
+    lines.extend(f"\nwarning: {message}" for _, message in reg.warnings)
     return "\n".join(lines)
 
 
@@ -250,8 +251,8 @@ def validate_file(path: str, kind: str) -> str:
     if kind == "registry":
         source.error = RegistryError
         reg = parse_registry(data, source)
-        return (f"{path}: valid registry: {len(reg.platforms)} platforms ({', '.join(reg.platforms)}), "
-                f"{len(reg.rules)} routing rules")
+        return "\n".join([f"{path}: valid registry: {len(reg.platforms)} platforms ({', '.join(reg.platforms)}), "
+                          f"{len(reg.rules)} routing rules", *(f"warning: {m}" for _, m in reg.warnings)])
     source.error = SpaceError
     space = parse_space(data, source)
     return f"{path}: valid search space: {len(space.params)} parameters ({', '.join(space.params)})"

@@ -225,29 +225,37 @@ def hosts(ctx: click.Context, registry: str | None, as_json: bool, run_dir: str 
 
 @hosts.command()
 @click.argument("platform")
+@click.option("--registry", "own_registry", type=click.Path(),
+              help="Hardware registry YAML (may also come before trust: coord hosts --registry FILE trust X).")
 @click.option("--yes", is_flag=True, help="Trust without asking (only after checking the fingerprint).")
 @click.pass_obj
-def trust(registry: str | None, platform: str, yes: bool) -> None:
-    """Show PLATFORM's host key fingerprint and record it in known_hosts on confirmation."""
+def trust(registry: str | None, platform: str, own_registry: str | None, yes: bool) -> None:
+    """Show PLATFORM's host key fingerprint and record it in known_hosts on confirmation,
+    replacing a changed key the host had there."""
     from coordinator.errors import ConfigError
     from coordinator.hosts import known_hosts_path
-    from coordinator.sshconn import add_known_host, fingerprint, scan_host_key
+    from coordinator.knownhosts import add_known_host, check_known_hosts, fingerprint
+    from coordinator.sshconn import scan_host_key
 
-    reg = _registry(registry)
+    reg = _registry(own_registry or registry)  # no envvar here: the group's --registry already reads it
     if platform not in reg.platforms or reg.platforms[platform].connection != "ssh":
         raise ConfigError(f"no ssh platform {platform!r}", key="platform",
                           valid=[k for k, p in reg.platforms.items() if p.connection == "ssh"])
     p = reg.platforms[platform]
-    key = scan_host_key(p)
     path = known_hosts_path(reg)
+    check_known_hosts(path)  # a malformed line: said before asking anything
+    key = scan_host_key(p)
     click.echo(f"{platform} ({p.host}:{p.port}) offers a {key.get_name()} key")
     click.echo(f"  fingerprint: {fingerprint(key)}")
     click.echo("  compare it with the host's own: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub")
     if not yes and not click.confirm(f"Trust this key and add it to {path}?", default=False):
         click.echo("not trusted; nothing written")
         sys.exit(1)
-    add_known_host(path, p, key)
-    click.echo(f"trusted: added to {path}")
+    done, old = add_known_host(path, p, key)
+    if done == "replaced":
+        click.echo(f"trusted: replaced the changed key ({', '.join(old)}) with this one in {path}")
+    else:
+        click.echo(f"trusted: {'added to' if done == 'added' else 'already in'} {path}")
 
 
 def _registry(path: str | None) -> Any:

@@ -7,6 +7,7 @@ Precedence: CLI flag > ``COORD_*`` environment (handled by click) > files > defa
 from __future__ import annotations
 
 import csv
+import logging
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from coordinator.trial import Needs
 
 CV_CHOICES = ("holdout", "kfold", "walk-forward")
 TASKS = ("auto", "classification", "regression")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,14 @@ def resolve(o: SearchOptions) -> Experiment:
     if o.direction not in (None, "maximize", "minimize"):
         raise ConfigError(f"unknown direction {o.direction!r}", key="--direction", valid=("maximize", "minimize"))
     registry = load_registry(o.registry) if o.registry else default_registry()
+    for model_type, message in registry.warnings:  # silent for the rule this --command search routes by
+        if not (o.command and (o.model_type or CUSTOM_MODEL_TYPE).lower() == model_type.lower()):
+            log.warning("%s", message)
+    if any(p.connection == "ssh" for p in registry.platforms.values()):  # only then is paramiko imported
+        from coordinator.hosts import known_hosts_path
+        from coordinator.knownhosts import check_known_hosts
+
+        check_known_hosts(known_hosts_path(registry))  # a malformed line: one error now, not a crash later
     command: tuple[str, ...] | None = None
     if o.command:
         try:
@@ -209,6 +220,7 @@ def _data_spec(o: SearchOptions) -> dict[str, Any]:
     path = Path(o.data).expanduser().resolve()
     if not path.is_file():
         raise DataError("data file not found", file=o.data)
+    _check_utf8(path, o.data)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             header = next(csv.reader(fh), [])
@@ -228,6 +240,31 @@ def _data_spec(o: SearchOptions) -> dict[str, Any]:
     task = _infer_task(path, header.index(o.target), o.task, o.data, o.target)
     return {"path": str(path), "sha256": datasets.sha256(path), "target": o.target, "task": task, "cv": cv,
             "time_col": o.time_col, "folds": o.folds, "split_seed": o.seed}
+
+
+def _check_utf8(path: Path, file: str) -> None:
+    """The runners read the CSV as UTF-8: refuse any other bytes now, naming the line, not
+    with a traceback here or a failure in every trial. Streamed, whole lines at a time."""
+    lineno, carry = 1, b""
+    try:
+        with open(path, "rb") as fh:
+            while True:
+                chunk = fh.read(1 << 20)
+                block = carry + chunk
+                cut = len(block) if not chunk else block.rfind(b"\n") + 1  # UTF-8 never splits at a newline
+                block, carry = block[:cut], block[cut:]
+                try:
+                    block.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    start = block.rfind(b"\n", 0, exc.start) + 1
+                    raise DataError(f"not UTF-8 text (byte 0x{block[exc.start]:02x} at byte "
+                                    f"{exc.start - start + 1} of the line); save the CSV as UTF-8", file=file,
+                                    line=lineno + block.count(b"\n", 0, exc.start)) from None
+                lineno += block.count(b"\n")
+                if not chunk:
+                    return
+    except OSError as exc:
+        raise DataError(f"cannot read the data file: {exc.strerror or exc}", file=file) from None
 
 
 def _infer_task(path: Path, column: int, task: str, file: str, target: str) -> str:

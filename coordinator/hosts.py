@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import HostError
+from coordinator.knownhosts import check_known_hosts
 from coordinator.registry import Platform, Registry
 from coordinator.sshconn import HostConnection, default_known_hosts
 
@@ -125,6 +126,8 @@ def foreign_gpus(info: dict[str, Any]) -> set[int]:
 
 
 def probe_all(registry: Registry) -> list[dict[str, Any]]:
+    if any(p.connection == "ssh" for p in registry.platforms.values()):
+        check_known_hosts(known_hosts_path(registry))  # one clear error instead of one per host
     with ThreadPoolExecutor(max_workers=max(1, len(registry.platforms))) as pool:
         return list(pool.map(lambda p: probe(p, registry), registry.platforms.values()))
 

@@ -8,6 +8,7 @@ embedded default describes this machine, detected at run time.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -18,12 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import RegistryError
-from coordinator.yamlcfg import Section, Source, load_yaml
+from coordinator.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
+from coordinator.yamlcfg import KeyPath, Section, Source, load_yaml
 
 CONNECTIONS = ("local", "ssh", "k8s", "slurm")
 RUNNABLE_CONNECTIONS = ("local", "ssh")  # k8s and slurm pools come later
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+# The model types a routing rule can name and reach without --command (matched ignoring case).
+MODEL_TYPES = (*dict.fromkeys(m.model_type for m in BUILTIN.values()), CUSTOM_MODEL_TYPE, "*")
+# At least this similar (difflib's ratio) to a built-in type is a typo, refused: one letter
+# wrong in a name of 7 or more letters (XGBoosst, RandomForst). Just above 6/7, so one letter
+# added to a 3-letter name (GLMM, a mixed model) stays a custom type, with a warning.
+TYPO_CUTOFF = 0.86
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,9 @@ class Registry:
     allow_local_fallback: bool = True
     source: str = "<embedded default>"
     known_hosts: str | None = None  # None: $COORD_KNOWN_HOSTS or ~/.ssh/known_hosts
+    # (model type, message) per rule naming a type no built-in model has: it routes only
+    # --command searches run with that --model-type; the commands decide whom to tell
+    warnings: tuple[tuple[str, str], ...] = ()
 
     def rule_for(self, model_type: str) -> RoutingRule:
         """The rule for a model type; with none, every platform in registry order."""
@@ -149,8 +160,12 @@ def parse_registry(data: Any, source: Source) -> Registry:
     if not isinstance(raw_rules, list):
         raise root.fail("task_routing_rules", "expected a list of rules")
     seen: set[str] = set()
+    warnings: list[tuple[str, str]] = []
     for i, raw in enumerate(raw_rules):
         rule = _parse_rule(Section(raw, source, ("task_routing_rules", i)), platforms)
+        warning = _check_model_type(rule.model_type, source, ("task_routing_rules", i, "model_type"))
+        if warning:
+            warnings.append((rule.model_type, warning))
         if rule.model_type.lower() in seen:
             raise source.fail(("task_routing_rules", i, "model_type"),
                               f"a second rule for model type {rule.model_type!r}")
@@ -161,7 +176,29 @@ def parse_registry(data: Any, source: Source) -> Registry:
     root.done()
     if known_hosts and not Path(known_hosts).expanduser().is_absolute():
         known_hosts = str(Path(source.file).parent / known_hosts)  # relative to the registry file
-    return Registry(platforms, tuple(rules), allow, source.file, known_hosts)
+    return Registry(platforms, tuple(rules), allow, source.file, known_hosts, tuple(warnings))
+
+
+def _check_model_type(name: str, source: Source, path: KeyPath) -> str | None:
+    """A near-miss of a built-in model type is a typo that would silently send its trials
+    elsewhere: refused with a did-you-mean. Any other unknown name may be a --command
+    search's own --model-type, so it is allowed; the returned warning says what it reaches."""
+    known = {t.lower(): t for t in MODEL_TYPES}
+    if name.lower() in known:
+        return None
+    typo = difflib.get_close_matches(name.lower(), known, n=1, cutoff=TYPO_CUTOFF)
+    if typo:
+        raise source.fail(path, f"unknown model type {name!r}; did you mean {known[typo[0]]!r}?",
+                          valid=MODEL_TYPES)
+    cli = ALIASES.get(name.lower(), name.lower())
+    if cli in BUILTIN:  # the --model name, not its routing key
+        hint = f"; --model {name.lower()} trials route by model type {BUILTIN[cli].model_type!r}"
+    else:
+        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {known[close[0]]!r}?" if close else ""
+    return str(source.fail(path, f"model type {name!r} is not a built-in one, so this rule applies only to "
+                                 f"--command searches run with --model-type {name}{hint} (built-in: "
+                                 f"{', '.join(MODEL_TYPES)})"))
 
 
 def _parse_platform(key: str, sec: Section) -> Platform:

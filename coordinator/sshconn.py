@@ -9,9 +9,7 @@ a deadline of our own, because paramiko can wait forever on a peer that stopped 
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import os
 import shlex
 import stat
@@ -19,11 +17,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import paramiko
 
-from coordinator.errors import AuthError, HostKeyError, HostUnreachable
+from coordinator.errors import AuthError, ConfigError, HostKeyError, HostUnreachable
+from coordinator.knownhosts import check_known_hosts, fingerprint
 from coordinator.registry import Platform
 
 T = TypeVar("T")
@@ -34,16 +33,6 @@ KEEPALIVE_S = 5
 def quote_command(argv: Sequence[str]) -> str:
     """Quote every word for a POSIX shell (bash, dash): values arrive byte-identical."""
     return " ".join(shlex.quote(str(a)) for a in argv)
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH-style SHA256 fingerprint, as ``ssh-keygen -lf`` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
 
 
 def default_known_hosts() -> Path:
@@ -109,6 +98,10 @@ class HostConnection:
             self._close_locked()
             p = self.platform
             key_file = check_identity_file(p)
+            try:  # checked before a search too; edited since, it stops this host, not the search
+                check_known_hosts(self.known_hosts)
+            except ConfigError as exc:
+                raise HostKeyError(*self.label, str(exc)) from None
             client = paramiko.SSHClient()
             if self.known_hosts.exists():
                 client.load_host_keys(str(self.known_hosts))
@@ -288,12 +281,3 @@ def scan_host_key(platform: Platform, timeout: float = CONNECT_TIMEOUT_S) -> par
     if policy.key is None:
         raise HostUnreachable(platform.key, platform.host or "?", "host offered no key")
     return policy.key
-
-
-def add_known_host(known_hosts: Path, platform: Platform, key: Any) -> None:
-    """Record a trusted key (the file is created 0600 if new)."""
-    known_hosts.parent.mkdir(parents=True, exist_ok=True)
-    line = f"{known_hosts_name(platform.host or '', platform.port)} {key.get_name()} {key.get_base64()}\n"
-    fd = os.open(known_hosts, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as fh:
-        fh.write(line)

@@ -84,6 +84,56 @@ def _last_byte(path: Path) -> bytes:
         return b""
 
 
+# What status, report and resume read from run.json, by type: a run.json without them is damaged.
+_CONFIG_KEYS = {"name": str, "options": dict, "metrics": list, "directions": list, "studies": list,
+                "trials": int, "registry": dict}
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0][:120]
+        raise StoreError(f"{path} is damaged ({why}); it holds the run's configuration, written when "
+                         "the run was created, and the run cannot be read without it") from None
+    bad = [k for k, kind in _CONFIG_KEYS.items() if not isinstance(data, dict) or not isinstance(data.get(k), kind)]
+    if bad:
+        raise StoreError(f"{path} is damaged (missing or wrong: {', '.join(bad)}); it holds the run's "
+                         "configuration, written when the run was created, and the run cannot be read "
+                         "without it")
+    return dict(data)
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """--run-dir must be new or an empty directory, so a run's files never mix with others."""
+    if (run_dir.is_symlink() and not run_dir.exists()) or (run_dir.exists() and not run_dir.is_dir()):
+        raise StoreError(f"--run-dir {run_dir} exists and is not a directory; choose a new or empty directory")
+    if not run_dir.is_dir():
+        return
+    if (run_dir / RUN_FILE).exists():
+        raise StoreError(f"--run-dir {run_dir} already holds a run; choose another --run-dir "
+                         f"(or continue it: coord resume {run_dir})")
+    try:
+        used = next(iter(run_dir.iterdir()), None)
+    except OSError as exc:
+        raise StoreError(f"--run-dir {run_dir} cannot be read: {exc.strerror or exc}") from None
+    if used is not None:
+        raise StoreError(f"--run-dir {run_dir} is not empty and is not a coord run (it holds {used.name!r}); "
+                         "choose a new or empty directory")
+
+
+def _check_creatable(run_dir: Path, what: str) -> None:
+    """The nearest existing ancestor must be a writable directory; checked first so that a
+    refused run leaves no half-made parents behind."""
+    ancestor = run_dir.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise StoreError(f"cannot create {what} {run_dir}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create {what} {run_dir}: {ancestor} is not writable")
+
+
 @dataclass
 class TrialRecord:
     """A trial as the store knows it: what was asked, and its committed result if any."""
@@ -100,9 +150,12 @@ class RunStore:
         self.root = root.absolute()  # attempts and agents may run in another working directory
         self._events: Any = None
         self._lock: int | None = None
+        self._config: dict[str, Any] | None = None  # run.json, written once at create
 
     @classmethod
     def create(cls, parent: Path, name: str, config: dict[str, Any], run_dir: Path | None = None) -> RunStore:
+        """A new run directory: RUNS/<name>-<time>, or ``run_dir`` (--run-dir) when it is new
+        or an empty directory. Every refusal comes before anything is written."""
         if run_dir is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             run_dir = parent / f"{name}-{stamp}"
@@ -110,23 +163,34 @@ class RunStore:
             while run_dir.exists():
                 n += 1
                 run_dir = parent / f"{name}-{stamp}-{n}"
-        elif (run_dir / RUN_FILE).exists():
-            raise StoreError(f"{run_dir} already holds a run; choose another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
+            what = "the run directory"
+        else:
+            _check_run_dir(run_dir)
+            what = "--run-dir"
+        _check_creatable(run_dir, what)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {what} {run_dir}: {exc.strerror or exc}") from None
         store = cls(run_dir)
-        write_json(run_dir / RUN_FILE, {"format": FORMAT_VERSION, **config})
+        snapshot = {"format": FORMAT_VERSION, **config}
+        write_json(run_dir / RUN_FILE, snapshot)
+        store._config = snapshot
         return store
 
     @classmethod
     def open(cls, path: Path) -> RunStore:
         if not (path / RUN_FILE).is_file():
             raise StoreError(f"{path} is not a coord run directory (no {RUN_FILE})")
-        return cls(path)
+        store = cls(path)
+        store._config = _read_config(path / RUN_FILE)  # damaged: one clear error now, not a KeyError later
+        return store
 
     @property
     def config(self) -> dict[str, Any]:
-        data: dict[str, Any] = read_json(self.root / RUN_FILE)
-        return data
+        if self._config is None:
+            self._config = _read_config(self.root / RUN_FILE)
+        return self._config
 
     def trial_dir(self, number: int) -> Path:
         return self.root / "trials" / str(number)

@@ -1,8 +1,10 @@
 """Safe YAML loading with line numbers, and a small typed reader for validation.
 
-``yaml.safe_load`` never executes tags such as ``!!python/object/apply``; we compose the
-same text once more to learn the line of every key, so every validation error can say
-``file:line: key.path: what is wrong (valid: ...)``.
+PyYAML's safe loader never executes tags such as ``!!python/object/apply``. The text is
+composed once; before the node graph is turned into Python objects, one pass learns the line
+of every key (so every validation error can say ``file:line: key.path: what is wrong
+(valid: ...)``), refuses duplicate keys, and bounds what aliases expand to. Files are
+limited to ``MAX_CONFIG_BYTES``.
 """
 
 from __future__ import annotations
@@ -47,43 +49,117 @@ def render_path(path: KeyPath) -> str:
     return out
 
 
-def _index_lines(node: yaml.Node | None, path: KeyPath, lines: dict[KeyPath, int]) -> None:
-    if node is None:
-        return
-    lines.setdefault(path, node.start_mark.line + 1)
+# A registry or search space is a few KB; 1 MB leaves room for anything hand-written and
+# keeps a runaway file (a generated 14 MB registry took minutes to parse) from stalling coord.
+MAX_CONFIG_BYTES = 1_000_000
+# Values that aliases may add to a document beyond those written in it. A merge key or a
+# shared ``specs:`` block adds a handful; nine levels of nine aliases (a "billion laughs")
+# add 387 million, which every later pass would follow.
+MAX_ALIAS_EXPANSION = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                sub = (*path, str(key_node.value))
-                lines[sub] = key_node.start_mark.line + 1
-                _index_lines(value_node, sub, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, (*path, i), lines)
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_graph(root: yaml.Node, source: Source) -> None:
+    """One pass over the composed document, visiting every node object once (an alias is
+    the same object as its anchor): record the line of every key path, refuse duplicate
+    keys and recursive aliases, and bound what aliases expand to, before anything walks the
+    expanded document."""
+    sizes: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
+    entered: set[int] = set()
+    stack: list[tuple[yaml.Node, KeyPath | None, bool]] = [(root, (), False)]
+    while stack:
+        node, path, leaving = stack.pop()
+        key = id(node)
+        if leaving:
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            continue
+        if key in sizes:
+            continue
+        if key in entered:  # reached again from inside itself
+            raise source.error("invalid YAML: an alias refers to a node that contains it (a recursive "
+                               "structure)", file=source.file, line=node.start_mark.line + 1)
+        entered.add(key)
+        stack.append((node, path, True))
+        if path is not None:
+            source.lines.setdefault(path, node.start_mark.line + 1)
+        pushes: list[tuple[yaml.Node, KeyPath | None, bool]] = []
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                sub: KeyPath | None = None
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                    line = key_node.start_mark.line + 1
+                    ident = (key_node.tag, str(key_node.value))
+                    if ident in first:
+                        raise source.error(f"duplicate key {key_node.value!r} (first at line {first[ident]}); "
+                                           "a second definition would silently replace the first",
+                                           file=source.file, line=line,
+                                           key=render_path((*(path or ()), str(key_node.value))))
+                    first[ident] = line
+                    if path is not None:
+                        sub = (*path, str(key_node.value))
+                        source.lines[sub] = line
+                pushes += [(key_node, None, False), (value_node, sub, False)]
+        elif isinstance(node, yaml.SequenceNode):
+            pushes = [(item, None if path is None else (*path, i), False) for i, item in enumerate(node.value)]
+        stack.extend(reversed(pushes))  # document order: an anchor is indexed where it is written
+    expanded, written = sizes[id(root)], len(sizes)
+    if expanded - written > MAX_ALIAS_EXPANSION:
+        raise source.error(f"aliases expand this file to {expanded} values from {written} written; at most "
+                           f"{MAX_ALIAS_EXPANSION} more than written are allowed (a YAML alias bomb?)",
+                           file=source.file)
 
 
 def load_yaml(path: str | Path, error: type[ConfigError] = ConfigError) -> tuple[Any, Source]:
     """Read a YAML file safely; raise ``error`` naming the file and line on any problem."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)  # bounded: a FIFO or /dev/zero cannot make us read forever
     except FileNotFoundError:
         raise error("file not found", file=name) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise error(f"cannot read file: {exc}", file=name) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        try:
+            size = f"{Path(path).stat().st_size / 1e6:.1f} MB"
+        except OSError:
+            size = "more than that"
+        raise error(f"file is {size}; a configuration file may be at most {MAX_CONFIG_BYTES / 1e6:g} MB",
+                    file=name)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", file=name,
+                    line=raw.count(b"\n", 0, exc.start) + 1) from None
     return parse_yaml(text, name, error)
 
 
 def parse_yaml(text: str, name: str, error: type[ConfigError] = ConfigError) -> tuple[Any, Source]:
     source = Source(name, error=error)
+    loader = yaml.SafeLoader(text)  # composed once: the checks run on the node graph, then it is built
     try:
-        data = yaml.safe_load(text)
-        _index_lines(yaml.compose(text, Loader=yaml.SafeLoader), (), source.lines)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_graph(node, source)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise error(f"invalid YAML: {problem}", file=name,
                     line=mark.line + 1 if mark else None) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise error("invalid YAML: nested too deeply", file=name) from None
+    finally:
+        loader.dispose()
     if data is None:
         raise error("file is empty", file=name)
     return data, source

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
 
 from click.testing import CliRunner
 
@@ -43,7 +46,6 @@ def test_trust_shows_the_fingerprint_and_records_only_on_yes(cluster: Cluster) -
     rows = {r["platform"]: r for r in json.loads(doctor.output)}
     assert rows["alpha"]["ok"] and not rows["beta"]["ok"] and "unknown host key" in rows["beta"]["error"]
     # the key matches what ssh-keygen reports for the host's key file
-    import subprocess
     fp = subprocess.run(["ssh-keygen", "-lf", str(cluster.hosts["alpha"].root / "host_key.pub")],
                         capture_output=True, text=True).stdout.split()[1]
     assert f"fingerprint: {fp}" in ok.output
@@ -66,3 +68,51 @@ def test_doctor_shows_the_speeds_a_run_measured(cluster: Cluster, tmp_path) -> N
     data = json.loads(CliRunner().invoke(main, ["hosts", "--registry", str(reg), "--run", out["run_dir"],
                                                 "--json"]).output)
     assert sum(r["trials"] for r in data["speeds"]) == 4 and all(r["median_s"] > 0 for r in data["speeds"])
+
+
+def test_trust_takes_the_registry_after_the_subcommand_as_the_readme_shows(cluster: Cluster) -> None:
+    cluster.known_hosts.write_text("")
+    reg = str(cluster.registry())
+    res = CliRunner().invoke(main, ["hosts", "trust", "alpha", "--registry", reg, "--yes"])
+    assert res.exit_code == 0, res.output
+    assert f"trusted: added to {cluster.known_hosts}" in res.output
+    assert cluster.known_hosts.read_text() == cluster.hosts["alpha"].known_hosts_line() + "\n"
+    again = CliRunner().invoke(main, ["hosts", "--registry", reg, "trust", "alpha", "--yes"])
+    assert again.exit_code == 0 and f"trusted: already in {cluster.known_hosts}" in again.output, again.output
+    assert cluster.known_hosts.read_text() == cluster.hosts["alpha"].known_hosts_line() + "\n"
+
+
+def test_trust_replaces_a_changed_key_so_the_host_is_accepted(cluster: Cluster) -> None:
+    alpha, beta = cluster.hosts["alpha"], cluster.hosts["beta"]
+    # alpha was reinstalled: its line holds a key it no longer has (here beta's)
+    stale = f"[127.0.0.1]:{alpha.port} " + " ".join(beta.host_pub.split()[:2])
+    cluster.known_hosts.write_text(f"# project hosts\n{stale}\n{beta.known_hosts_line()}\n")
+    os.chmod(cluster.known_hosts, 0o600)
+    reg = str(cluster.registry())
+    rows = {r["platform"]: r for r in json.loads(CliRunner().invoke(main, ["hosts", "--registry", reg,
+                                                                           "--json"]).output)}
+    assert not rows["alpha"]["ok"] and "CHANGED" in rows["alpha"]["error"]
+    res = CliRunner().invoke(main, ["hosts", "--registry", reg, "trust", "alpha", "--yes"])
+    assert res.exit_code == 0, res.output
+    old = subprocess.run(["ssh-keygen", "-lf", str(beta.root / "host_key.pub")], capture_output=True,
+                         text=True).stdout.split()[1]
+    assert f"trusted: replaced the changed key ({old}) with this one in {cluster.known_hosts}" in res.output
+    assert cluster.known_hosts.read_text() == (f"# project hosts\n{beta.known_hosts_line()}\n"
+                                               f"{alpha.known_hosts_line()}\n")
+    assert stat.S_IMODE(cluster.known_hosts.stat().st_mode) == 0o600
+    rows = {r["platform"]: r for r in json.loads(CliRunner().invoke(main, ["hosts", "--registry", reg,
+                                                                           "--json"]).output)}
+    assert rows["alpha"]["ok"] and rows["beta"]["ok"], rows
+
+
+def test_a_malformed_known_hosts_line_is_one_error_in_hosts_and_trust(cluster: Cluster) -> None:
+    good = cluster.known_hosts.read_text()
+    cluster.known_hosts.write_text(good + "[127.0.0.1]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ\n")
+    reg = str(cluster.registry())
+    expected = (f"coord: error: {cluster.known_hosts}:3: malformed known_hosts line (Incorrect padding); "
+                "fix or delete this line")
+    for args in (["hosts", "--registry", reg], ["hosts", "--registry", reg, "--json"],
+                 ["hosts", "trust", "alpha", "--registry", reg, "--yes"]):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 2 and res.output.strip() == expected, (args, res.output, res.exception)
+    assert cluster.known_hosts.read_text().startswith(good)  # trust wrote nothing
