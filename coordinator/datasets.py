@@ -129,17 +129,19 @@ def check_csv(spec: dict[str, Any], chosen: str | None, file: str) -> dict[str, 
     target, task = spec["target"], spec["task"]
     try:
         frame = prep.read_frame(spec)
-        raw_y = frame[target]
-        if task == "classification":
-            classes = prep.classes(raw_y)
-            if len(classes) != 2:
-                raise DataError(f"target {target!r} has {len(classes)} class{'es' * (len(classes) != 1)} "
-                                f"({', '.join(map(str, classes))}); a binary target needs two", file=file,
-                                key="--target")
-            spec = {**spec, "positive_class": positive_class(classes, chosen, target, file), "classes": classes}
-        elif chosen is not None:
-            raise ConfigError(f"the task is regression (target {target!r} is numeric with more than two values); "
-                              "a positive class is for classification", file=file, key="--positive-class")
+    except prep.DataProblem as exc:
+        raise DataError(str(exc), file=file) from None
+    raw_y = frame[target]
+    if task == "classification":
+        classes = prep.classes(raw_y)
+        if len(classes) != 2:
+            raise DataError(f"target {target!r} has {len(classes)} class{'es' * (len(classes) != 1)} "
+                            f"({', '.join(map(str, classes))}); a binary target needs two", file=file, key="--target")
+        spec = {**spec, "positive_class": positive_class(classes, chosen, target, file), "classes": classes}
+    elif chosen is not None:
+        raise ConfigError(f"the task is regression (target {target!r}); a positive class is for a binary "
+                          "classification", file=file, key="--positive-class")
+    try:
         y = prep.encode_target(raw_y, task, spec.get("positive_class"))
     except prep.DataProblem as exc:
         raise DataError(str(exc), file=file, key="--target") from None
