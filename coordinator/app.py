@@ -112,6 +112,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     tracker = Trackers([_tracker(mode)])
     if not resume:
         store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
+    tracker.on_search_start({"name": exp.name, "parallel": exp.parallel, "trials": exp.trials, "data": data,
+                             "resume": resume})
     limits = Limits(exp.parallel, opts.timeout, opts.trial_timeout, opts.host_retry, opts.checkpoint_every)
     coordinator = Coordinator(store, plans, exp.registry, backend, limits, dispatch.RetryPolicy(opts.max_retries),
                               tracker, RUNNABLE_CONNECTIONS,

@@ -58,6 +58,8 @@ def main(verbose: int) -> None:
               help="Trials at once (default: every slot).")
 @click.option("--data", type=click.Path(), help="CSV file (default: the built-in team-features data).")
 @click.option("--target", help="Column to predict.")
+@click.option("--positive-class", help="The target's class that counts as positive (default: 1 of 0/1, True, "
+              "else the last in sorted order, e.g. 'yes' of no/yes).")
 @click.option("--task", default="auto", show_default=True,
               type=click.Choice(["auto", "classification", "regression"]))
 @click.option("--cv", type=click.Choice(["holdout", "kfold", "walk-forward"]),

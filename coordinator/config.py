@@ -46,6 +46,7 @@ class SearchOptions:
     parallel: int | None = None
     data: str | None = None
     target: str | None = None
+    positive_class: str | None = None  # a binary target's class that counts as 1 (default: datasets.positive_class)
     task: str = "auto"
     cv: str | None = None
     time_col: str | None = None
@@ -122,6 +123,9 @@ def resolve(o: SearchOptions) -> Experiment:
         raise ConfigError(f"unknown sampler {o.sampler!r}", key="--sampler", valid=SAMPLERS)
     if o.command and o.models:
         raise ConfigError("give either --model or --command, not both", key="--command")
+    if o.command and o.positive_class is not None:
+        raise ConfigError("a --command script reads its own data; --positive-class is for the built-in models",
+                          key="--positive-class")
     if o.direction not in (None, "maximize", "minimize"):
         raise ConfigError(f"unknown direction {o.direction!r}", key="--direction", valid=("maximize", "minimize"))
     registry = load_registry(o.registry) if o.registry else default_registry()
@@ -214,9 +218,11 @@ def _data_spec(o: SearchOptions) -> dict[str, Any]:
                             valid=(datasets.BUILTIN_TARGET,))
         cv = o.cv or "walk-forward"
         _check_cv(cv)
+        # generated with both classes in every season: no fold check needed
+        positive = datasets.positive_class(list(datasets.BUILTIN_CLASSES), o.positive_class, datasets.BUILTIN_TARGET)
         return {"builtin": datasets.BUILTIN_NAME, "target": datasets.BUILTIN_TARGET, "task": "classification",
                 "cv": cv, "time_col": o.time_col or datasets.BUILTIN_TIME_COL, "folds": o.folds,
-                "split_seed": o.seed}
+                "split_seed": o.seed, "positive_class": positive, "classes": list(datasets.BUILTIN_CLASSES)}
     path = Path(o.data).expanduser().resolve()
     if not path.is_file():
         raise DataError("data file not found", file=o.data)
@@ -238,8 +244,9 @@ def _data_spec(o: SearchOptions) -> dict[str, Any]:
     if cv == "walk-forward" and not o.time_col:
         raise ConfigError("walk-forward validation needs --time-col COLUMN", key="--time-col", valid=header)
     task = _infer_task(path, header.index(o.target), o.task, o.data, o.target)
-    return {"path": str(path), "sha256": datasets.sha256(path), "target": o.target, "task": task, "cv": cv,
+    spec = {"path": str(path), "sha256": datasets.sha256(path), "target": o.target, "task": task, "cv": cv,
             "time_col": o.time_col, "folds": o.folds, "split_seed": o.seed}
+    return datasets.check_csv(spec, o.positive_class, o.data)  # the trials' own folds, checked before the run
 
 
 def _check_utf8(path: Path, file: str) -> None:

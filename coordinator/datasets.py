@@ -1,20 +1,33 @@
-"""The built-in data set: a generated, seasonal, team-features table shaped like the
+"""The built-in data set, and the checks a user's CSV gets before a run exists.
+
+The built-in data set is a generated, seasonal, team-features table shaped like the
 user's ``asof_team_features_enhanced_2025.csv`` (a ``season`` column, numeric features,
 a binary ``home_win`` target). No download; the same seed gives the same bytes.
 
 The signal is realistic for sports prediction (AUC around 0.7 is reachable): mostly
 linear in rating differences, with interactions and a threshold effect that trees can
 find and a GLM cannot, plus drift across seasons so walk-forward validation matters.
+
+A user's CSV is read, its target encoded and its folds made by ``runners/dataprep.py``,
+the trial side's own definition, loaded by path: a fold the trials could not score is
+refused here, with the fold and what would work, instead of failing every trial.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 from pathlib import Path
+from typing import Any
+
+from coordinator import resources
+from coordinator.errors import ConfigError, DataError
 
 BUILTIN_NAME = "team_features"
 BUILTIN_TARGET = "home_win"
 BUILTIN_TIME_COL = "season"
+BUILTIN_CLASSES = (0, 1)  # home_win; the positive class is 1 unless --positive-class 0
 
 
 def generate(path: Path, seasons: range = range(2003, 2025), games_per_season: int = 400,
@@ -63,3 +76,106 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _dataprep() -> Any:
+    """``runners/dataprep.py`` as a module of its own (the coordinator never imports the
+    ``runners`` folder as a package; dataprep imports nothing from it)."""
+    path = resources.folder("runners") / "dataprep.py"
+    spec = importlib.util.spec_from_file_location("coord_runners_dataprep", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def positive_class(classes: list[Any], chosen: str | None, target: str, file: str | None = None) -> Any:
+    """The positive class: ``--positive-class`` matched to a class (by its text, or as a
+    number or boolean: '1' names 1.0, 'true' names True), else the last of ``classes``."""
+    if chosen is None:
+        return classes[-1]
+    for value in classes:
+        if str(value) == chosen:
+            return value
+    for value in classes:
+        if isinstance(value, bool) and chosen.strip().lower() == str(value).lower():
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                if float(chosen) == value:
+                    return value
+            except ValueError:
+                pass
+    raise DataError(f"{chosen!r} is not a class of target {target!r}", file=file, key="--positive-class",
+                    valid=[str(v) for v in classes])
+
+
+def describe(data: dict[str, Any] | None) -> str | None:
+    """The line a search prints at its start about a binary target (None otherwise)."""
+    if not data or "positive_class" not in data:
+        return None
+    classes = ", ".join(str(c) for c in data.get("classes", ()))
+    return (f"target {data['target']!r}: positive class {data['positive_class']!r} (classes {classes}; "
+            "--positive-class chooses)")
+
+
+def check_csv(spec: dict[str, Any], chosen: str | None, file: str) -> dict[str, Any]:
+    """Read ``spec``'s CSV as the trials will and return the spec with its positive class
+    and classes (classification); refuse, naming the fold, a split the trials could not
+    train or score on."""
+    prep = _dataprep()
+    target, task = spec["target"], spec["task"]
+    try:
+        frame = prep.read_frame(spec)
+    except prep.DataProblem as exc:
+        raise DataError(str(exc), file=file) from None
+    raw_y = frame[target]
+    if task == "classification":
+        classes = prep.classes(raw_y)
+        if len(classes) != 2:
+            raise DataError(f"target {target!r} has {len(classes)} class{'es' * (len(classes) != 1)} "
+                            f"({', '.join(map(str, classes))}); a binary target needs two", file=file, key="--target")
+        spec = {**spec, "positive_class": positive_class(classes, chosen, target, file), "classes": classes}
+    elif chosen is not None:
+        raise ConfigError(f"the task is regression (target {target!r}); a positive class is for a binary "
+                          "classification", file=file, key="--positive-class")
+    try:
+        y = prep.encode_target(raw_y, task, spec.get("positive_class"))
+    except prep.DataProblem as exc:
+        raise DataError(str(exc), file=file, key="--target") from None
+    times = frame[spec["time_col"]].to_numpy() if spec.get("time_col") else None
+    key = "--cv" if spec["cv"] == "holdout" else "--folds"
+    try:
+        folds = prep.make_folds(spec, y, times, task)
+    except prep.DataProblem as exc:
+        raise DataError(str(exc), file=file, key=key) from None
+    bad = prep.unscorable_fold(spec, folds, raw_y, times) if task == "classification" else None
+    if bad is not None:
+        number, side, what = bad
+        why = ("the classification metrics (AUC) need both classes in every validation fold" if side == "validates"
+               else "a model needs both classes to learn from")
+        raise DataError(f"{what}; {why}; {_remedy(prep, spec, y, raw_y, times, number, side, task)}", file=file,
+                        key=key)
+    return spec
+
+
+def _remedy(prep: Any, spec: dict[str, Any], y: Any, raw_y: Any, times: Any, number: int, side: str,
+            task: str) -> str:
+    """What would work: the largest smaller --folds whose folds are all fine, if any."""
+    cv, k = spec["cv"], int(spec["folds"])
+    if cv == "walk-forward" and side == "validates" and number == k:
+        col, last = spec["time_col"], max(times.tolist())
+        return (f"fewer --folds cannot help (the last {col} always validates): leave {col} {last} out of the "
+                f"file, add rows to it, or use --cv kfold")
+    lowest = {"walk-forward": 1, "kfold": 2}.get(cv, k)  # holdout has no number of folds
+    for fewer in range(k - 1, lowest - 1, -1):
+        smaller = {**spec, "folds": fewer}
+        try:
+            folds = prep.make_folds(smaller, y, times, task)
+        except prep.DataProblem:
+            continue
+        if prep.unscorable_fold(smaller, folds, raw_y, times) is None:
+            return f"use --folds {fewer}, or add data"
+    return "add rows of the rarer class" + (", or use --cv kfold" if cv == "walk-forward" else "")

@@ -22,6 +22,9 @@ class ModelInfo:
         memory_gb: memory one trial needs, for the router's capacity check.
         min_resource: the pruners' default smallest budget, in the runner's steps (boosting
             rounds, epochs); None for models that report once.
+        step_param: the parameter that sets how many steps a trial trains (the steps it
+            reports in); a finished trial's model is the one at its best step.
+        step_unit: what one step is, in words (for table captions).
     """
 
     name: str
@@ -33,6 +36,8 @@ class ModelInfo:
     memory_gb: float = 0.5
     libraries: tuple[str, ...] = ("numpy", "pandas", "sklearn")  # import names the runner needs
     min_resource: int | None = None
+    step_param: str | None = None
+    step_unit: str = ""
 
 
 CUSTOM_MODEL_TYPE = "Custom"
@@ -44,18 +49,21 @@ BUILTIN: dict[str, ModelInfo] = {
                   frozenset({"max_depth", "learning_rate", "n_estimators", "subsample", "colsample_bytree",
                              "min_child_weight", "reg_lambda", "reg_alpha", "gamma", "max_bin"}),
                   gpu="preferred", capabilities=("XGBoost", "XGBoost_CPU", "XGBoost_GPU"),
-                  libraries=("numpy", "pandas", "sklearn", "xgboost"), min_resource=25),
+                  libraries=("numpy", "pandas", "sklearn", "xgboost"), min_resource=25,
+                  step_param="n_estimators", step_unit="boosting rounds"),
         ModelInfo("random_forest", "RandomForest", "model_random_forest",
                   frozenset({"n_estimators", "max_depth", "min_samples_leaf", "max_features", "bootstrap",
                              "criterion"}),
-                  capabilities=("Python_sklearn", "RandomForest", "Random_Forest_CPU"), min_resource=50),
+                  capabilities=("Python_sklearn", "RandomForest", "Random_Forest_CPU"), min_resource=50,
+                  step_param="n_estimators", step_unit="trees"),
         ModelInfo("glm", "GLM", "model_glm", frozenset({"C", "alpha", "l1_ratio", "penalty", "max_iter"}),
                   capabilities=("Python_sklearn", "GLM", "GLM_baseline")),
         ModelInfo("mlp", "NeuralNetwork", "model_mlp",
                   frozenset({"hidden_size", "n_layers", "lr", "weight_decay", "dropout", "epochs",
                              "batch_size"}),
                   gpu="preferred", capabilities=("PyTorch", "PyTorch_GPU", "PyTorch_CPU", "Neural_Networks"),
-                  memory_gb=1.0, libraries=("numpy", "pandas", "sklearn", "torch"), min_resource=2),
+                  memory_gb=1.0, libraries=("numpy", "pandas", "sklearn", "torch"), min_resource=2,
+                  step_param="epochs", step_unit="epochs"),
     )
 }
 

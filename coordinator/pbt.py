@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator import protocol
+from coordinator.models import BUILTIN
 from coordinator.plans import Pending, StudyPlan
 
 # parameters that can change between segments without changing the model's shape
@@ -29,7 +30,6 @@ MUTABLE = {"xgboost": ("learning_rate", "subsample", "colsample_bytree", "min_ch
                        "reg_alpha", "gamma"),
            "mlp": ("lr", "weight_decay", "dropout")}
 QUANTILE = 0.25
-RESOURCE = {"xgboost": "n_estimators", "mlp": "epochs"}  # the steps a trial trains in all
 
 
 def params_key(params: dict[str, Any]) -> str:
@@ -66,7 +66,8 @@ class PBT:
         end: nothing would be left to train after an exploit there)."""
         segments = sum(h["kind"] == "segment" for h in p.history)
         end = int((segments + 1) * self.pops[p.plan.search.name].interval)
-        total = p.params.get(RESOURCE.get(p.plan.model or "", ""))
+        model = BUILTIN.get(p.plan.model or "")
+        total = p.params.get(model.step_param) if model and model.step_param else None  # the steps in all
         return None if isinstance(total, (int, float)) and end >= total else end
 
     def arrived(self, p: Pending, value: float) -> None:

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from coordinator.datasets import describe
 from coordinator.reporting import fmt
 from coordinator.tracking import Snapshot, Tracker
 
@@ -35,6 +36,11 @@ class LiveDisplay(Tracker):
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
         self.last: list[str] = []
+
+    def on_search_start(self, info: dict[str, Any]) -> None:
+        line = describe(info.get("data"))
+        if line:
+            self.console.print(line, markup=False, highlight=False)
 
     def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
         value = result["values"][0] if result.get("values") else None
@@ -66,9 +72,15 @@ class LiveDisplay(Tracker):
 class PlainLines(Tracker):
     """One line per finished trial (stdout is not a terminal)."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout  # looked up now: a test's or a caller's redirected stdout
         self.snap: Snapshot | None = None
+
+    def on_search_start(self, info: dict[str, Any]) -> None:
+        line = describe(info.get("data"))
+        if line:
+            self.out.write(line + "\n")
+            self.out.flush()
 
     def on_tick(self, snap: Snapshot) -> None:
         self.snap = snap
@@ -84,12 +96,15 @@ class PlainLines(Tracker):
 class JsonLines(Tracker):
     """Machine-readable events on stdout, one JSON object a line."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
 
     def _emit(self, obj: dict[str, Any]) -> None:
         self.out.write(json.dumps(obj, default=str) + "\n")
         self.out.flush()
+
+    def on_search_start(self, info: dict[str, Any]) -> None:
+        self._emit({"event": "search_start", **info})
 
     def on_trial_start(self, number: int, info: dict[str, Any]) -> None:
         self._emit({"event": "trial_start", "number": number, **info})

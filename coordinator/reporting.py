@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import crashpoint, resources
+from coordinator.models import BUILTIN
 from coordinator.store import RunStore, TrialRecord, atomic_write, write_json
 
 TOP_K = 10
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _FIXED = ("number", "study", "model", "status", "value")
+MAX_SUFFIX = "_max"  # trials.csv: the configured steps next to the steps used
 _TAIL = ("platform", "host", "duration_s", "total_s", "attempts", "seed", "error")
 
 
@@ -44,7 +46,9 @@ def csv_cell(value: Any) -> Any:
 
 
 def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per trial, and the column order: fixed, metrics, params, tail."""
+    """One row per trial, and the column order: fixed, metrics, params, tail. A completed
+    built-in iterative trial's step parameter shows the steps of its scored model (its
+    best step), the configured value follows it as ``<param>_max``."""
     metric_cols: list[str] = []
     param_cols: list[str] = []
     out = []
@@ -53,10 +57,14 @@ def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
         for k in (rec.result or {}).get("metrics", {}):
             if k not in metric_cols:
                 metric_cols.append(k)
-        for k in rec.info.get("params", {}):
+        for k in [*rec.info.get("params", {}), *[c for c in row if c.endswith(MAX_SUFFIX)]]:
             if k not in param_cols:
                 param_cols.append(k)
         out.append(row)
+    for col in [c for c in param_cols if c.endswith(MAX_SUFFIX)]:  # right after the value it qualifies
+        param_cols.remove(col)
+        base = col[: -len(MAX_SUFFIX)]
+        param_cols.insert(param_cols.index(base) + 1 if base in param_cols else len(param_cols), col)
     return out, [*_FIXED, *metric_cols, *param_cols, *_TAIL]
 
 
@@ -68,12 +76,41 @@ def _row(rec: TrialRecord) -> dict[str, Any]:
                            "value": values[0] if values else None}
     row.update(res.get("metrics", {}))
     row.update(rec.info.get("params", {}))
+    used = scored_steps(rec)
+    if used is not None:
+        param, steps = used
+        row[param + MAX_SUFFIX] = row[param]
+        row[param] = steps
     row.update({"platform": res.get("platform"), "host": res.get("host"), "duration_s": res.get("duration_s"),
                 "total_s": res.get("total_s"), "attempts": len(res.get("attempts", [])) or None,
                 "seed": rec.info.get("seed"), "error": (res.get("error") or "").strip().splitlines()[-1:] or ""})
     if isinstance(row["error"], list):
         row["error"] = row["error"][0] if row["error"] else ""
     return row
+
+
+def scored_steps(rec: TrialRecord) -> tuple[str, int] | None:
+    """(step parameter, steps) of the model a completed built-in iterative trial was scored
+    on: like ``xgb.cv``, the runner ends at its best step (``best_step``), so the model an
+    author reports has that many rounds, epochs or trees, not the configured maximum.
+    Retraining with the parameter set to it gives the same model and metrics."""
+    res = rec.result or {}
+    model = BUILTIN.get(rec.info.get("model") or "")
+    step = res.get("metrics", {}).get("best_step")
+    param = model.step_param if model else None
+    if param is None or res.get("status") != "COMPLETE" or step is None or param not in rec.info.get("params", {}):
+        return None
+    return param, int(step)
+
+
+def _steps_note(study: dict[str, Any], done: list[dict[str, Any]], params: list[str]) -> str:
+    """The caption's sentence on a table whose step column shows the steps used."""
+    model = BUILTIN.get(study.get("model") or "")
+    if model is None or model.step_param not in params or not any(model.step_param + MAX_SUFFIX in r for r in done):
+        return ""
+    param = model.step_param
+    return (f"; {param} is the number of {model.step_unit} at the best validation step (the configured maximum "
+            f"is in trials.csv, column {param}{MAX_SUFFIX})")
 
 
 def write_report(store: RunStore) -> dict[str, Path]:
@@ -106,7 +143,7 @@ def write_report(store: RunStore) -> dict[str, Path]:
         path = out / "tables" / f"top_{name}.tex"
         atomic_write(path, env.get_template("top_configs.tex.j2").render(
             caption=tex_escape(f"Top {min(TOP_K, len(done))} of {len(done)} completed {name} configurations "
-                               f"by {metrics[0]}"),
+                               f"by {metrics[0]}{_steps_note(study, done, params)}"),
             label=f"tab:top-{_label(name)}", align="r" * len(header), wide=len(header) > 6,
             header=" & ".join(tex_escape(h) for h in header), rows=body))
         tex_files.append(path)
@@ -201,10 +238,14 @@ def best_trials(table: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, A
 
 
 def _best_entry(r: dict[str, Any], study: dict[str, Any], metrics: list[str], cfg: dict[str, Any]) -> dict[str, Any]:
-    params = {p: r.get(p) for p in [*study["space"]["params"], *study["space"].get("fixed", {})]}
-    return {"number": r["number"], "value": r["value"], "metrics": {m: r.get(m) for m in metrics},
-            "params": params, "model": study["model"], "seed": r["seed"], "platform": r["platform"],
-            "data": cfg.get("data"), "spec": f"trials/{r['number']}/attempt-{r['attempts'] or 1}/spec.json"}
+    names = [*study["space"]["params"], *study["space"].get("fixed", {})]
+    params = {p: r.get(p) for p in names}  # the scored model's: a step parameter holds the steps used
+    entry = {"number": r["number"], "value": r["value"], "metrics": {m: r.get(m) for m in metrics},
+             "params": params, "model": study["model"], "seed": r["seed"], "platform": r["platform"],
+             "data": cfg.get("data"), "spec": f"trials/{r['number']}/attempt-{r['attempts'] or 1}/spec.json"}
+    if any(p + MAX_SUFFIX in r for p in names):  # what the trial was configured with (its spec.json)
+        entry["configured_params"] = {p: r.get(p + MAX_SUFFIX, r.get(p)) for p in names}
+    return entry
 
 
 def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], env: Any) -> dict[str, Path]:
@@ -224,7 +265,7 @@ def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], e
         path = out / "tables" / f"pareto_{name}.tex"
         atomic_write(path, env.get_template("top_configs.tex.j2").render(
             caption=tex_escape(f"Pareto front of {name}: {len(best)} of {len(done)} completed trials, "
-                               f"{' vs '.join(metrics)}"),
+                               f"{' vs '.join(metrics)}{_steps_note(study, best, params)}"),
             label=f"tab:pareto-{_label(name)}", align="r" * len(header), wide=len(header) > 6,
             header=" & ".join(tex_escape(h) for h in header),
             rows=[" & ".join(tex_escape(v) for v in [r["number"], *[r.get(m) for m in metrics],

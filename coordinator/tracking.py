@@ -50,6 +50,7 @@ class Snapshot:
 
 
 class Tracker:
+    def on_search_start(self, info: dict[str, Any]) -> None: ...
     def on_trial_start(self, number: int, info: dict[str, Any]) -> None: ...
     def on_report(self, number: int, values: dict[str, float]) -> None: ...
     def on_trial_end(self, number: int, result: dict[str, Any]) -> None: ...
@@ -70,6 +71,9 @@ class Trackers(Tracker):
                 getattr(t, method)(*args)
             except Exception:
                 log.warning("tracker %s failed in %s", type(t).__name__, method, exc_info=True)
+
+    def on_search_start(self, info: dict[str, Any]) -> None:
+        self._each("on_search_start", info)
 
     def on_trial_start(self, number: int, info: dict[str, Any]) -> None:
         self._each("on_trial_start", number, info)

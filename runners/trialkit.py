@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import checkpoint
+import dataprep
+from dataprep import DataProblem  # raised here too; run_spec maps it to EXIT_DATAERR
 
 METRIC_PREFIX = "[coord-metric]"
 EXIT_OK, EXIT_FAIL, EXIT_DATAERR, EXIT_PERMANENT, EXIT_REQUEUE = 0, 1, 65, 78, 75
@@ -27,10 +29,6 @@ HIGHER_IS_BETTER = ("auc", "r2")
 
 class ParamError(ValueError):
     """The parameters cannot work for this model (permanent: never retried)."""
-
-
-class DataProblem(ValueError):
-    """The data file cannot be used as configured (permanent)."""
 
 
 def emit(values: dict[str, Any], out: Any = None) -> None:
@@ -62,64 +60,35 @@ _DATA_CACHE: dict[str, Dataset] = {}
 
 
 def load_dataset(data: dict[str, Any]) -> Dataset:
-    """Read, encode and split the data once per process (warm workers reuse it)."""
+    """Read, encode and split the data once per process (warm workers reuse it): the
+    rows, target and folds as ``dataprep`` defines them (the coordinator checked the same
+    before the run), string columns one-hot encoded, the target and the drop and time
+    columns left out of the features."""
     key = json.dumps(data, sort_keys=True)
     if key in _DATA_CACHE:
         return _DATA_CACHE[key]
     import numpy as np
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(data["path"])
-    except (OSError, ValueError) as exc:
-        raise DataProblem(f"cannot read data file {data['path']}: {exc}") from None
+    frame = dataprep.read_frame(data)
     target, time_col = data["target"], data.get("time_col")
-    for col in [target] + ([time_col] if time_col else []):
-        if col not in frame.columns:
-            raise DataProblem(f"column {col!r} not in {data['path']} (columns: {', '.join(frame.columns)})")
-    frame = frame.dropna(subset=[target])
     raw_y = frame[target]
     task = data.get("task") or "auto"
     if task == "auto":
-        task = "classification" if (raw_y.dtype == object or raw_y.nunique() <= 2) else "regression"
-    if task == "classification":
-        classes = sorted(raw_y.unique().tolist(), key=str)
-        if len(classes) != 2:
-            raise DataProblem(f"target {target!r} has {len(classes)} classes; classification here is binary")
-        y = (raw_y == classes[1]).to_numpy(dtype=np.float64)
-    else:
-        y = pd.to_numeric(raw_y, errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(y).any():
-            raise DataProblem(f"target {target!r} is not numeric; use --task classification")
+        numeric = pd.api.types.is_numeric_dtype(raw_y)
+        task = "classification" if (not numeric or raw_y.nunique() <= 2) else "regression"
+    y = dataprep.encode_target(raw_y, task, data.get("positive_class"))
     drop = [target] + list(data.get("drop") or []) + ([time_col] if time_col else [])
     X = pd.get_dummies(frame.drop(columns=[c for c in drop if c in frame.columns]), dtype=np.float64)
     X = X.astype(np.float64)
     X.columns = [str(c) for c in X.columns]
-    folds = make_folds(data, y, frame[time_col].to_numpy() if time_col else None, task)
+    times = frame[time_col].to_numpy() if time_col else None
+    folds = dataprep.make_folds(data, y, times, task)
+    bad = dataprep.unscorable_fold(data, folds, raw_y, times) if task == "classification" else None
+    if bad is not None:
+        raise DataProblem(f"{bad[2]}: a binary model needs both classes in every fold")
     _DATA_CACHE[key] = Dataset(X, y, task, folds)
     return _DATA_CACHE[key]
-
-
-def make_folds(data: dict[str, Any], y: Any, times: Any, task: str) -> list[tuple[Any, Any]]:
-    import numpy as np
-
-    cv, k, seed = data.get("cv", "holdout"), int(data.get("folds", 5)), int(data.get("split_seed", 0))
-    idx = np.arange(len(y))
-    if cv == "walk-forward":
-        values = sorted(set(times.tolist()))
-        if len(values) < k + 1:
-            raise DataProblem(f"walk-forward with {k} folds needs {k + 1} distinct time values, got {len(values)}")
-        return [(idx[times < v], idx[times == v]) for v in values[-k:]]
-    if cv == "kfold":
-        from sklearn.model_selection import KFold, StratifiedKFold
-
-        splitter = (StratifiedKFold if task == "classification" else KFold)(k, shuffle=True, random_state=seed)
-        return [(a, b) for a, b in splitter.split(idx, y)]
-    from sklearn.model_selection import train_test_split
-
-    a, b = train_test_split(idx, test_size=float(data.get("holdout", 0.2)), random_state=seed,
-                            stratify=y if task == "classification" else None)
-    return [(np.sort(a), np.sort(b))]
 
 
 def score(task: str, y_true: Any, pred: Any) -> dict[str, float]:

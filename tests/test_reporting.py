@@ -93,3 +93,53 @@ def test_pareto_front_table_and_plot_compile(runs: Path, script, space_file, tmp
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", doc.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_reports_show_the_boosting_rounds_of_the_scored_model(runs: Path, small_csv: Path, space_file,
+                                                               tmp_path: Path) -> None:
+    """A built-in XGBoost trial ends at its best step: the tables, trials.csv and best.json
+    show those rounds (the configured maximum stays in n_estimators_max / configured_params),
+    and best.json's params retrain exactly the scored model."""
+    import csv
+    import sys
+
+    from coordinator import resources
+
+    space = space_file("params:\n  n_estimators: {type: int, low: 180, high: 211}\n"
+                       "  learning_rate: {type: float, low: 0.6, high: 0.9}\n"
+                       "fixed: {max_depth: 6}\n")
+    out = run_search(SearchOptions(models=("xgboost",), space=space, data=str(small_csv), target="home_win",
+                                   time_col="season", folds=2, trials=3, parallel=2, run_dir=str(runs / "x")))
+    run = Path(out["run_dir"])
+    results = {rec.number: rec.result for rec in RunStore.open(run).trials() if rec.result}
+    assert all(r["status"] == "COMPLETE" for r in results.values()) and len(results) == 3
+    used = {n: int(r["metrics"]["best_step"]) for n, r in results.items()}
+    configured = {n: r["params"]["n_estimators"] for n, r in results.items()}
+    assert any(used[n] < configured[n] for n in results)  # the tables must not show the configured value
+    table = {int(r["number"]): r for r in csv.DictReader((run / "report" / "trials.csv").open())}
+    for n in results:
+        assert int(table[n]["n_estimators"]) == used[n] and int(table[n]["n_estimators_max"]) == configured[n]
+    tex = (run / "report" / "tables" / "top_xgboost.tex").read_text()
+    assert "boosting rounds at the best validation step" in tex and "n\\_estimators\\_max" in tex
+    header = next(ln for ln in tex.splitlines() if ln.strip().startswith("Rank")).split("&")
+    column = [h.strip() for h in header].index("n\\_estimators")
+    shown = {int(ln.split("&")[1]): int(ln.split("&")[column]) for ln in tex.splitlines() if ln.strip()[:1].isdigit()}
+    assert shown == used
+    best = json.loads((run / "report" / "best.json").read_text())["xgboost"]
+    assert best["params"]["n_estimators"] == used[best["number"]]
+    assert best["configured_params"]["n_estimators"] == configured[best["number"]]
+    spec = json.loads((run / best["spec"]).read_text())
+    spec.update(params=best["params"], checkpoint_dir=None, attempt_dir=None)
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, str(resources.folder("runners") / "run_trial.py")], capture_output=True,
+                          env={**os.environ, "COORD_SPEC": str(tmp_path / "spec.json")}, text=True, check=True)
+    again = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("[coord-metric]")][-1].split(" ", 1)[1])
+    assert again["auc"] == best["value"] and again["best_step"] == used[best["number"]]
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (scripts/install.sh installs it)")
+    doc = tmp_path / "top.tex"
+    doc.write_text(standalone_document([run / "report" / "tables" / "top_xgboost.tex"]))
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", doc.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
