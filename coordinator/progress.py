@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from coordinator.reporting import fmt
+from coordinator.reporting import fmt  # the one value format: progress, summary and status agree
 from coordinator.tracking import Snapshot, Tracker
 
 
@@ -66,8 +66,8 @@ class LiveDisplay(Tracker):
 class PlainLines(Tracker):
     """One line per finished trial (stdout is not a terminal)."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout  # looked up now: a default bound at import outlives a swapped stdout
         self.snap: Snapshot | None = None
 
     def on_tick(self, snap: Snapshot) -> None:
@@ -77,15 +77,15 @@ class PlainLines(Tracker):
         value = result["values"][0] if result.get("values") else None
         extra = "" if result["status"] == "COMPLETE" else f" ({result['kind']})"
         self.out.write(f"trial {number} {result['status']}{extra} {fmt(value)} on {result['platform']} "
-                       f"in {result['duration_s']:.2f}s\n")
+                       f"in {result['duration_s']:.1f}s\n")
         self.out.flush()
 
 
 class JsonLines(Tracker):
     """Machine-readable events on stdout, one JSON object a line."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
 
     def _emit(self, obj: dict[str, Any]) -> None:
         self.out.write(json.dumps(obj, default=str) + "\n")
