@@ -4,6 +4,7 @@ Kept apart from ``cli.py`` so tests and scripts can call it without click."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from coordinator.loop import Coordinator
 from coordinator.models import BUILTIN, get_model
 from coordinator.plans import Limits, StudyPlan
 from coordinator.protocol import MetricParser
-from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
+from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, detect_memory_gb, load_registry
 from coordinator.reporting import write_report
 from coordinator.routing import plan_lines
 from coordinator.search import Search, count_trials, make_pruner, make_sampler, open_storage, sampler_seed
@@ -135,7 +136,7 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
         files = {k: str(v) for k, v in write_report(store).items()}
     finally:
         store.close()
-    result = {"run_dir": str(store.root), **summary, "files": files}
+    result = {"run_dir": str(store.root), **summary, "files": files, **_best_config(files, summary["best_number"])}
     if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
         errors = [r.result.get("error", "") for r in store.trials() if r.result]
         last = next((e for e in reversed(errors) if e), "no error output")
@@ -144,11 +145,26 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     return result
 
 
+def _best_config(files: dict[str, str], number: int | None) -> dict[str, Any]:
+    """The best trial's model and parameters as the report states them (best.json), for
+    the summary; empty when there is none."""
+    try:
+        best = json.loads(Path(files["best"]).read_text(encoding="utf-8")) if number is not None else {}
+    except (KeyError, OSError, ValueError):
+        return {}
+    for name, entry in best.items():
+        for e in entry.get("pareto_front", [entry]) if isinstance(entry, dict) else []:
+            if isinstance(e, dict) and e.get("number") == number:
+                return {"best_model": e.get("model") or name, "best_params": e.get("params") or {}}
+    return {}
+
+
 def _preflight(backend: AgentBackend, coordinator: Coordinator, exp: Experiment) -> None:
     """Before the first trial: connect to every SSH host and start its agent; check that
     it has the libraries each built-in model needs. A host that fails is routed around
     (its trials fall back) and named with the reason; a host missing one model's library
     still runs the others."""
+    _warn_oversubscribed(exp, coordinator.store)
     models = [s.model for s in exp.studies if s.model is not None]
 
     ssh = [k for k, p in exp.registry.platforms.items() if p.connection == "ssh"]
@@ -176,6 +192,46 @@ def _preflight(backend: AgentBackend, coordinator: Coordinator, exp: Experiment)
                     coordinator.incapable[(model.model_type, platform)] = why
                     coordinator.store.event("host_incapable", platform=platform, model=model.name, reason=why)
                     log.warning("%s", why)
+
+
+def oversubscribed(registry: Registry, parallel: int | None = None) -> list[dict[str, Any]]:
+    """Local platforms that declare more cores or memory than this machine has, or more
+    slots x threads per slot than its cores (a registry written for another machine, e.g.
+    the example's 10-core laptop used on a 2-core box: every trial then runs many times
+    slower). One warning each, with declared and real figures and the fix; never an error,
+    since a person may oversubscribe on purpose. ``parallel`` caps the slots in use."""
+    cores, memory = os.cpu_count() or 1, detect_memory_gb()
+    found = []
+    for key, p in registry.platforms.items():
+        if p.connection != "local":
+            continue
+        slots = min(p.max_concurrent_jobs, parallel or p.max_concurrent_jobs)
+        threads = p.threads_per_slot()
+        problems, fixes = [], []
+        if p.specs.cpu_cores > cores:
+            problems.append(f"cpu_cores {p.specs.cpu_cores} > {cores} real cores")
+            fixes.append(f"cpu_cores to {cores}")
+        # 10% slack: a "16 GB" machine shows the OS about 15.5 GiB, which is not a mistake
+        if p.specs.memory_gb > memory * 1.1:
+            problems.append(f"memory_gb {p.specs.memory_gb:g} > {memory:g} GB real")
+            fixes.append(f"memory_gb to {memory:g}")
+        if slots * threads > cores:
+            problems.append(f"{slots} slots x {threads} threads = {slots * threads} > {cores} real cores")
+            if p.max_concurrent_jobs > cores:
+                fixes.append(f"max_concurrent_jobs to {cores}")
+        if problems:
+            message = (f"{key}: the registry oversubscribes this machine: {'; '.join(problems)}; "
+                       f"lower {', '.join(fixes or ['max_concurrent_jobs'])} in {registry.source}")
+            found.append({"platform": key, "message": message, "cpu_cores": p.specs.cpu_cores, "real_cores": cores,
+                          "memory_gb": p.specs.memory_gb, "real_memory_gb": memory, "slots": slots,
+                          "threads_per_slot": threads})
+    return found
+
+
+def _warn_oversubscribed(exp: Experiment, store: RunStore) -> None:
+    for warning in oversubscribed(exp.registry, exp.parallel):
+        log.warning("%s", warning["message"])
+        store.event("oversubscribed", **warning)
 
 
 def _skip_shared_gpus(registry: Registry, coordinator: Coordinator) -> None:
@@ -220,13 +276,13 @@ def run_status(path: Path) -> dict[str, Any]:
     return {"run": str(path), "state": state, "name": cfg["name"], "metric": cfg["metrics"][0],
             "planned": cfg["trials"] *
             len(cfg["studies"]), **{k.lower(): v for k, v in sorted(counts.items())},
-            "best": f"{best[0]:.6g} (trial {best[1]})" if best else "-"}
+            "best_value": best[0] if best else None, "best_trial": best[1] if best else None}
 
 
 def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
     reg = load_registry(registry_path) if registry_path else default_registry()
     infos = [get_model(m) for m in models] if models else list(BUILTIN.values())
-    lines = [f"registry: {reg.source}"]
+    lines = [f"registry: {reg.source}", *(f"warning: {w['message']}" for w in oversubscribed(reg))]
     for name, p in reg.platforms.items():
         gpus = ", ".join(f"{g.model}" for g in p.specs.gpus) or "no GPU"
         usable = "" if p.connection in RUNNABLE_CONNECTIONS else f"  [{p.connection}: not runnable yet]"

@@ -1,17 +1,20 @@
-"""The ``coord`` command. The only module that imports click, and the only place errors
-become messages and exit codes. Heavy libraries are imported inside commands, so
-``coord --help`` stays fast."""
+"""The ``coord`` command. The only module that imports click (with its help layout,
+cli_help.py), and the only place errors become messages and exit codes. Heavy libraries
+are imported inside commands, so ``coord --help`` stays fast."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from coordinator.cli_help import SectionedCommand
 from coordinator.errors import CoordError
 
 log = logging.getLogger("coordinator")
@@ -37,19 +40,41 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-@main.command()
+# search --help: options by what a person is deciding; names are click's param names
+# (positive_class: the option another branch adds, placed here in advance)
+SEARCH_SECTIONS = [
+    ("What to tune", ["models", "command", "model_type", "space", "metrics", "direction", "sampler", "seed"]),
+    ("Data", ["data", "target", "task", "positive_class", "cv", "time_col", "folds"]),
+    ("Budget", ["trials", "timeout", "trial_timeout"]),
+    ("Where it runs", ["registry", "parallel", "placement"]),
+    ("Early stopping and PBT", ["pruner", "min_resource", "max_resource", "reduction_factor", "prune_threshold",
+                                "pbt", "pbt_interval"]),
+    ("Reliability", ["max_retries", "host_retry", "checkpoint_every"]),
+    ("Output", ["run_dir", "runs_root", "name", "storage", "quiet", "as_json"]),
+]
+SEARCH_EXAMPLES = [
+    "coord search --model xgboost",
+    "coord search --model xgboost --model glm --trials 40 --pruner asha",
+    "coord search --command \"python train.py\" --space space.yaml --metric val_loss",
+]
+REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this machine)."
+
+
+@main.command(cls=SectionedCommand, sections=SEARCH_SECTIONS, examples=SEARCH_EXAMPLES,
+              short_help="Run a hyperparameter search.")
 @click.option("--model", "models", multiple=True, help="Built-in model: xgboost, random_forest, glm, mlp "
               "(repeat to compare several in one run). Default: xgboost.")
 @click.option("--command", help="Tune your own script instead, e.g. \"python train.py\".")
 @click.option("--model-type", help="Routing key for --command trials (default: Custom).")
 @click.option("--space", type=click.Path(), help="Search space YAML (default: the model's own).")
-@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(),
-              help="Hardware registry YAML [env COORD_REGISTRY] (default: this machine).")
+@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(), help=REGISTRY_HELP)
 @click.option("--trials", type=click.IntRange(min=1), help="Trials per model (default 30; grid: its size).")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Stop starting new trials after SECONDS.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler, split and trial seed base.")
 @click.option("--sampler", default="tpe", show_default=True,
-              type=click.Choice(["tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2"]))
+              type=click.Choice(["tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2"]),
+              help="How the next configuration is chosen (grid: every combination of the space; nsga2: "
+              "several --metric).")
 @click.option("--metric", "metrics", multiple=True,
               help="Objective (repeat for multi-objective). Default: auc, or rmse for regression.")
 @click.option("--direction", type=click.Choice(["maximize", "minimize"]),
@@ -61,7 +86,8 @@ def main(verbose: int) -> None:
 @click.option("--positive-class", help="The target's class that counts as positive (default: 1 of 0/1, True, "
               "else the last in sorted order, e.g. 'yes' of no/yes).")
 @click.option("--task", default="auto", show_default=True,
-              type=click.Choice(["auto", "classification", "regression"]))
+              type=click.Choice(["auto", "classification", "regression"]),
+              help="What --target is (auto: two distinct values make it classification).")
 @click.option("--cv", type=click.Choice(["holdout", "kfold", "walk-forward"]),
               help="Validation (default: walk-forward with --time-col, else holdout).")
 @click.option("--time-col", help="Time column for walk-forward validation (e.g. season).")
@@ -71,7 +97,8 @@ def main(verbose: int) -> None:
               help="Where run directories go [env COORD_RUNS_DIR].")
 @click.option("--name", help="Run name (default: the model).")
 @click.option("--storage", envvar="COORD_STORAGE", help="Optuna storage URL (default: a journal file in the run).")
-@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Retries of a failed trial (elsewhere when another host can run it) before it is FAILED.")
 @click.option("--trial-timeout", type=click.FloatRange(min=0), help="Kill a trial after SECONDS.")
 @click.option("--pruner", default="none", show_default=True,
               type=click.Choice(["none", "median", "percentile", "asha", "hyperband", "threshold", "patient"]),
@@ -80,7 +107,9 @@ def main(verbose: int) -> None:
               help="Pruner: steps before a trial can be stopped (default: XGBoost 25 rounds, MLP 2 epochs, "
               "random forest 50 trees).")
 @click.option("--max-resource", type=click.IntRange(min=1), help="Hyperband: the most steps a trial runs.")
-@click.option("--reduction-factor", type=click.IntRange(min=2), default=3, show_default=True)
+@click.option("--reduction-factor", type=click.IntRange(min=2), default=3, show_default=True,
+              help="ASHA/Hyperband: each rung keeps the best 1/FACTOR of trials; rungs at min-resource x "
+              "FACTOR^k steps.")
 @click.option("--prune-threshold", type=float, help="Threshold pruner: stop trials worse than this.")
 @click.option("--host-retry", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds before a host that went down is tried again.")
@@ -95,16 +124,18 @@ def main(verbose: int) -> None:
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
 def search(quiet: bool, as_json: bool, **kw: Any) -> None:
-    """Run a hyperparameter search (e.g. coord search --model xgboost)."""
+    """Run a hyperparameter search: Optuna proposes configurations, the registry's
+    platforms run them, and the run directory records every trial and the reports."""
     from coordinator.app import run_search
     from coordinator.config import SearchOptions
 
     fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()}
     opts = SearchOptions(**fields)
-    _finish(run_search(opts, _mode(quiet, as_json)), as_json)
+    here = os.getcwd()
+    _finish(run_search(opts, _mode(quiet, as_json)), as_json, here)
 
 
-@main.command()
+@main.command(short_help="Continue a run whose coordinator stopped or died.")
 @click.argument("run", type=click.Path())
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
@@ -114,14 +145,17 @@ def resume(run: str, quiet: bool, as_json: bool) -> None:
     parameters, then go on with the search."""
     from coordinator.app import resume_run
 
-    _finish(resume_run(Path(run), _mode(quiet, as_json)), as_json)
+    here = os.getcwd()  # resume_run moves to the run's own working directory
+    _finish(resume_run(Path(run), _mode(quiet, as_json)), as_json, here)
 
 
 def _mode(quiet: bool, as_json: bool) -> str:
     return "json" if as_json else "quiet" if quiet else ("live" if sys.stdout.isatty() else "plain")
 
 
-def _finish(result: dict[str, Any], as_json: bool) -> None:
+def _finish(result: dict[str, Any], as_json: bool, here: str) -> None:
+    if result.get("interrupted"):
+        result = {**result, "resume_command": _resume_command(result["run_dir"], here)}
     if as_json:
         click.echo(json.dumps(result, default=str))
     else:
@@ -130,17 +164,31 @@ def _finish(result: dict[str, Any], as_json: bool) -> None:
         sys.exit(130)
 
 
+def _resume_command(run_dir: str, here: str) -> str:
+    """The exact command that continues the run from ``here`` (where coord was started):
+    relative when the run lies below it, else absolute."""
+    rel = os.path.relpath(run_dir, here)
+    return f"coord resume {shlex.quote(run_dir if rel.startswith('..') else rel)}"
+
+
 def _print_summary(result: dict[str, Any]) -> None:
+    from coordinator.reporting import fmt  # the one way a value is shown: progress, summary, status
+
     click.echo(f"\nrun: {result['run_dir']}")
     click.echo(f"trials: {result['complete']} complete, {result['pruned']} pruned, {result['failed']} failed, "
                f"{result['cancelled']} cancelled, {result['retries']} retries, {result['elapsed_s']:.1f}s")
     if result.get("best_value") is not None:
-        click.echo(f"best {result['metric']}: {result['best_value']:.6g} (trial {result['best_number']})")
+        model = f", {result['best_model']}" if result.get("best_model") else ""
+        params = ", ".join(f"{k}={fmt(v)}" for k, v in (result.get("best_params") or {}).items())
+        click.echo(f"best {result['metric']}: {fmt(result['best_value'])} (trial {result['best_number']}{model}"
+                   f"{': ' + params if params else ''})")
     for kind, path in result["files"].items():
         click.echo(f"  {kind:<24} {path}")
+    if result.get("interrupted"):
+        click.echo(f"interrupted: unfinished trials are kept; continue with: {result['resume_command']}")
 
 
-@main.command()
+@main.command(short_help="Rebuild a run's CSV, best.json and LaTeX tables.")
 @click.argument("run", type=click.Path())
 def report(run: str) -> None:
     """(Re)build trials.csv, best.json and LaTeX tables of RUN from its run directory."""
@@ -156,34 +204,40 @@ def report(run: str) -> None:
         click.echo(f"{kind:<24} {path}")
 
 
-@main.command()
+@main.command(short_help="Show a run's state, trial counts and best value.")
 @click.argument("run", type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object for scripts (numbers: best_value, best_trial; null when none).")
 def status(run: str, as_json: bool) -> None:
     """Counts and best value of RUN, from its run directory (live or finished)."""
     from coordinator.app import run_status
+    from coordinator.reporting import fmt
 
     info = run_status(Path(run))
     if as_json:
         click.echo(json.dumps(info, default=str))
         return
+    best, number = info.pop("best_value"), info.pop("best_trial")
+    info["best"] = f"{fmt(best)} (trial {number})" if best is not None else "-"
     for key, value in info.items():
         click.echo(f"{key:<12} {value}")
 
 
-@main.command()
+@main.command(short_help="Show where each model's trials would run.")
 @click.option("--model", "models", multiple=True, help="Model(s) to plan for (default: all built-in).")
-@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path())
+@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(), help=REGISTRY_HELP)
 def plan(models: tuple[str, ...], registry: str | None) -> None:
-    """Show where each model type's trials would run, with slots and fallbacks."""
+    """Show where each model type's trials would run, with slots and fallbacks, and warn
+    when a local platform declares more cores, memory or slots than this machine has."""
     from coordinator.app import plan_text
 
     click.echo(plan_text(models, registry))
 
 
-@main.command()
+@main.command(short_help="Check a registry or search-space YAML file.")
 @click.argument("file", type=click.Path())
-@click.option("--kind", type=click.Choice(["auto", "registry", "space"]), default="auto")
+@click.option("--kind", type=click.Choice(["auto", "registry", "space"]), default="auto", show_default=True,
+              help="What FILE is (auto: a registry has 'platforms', a search space 'params').")
 def validate(file: str, kind: str) -> None:
     """Check a registry or search-space YAML file; print what it defines."""
     from coordinator.app import validate_file
@@ -191,9 +245,9 @@ def validate(file: str, kind: str) -> None:
     click.echo(validate_file(file, kind))
 
 
-@main.group(invoke_without_command=True)
-@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
+@main.group(invoke_without_command=True, short_help="Check every host of the registry (the doctor).")
+@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(), help=REGISTRY_HELP)
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 @click.option("--run", "run_dir", type=click.Path(), help="Also show the speeds measured in this run.")
 @click.pass_context
 def hosts(ctx: click.Context, registry: str | None, as_json: bool, run_dir: str | None) -> None:
@@ -225,7 +279,7 @@ def hosts(ctx: click.Context, registry: str | None, as_json: bool, run_dir: str 
         ctx.exit(4)
 
 
-@hosts.command()
+@hosts.command(short_help="Record PLATFORM's host key in known_hosts, after asking.")
 @click.argument("platform")
 @click.option("--registry", "own_registry", type=click.Path(),
               help="Hardware registry YAML (may also come before trust: coord hosts --registry FILE trust X).")

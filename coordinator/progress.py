@@ -14,7 +14,7 @@ import sys
 from typing import Any, TextIO
 
 from coordinator.datasets import describe
-from coordinator.reporting import fmt
+from coordinator.reporting import fmt  # the one value format: progress, summary and status agree
 from coordinator.tracking import Snapshot, Tracker
 
 
@@ -73,7 +73,7 @@ class PlainLines(Tracker):
     """One line per finished trial (stdout is not a terminal)."""
 
     def __init__(self, out: TextIO | None = None) -> None:
-        self.out = out or sys.stdout  # looked up now: a test's or a caller's redirected stdout
+        self.out = out or sys.stdout  # looked up now: a default bound at import outlives a swapped stdout
         self.snap: Snapshot | None = None
 
     def on_search_start(self, info: dict[str, Any]) -> None:
@@ -89,7 +89,7 @@ class PlainLines(Tracker):
         value = result["values"][0] if result.get("values") else None
         extra = "" if result["status"] == "COMPLETE" else f" ({result['kind']})"
         self.out.write(f"trial {number} {result['status']}{extra} {fmt(value)} on {result['platform']} "
-                       f"in {result['duration_s']:.2f}s\n")
+                       f"in {result['duration_s']:.1f}s\n")
         self.out.flush()
 
 

@@ -1,0 +1,50 @@
+"""Help layout for ``coord search``: its options in named sections and a few examples.
+click has no option groups; this small Command subclass renders them, so no dependency
+is needed. Only cli.py uses it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+_COL_MAX = 30  # click's default: a longer option name gets its help on the next line
+
+
+class SectionedCommand(click.Command):
+    """A command whose ``--help`` lists its options by section and ends with examples.
+
+    ``sections`` maps a title to parameter names (click's ``param.name``); a name that no
+    option has is ignored, so a section may list an option added on another branch. An
+    option in no section is shown under "Other options", never hidden."""
+
+    def __init__(self, *args: Any, sections: Sequence[tuple[str, Sequence[str]]] = (),
+                 examples: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sections = [(title, tuple(names)) for title, names in sections]
+        self.examples = tuple(examples)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and param.name is not None:
+                records[param.name] = record
+        placed = {name for _, names in self.sections for name in names}
+        groups = [(title, [records[n] for n in names if n in records]) for title, names in self.sections]
+        groups.append(("Other options", [rec for name, rec in records.items() if name not in placed]))
+        # one first-column width for every section (click sizes each list on its own)
+        width = min(max((len(rec[0]) for rec in records.values()), default=0), _COL_MAX)
+        for title, rows in groups:
+            if rows:
+                own = min(max(len(first) for first, _ in rows), _COL_MAX)
+                with formatter.section(title):
+                    formatter.write_dl(rows, col_max=_COL_MAX, col_spacing=2 + width - own)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        if self.examples:
+            with formatter.section("Examples"):
+                for line in self.examples:  # verbatim: a command line must not be re-wrapped
+                    formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
