@@ -80,11 +80,7 @@ def _shown_commands() -> list[object]:
     for doc in (ROOT / "README.md", ROOT / "docs" / "usage.md"):
         for number, text in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
             if text.startswith("    ") and text.strip().startswith("coord "):
-                line, marks = text.strip(), ()
-                if line.startswith("coord hosts trust") and "--registry" in line:
-                    # item 15 of issue 8 adds --registry to `hosts trust` on another branch: un-xfail after the merge
-                    marks = (pytest.mark.xfail(reason="hosts trust --registry: issue 8 item 15", strict=False),)
-                cases.append(pytest.param(line, id=f"{doc.name}:{number}", marks=marks))
+                cases.append(pytest.param(text.strip(), id=f"{doc.name}:{number}"))
     return cases
 
 

@@ -75,6 +75,7 @@ def check(run: Path, *, trials: int, max_retries: int, before: dict[str, bytes] 
         # moves, PBT segments and coordinator interruptions spend no retry
         spent = [h for h in result.get("attempts", []) if h["kind"] not in FREE_KINDS]
         assert len(spent) <= 1 + max_retries, f"I5: trial {d.name} spent {len(spent)} attempts"
+        assert len(result.get("attempts", [])) == len(attempts), f"trial {d.name}: attempts on disk and on record differ"
         if attempts:
             assert result["attempt"] == attempts[-1], f"I2: trial {d.name} committed attempt {result['attempt']}"
         counts["attempts"] += len(attempts)

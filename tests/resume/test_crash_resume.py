@@ -146,12 +146,21 @@ def test_the_checker_catches_each_violation(tmp_path: Path) -> None:
         data["values"] = [data["values"][0] + 1]
         res.write_text(json.dumps(data))
 
+    def too_many_attempts(run: Path) -> None:  # four failed attempts on record, with their directories
+        for k in (2, 3, 4):
+            shutil.copytree(run / "trials/0/attempt-1", run / f"trials/0/attempt-{k}")
+        res = run / "trials/0/result.json"
+        data = json.loads(res.read_text())
+        data["attempts"] = [{**data["attempts"][0], "attempt": k, "kind": "crashed"} for k in (1, 2, 3)] + \
+            [{**data["attempts"][0], "attempt": 4}]
+        data["attempt"] = 4
+        res.write_text(json.dumps(data))
+
     cases = {
         "I1": lambda run: (run / "trials/2/result.json").unlink(),
         "I4": wrong_value,
         "ran twice": lambda run: (run / "trace.log").write_text((run / "trace.log").read_text() + "0 1 start 1.0\n"),
-        "I5": lambda run: [shutil.copytree(run / "trials/0/attempt-1", run / f"trials/0/attempt-{k}")
-                           for k in (2, 3, 4)],
+        "I5": too_many_attempts,
     }
     for want, damage in cases.items():
         with pytest.raises(AssertionError, match=want):
