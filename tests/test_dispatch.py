@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from coordinator.dispatch import Kind, RetryPolicy, classify
+from coordinator.dispatch import Kind, RetryPolicy, classify, end_kind
 from coordinator.trial import Outcome
 
 OBJ = ("auc",)
@@ -35,3 +35,27 @@ def test_retry_budget_and_backoff_schedule() -> None:
     assert policy.delay(Kind.TIMEOUT, 1) is None
     assert policy.delay(Kind.REQUEUE, 1) == 0.0
     assert RetryPolicy(max_retries=0).delay(Kind.CRASHED, 1) is None
+
+
+def _end(outcome: Outcome, metrics: dict[str, float], **asked: bool) -> Kind:
+    flags = {"prune_requested": False, "pruned_mark": False, "migrating": False, "segment": False,
+             "interrupted": False, **asked}
+    return end_kind(outcome, OBJ, metrics, "", **flags)
+
+
+def test_a_finished_trial_is_complete_whatever_was_asked_too_late() -> None:
+    done = Outcome(0, cancelled=True)
+    assert _end(done, {"auc": 0.7}) == Kind.OK  # a cancel that came after the end
+    assert _end(Outcome(0), {"auc": 0.7}, prune_requested=True) == Kind.OK  # a late prune (a replay)
+    assert _end(Outcome(0), {"auc": 0.7}, prune_requested=True, pruned_mark=True) == Kind.PRUNED
+    assert _end(Outcome(None, signal=15), {"auc": 0.6}, prune_requested=True) == Kind.PRUNED  # a script killed
+    assert _end(Outcome(0, timed_out=True), {"auc": 0.7}) == Kind.TIMEOUT  # over its time: not complete
+
+
+def test_interruptions_moves_and_segments_spend_no_retry() -> None:
+    assert _end(Outcome(75), {}, interrupted=True) == Kind.INTERRUPTED
+    assert _end(Outcome(None, signal=15), {}, interrupted=True) == Kind.INTERRUPTED
+    assert _end(Outcome(78), {}, interrupted=True) == Kind.PERMANENT  # a real failure stays one
+    assert _end(Outcome(75), {}, migrating=True) == Kind.MIGRATED
+    assert _end(Outcome(75), {}, segment=True) == Kind.SEGMENT
+    assert _end(Outcome(1), {}, interrupted=True) == Kind.INTERRUPTED
