@@ -32,6 +32,7 @@ from coordinator.trial import Allocation, Needs, TrialSpec, TrialStatus
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
+BACKSTOP_S = 300.0  # a trial still running this long past its limit is cancelled by the coordinator
 PRUNED_MARK = "pruned_step"  # a built-in runner's last report when it stopped on a prune request
 
 
@@ -260,7 +261,8 @@ class Coordinator:
                          threads=self.registry.platforms[alloc.platform].threads_per_slot(),
                          device="cuda" if alloc.gpu is not None else "cpu",
                          checkpoint_every_s=self.limits.checkpoint_every_s,
-                         stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None)
+                         stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None,
+                         timeout_s=self.limits.trial_timeout_s)
 
     def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False, interrupted: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running
@@ -282,7 +284,10 @@ class Coordinator:
             self.retry_queue.append(p)
             return
         now = self.clock()
-        deadline = now + self.limits.trial_timeout_s if self.limits.trial_timeout_s else None
+        # the host enforces the limit on the trial's own run time; this is the backstop for a
+        # host that does not (the coordinator may read output late, so it never acts first)
+        t = self.limits.trial_timeout_s
+        deadline = now + t + max(BACKSTOP_S, t) if t else None
         self.running[handle.key] = Running(p, handle, now, deadline, interrupted=interrupted)
         self.store.event("reattached" if reattach else "launched", number=p.number, attempt=p.attempt,
                          platform=alloc.platform, slot=alloc.slot, gpu=alloc.gpu, reason=alloc.reason,

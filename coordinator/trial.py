@@ -63,6 +63,7 @@ class TrialSpec:
     device: str = "cpu"
     checkpoint_every_s: float = 30.0  # built-in runners: seconds between checkpoints (and one at the end)
     stop_at: int | None = None  # PBT: end this segment at this step (checkpoint, exit 75)
+    timeout_s: float | None = None  # the attempt's limit on its own run time, enforced on its host
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,7 +71,7 @@ class TrialSpec:
             "seed": self.seed, "model": self.model, "command": list(self.command) if self.command else None,
             "data": self.data, "metrics": list(self.metrics), "checkpoint_dir": self.checkpoint_dir,
             "attempt_dir": self.attempt_dir, "threads": self.threads, "device": self.device,
-            "checkpoint_every_s": self.checkpoint_every_s, "stop_at": self.stop_at,
+            "checkpoint_every_s": self.checkpoint_every_s, "stop_at": self.stop_at, "timeout_s": self.timeout_s,
         }
 
 

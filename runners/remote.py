@@ -1,23 +1,29 @@
-"""Remote side of the SSH backend (stdlib only): one agent per host, started over SSH.
+"""Host side of the agent backend (stdlib only): one agent per host, local or over SSH.
 
     python3 -S remote.py agent              serve requests on stdin (the normal mode)
     python3 -S remote.py follow ATTEMPT_DIR [OFFSET]   stream one attempt (debugging)
     python3 -S remote.py kill ATTEMPT_DIR              kill one attempt's process group
 
-The agent reads one JSON request a line on stdin:
+The agent reads one JSON request a line on stdin (docs/architecture.md lists every field):
 
-    {"op": "run", "tag": T, "adir": D, "files": {"spec.json": "...", "launch.json": "..."}}
+    {"op": "run", "tag": T, "adir": D, "files": {"spec.json": ..., "launch.json": ...}, "warm": {...}}
     {"op": "follow", "tag": T, "adir": D, "offset": N}     re-attach after a reconnect
-    {"op": "kill", "adir": D}
+    {"op": "kill", "adir": D}          SIGTERM, then SIGKILL, the attempt's process group
+    {"op": "prune", "adir": D}         ask a built-in runner to stop at its next step
+    {"op": "decide", "adir": D, "step": N, "prune": B}    the pruner's answer at a rung
+    {"op": "clean", "dir": D}          remove a finished trial's checkpoints
+    {"op": "stop_workers", "dir": D}   end a run's warm workers
 
 ``run`` writes the files into D (parameters travel inside this message, never on a
-command line), starts the trial detached in its own session with stdout/stderr in files,
-a ``pid`` file naming its process group and an ``exit.json`` carrying the attempt number,
-so that a dropped connection neither kills nor orphans it. For every attempt the agent
-streams ``T<TAB>line`` for each stdout line and finally
-``T<TAB>[coord-end] {"exit": CODE, "attempt": K, "stderr": TAIL}``; it prints
-``[coord-hb] N`` every second so the coordinator can tell a stalled connection from
-quiet trials. When stdin closes (the connection is gone) the agent exits; trials go on.
+command line), claims the attempt (a ``claim`` file, so a repeated request never starts it
+twice), and starts it detached in its own session, or hands it to the slot's warm worker
+(slots.py), with stdout/stderr in files, a ``pid`` file and an ``exit.json`` carrying the
+attempt number, so that a dropped connection neither kills nor orphans it. For every
+attempt the agent streams ``T<TAB>OFFSET<TAB>line`` for each stdout line (OFFSET: the
+byte offset in the host's file after that line) and finally
+``T<TAB>[coord-end] {"exit": CODE, "attempt": K, "seconds": S, "timed_out": B, "stderr": TAIL}``;
+it prints ``[coord-hb] N`` every second so the coordinator can tell a stalled connection
+from quiet trials. When stdin closes (the connection is gone) the agent exits; trials go on.
 """
 
 import json
@@ -38,6 +44,9 @@ POLL_S = 0.005  # how often a followed attempt's stdout is read (a stat and a re
 CLAIM = "claim"  # created exclusively before an attempt starts: a repeated run request never runs it twice
 CLAIM_STALE_S = 10.0  # a claim this old with no pid file: the agent died while starting it
 STDERR_TAIL = 64 * 1024
+STARTED = "started"  # when the attempt was claimed: its run time counts from here
+TIMED_OUT = "timed_out"  # written when the agent stops an attempt at its time limit
+MAX_LINE = 1 << 20  # longer stdout lines are cut in the stream (the parser ignores them anyway)
 _out_lock = threading.Lock()
 
 
@@ -55,9 +64,11 @@ def claim(adir):
     re-sends its run requests, and the answer must be "follow it", never "run it again"."""
     try:
         os.close(os.open(os.path.join(adir, CLAIM), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        return True
     except FileExistsError:
         return False
+    _write_atomic(os.path.join(adir, STARTED), json.dumps({"mono": time.monotonic(), "wall": time.time()}),
+                  durable=False)
+    return True
 
 
 def start(adir):
@@ -120,41 +131,82 @@ def _stderr_tail(adir):
         return ""
 
 
-def follow(adir, offset, emit, finished=None):
-    """Emit stdout lines from byte ``offset`` as they come, then the end line. ``finished``
-    (set when the supervisor exits) ends the wait at once; without it, poll."""
+def _elapsed(adir):
+    """Seconds since the attempt was claimed (the start of its run time on this host)."""
+    try:
+        with open(os.path.join(adir, STARTED)) as fh:
+            began = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    since = time.monotonic() - began["mono"]  # system-wide: the same clock for every agent until a reboot
+    return since if since >= 0 else time.time() - began["wall"]
+
+
+def _timeout(adir):
+    try:
+        with open(os.path.join(adir, "launch.json")) as fh:
+            value = json.load(fh).get("timeout_s")
+        return float(value) if value else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def follow(adir, offset, out, finished=None):
+    """Pass stdout lines from byte ``offset`` to ``out`` as they come, in batches of
+    ``(end offset, text)``, then return the attempt's end record. ``finished`` (set when the
+    supervisor exits) ends the wait at once; without it, poll.
+
+    The trial's time limit (``timeout_s`` in launch.json) is enforced here, against its own
+    run time on this host: a coordinator reading its output slowly never makes it late. A line
+    longer than MAX_LINE is cut for the stream (the file keeps it whole)."""
     finished = finished or threading.Event()
     path = os.path.join(adir, "stdout")
     exit_path = os.path.join(adir, "exit.json")
-    buf = b""
-    fh = None
+    limit = _timeout(adir)
+    buf, pos, skipping, fh = b"", offset, False, None
     while True:
         done = os.path.exists(exit_path)  # checked before the last read: nothing is missed
         if fh is None and os.path.exists(path):
             fh = open(path, "rb")
             fh.seek(offset)
-        chunk = fh.read() if fh is not None else b""
+        chunk = fh.read(1 << 20) if fh is not None else b""
         if chunk:
             buf += chunk
-            lines = buf.split(b"\n")
-            buf = lines.pop()
-            for line in lines:
-                emit(line.decode("utf-8", "replace"))
-        elif not done and _vanished(adir):
+            lines = []
+            while True:
+                i = buf.find(b"\n")
+                if i < 0:
+                    break
+                line, buf, pos = buf[:i], buf[i + 1:], pos + i + 1
+                if not skipping:
+                    lines.append((pos, line.decode("utf-8", "replace")))
+                skipping = False
+            if len(buf) > MAX_LINE:  # no newline in sight: pass its start on, skip the rest of it
+                if not skipping:
+                    lines.append((pos + len(buf), buf[:MAX_LINE].decode("utf-8", "replace")))
+                pos, buf, skipping = pos + len(buf), b"", True
+            if lines:
+                out(lines)
+            continue
+        if not done and limit is not None and not os.path.exists(os.path.join(adir, TIMED_OUT)):
+            elapsed = _elapsed(adir)
+            if elapsed is not None and elapsed > limit:
+                _write_atomic(os.path.join(adir, TIMED_OUT), "%.3f" % elapsed, durable=False)
+                threading.Thread(target=kill, args=(adir,), daemon=True).start()
+        if not done and _vanished(adir):
             _write_atomic(exit_path, json.dumps({"exit": -9, "attempt": None, "vanished": True}))
             continue
-        elif done:
-            if buf:
-                emit(buf.decode("utf-8", "replace"))
+        if done:
+            if buf and not skipping:
+                out([(pos + len(buf), buf.decode("utf-8", "replace"))])
             with open(exit_path) as efh:
                 result = json.load(efh)
             result["stderr"] = _stderr_tail(adir)
-            emit("%s %s" % (END, json.dumps(result)))
+            result["timed_out"] = os.path.exists(os.path.join(adir, TIMED_OUT))
             if fh is not None:
                 fh.close()
-            return
-        else:
-            finished.wait(POLL_S)
+            return result
+        finished.wait(POLL_S)
 
 
 _checked = {}
@@ -201,16 +253,22 @@ def kill(adir, grace=3.0):
 
 
 def _follow_tagged(tag, adir, offset, supervisor=None):
+    """Stream one attempt to the coordinator: ``TAG<TAB>OFFSET<TAB>line`` per stdout line,
+    one write per batch (never one flush per line), then ``TAG<TAB>[coord-end] {...}``."""
     finished = threading.Event()
     if supervisor:
         def reap():
             os.waitpid(supervisor, 0)
             finished.set()
         threading.Thread(target=reap, daemon=True).start()
+
+    def out(lines):
+        _emit("\n".join("%s\t%d\t%s" % (tag, off, text) for off, text in lines))
     try:
-        follow(adir, offset, lambda line: _emit("%s\t%s" % (tag, line)), finished)
+        result = follow(adir, offset, out, finished)
     except Exception as exc:  # report, never kill the agent
-        _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 1, "stderr": "coord agent: %s" % exc})))
+        result = {"exit": 1, "stderr": "coord agent: %s" % exc}
+    _emit("%s\t%s %s" % (tag, END, json.dumps(result)))
 
 
 _alive = hostproc.alive
@@ -273,7 +331,9 @@ def main(argv):
     if cmd == "agent":
         agent()
     elif cmd == "follow":
-        follow(argv[2], int(argv[3]) if len(argv) > 3 else 0, print)
+        end = follow(argv[2], int(argv[3]) if len(argv) > 3 else 0,
+                     lambda lines: print("\n".join(text for _, text in lines)))
+        print("%s %s" % (END, json.dumps(end)))
     elif cmd == "kill":
         kill(argv[2])
     else:

@@ -216,7 +216,8 @@ class AgentBackend(Backend):
                "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                "PYTHONUNBUFFERED": "1"}
         spec_text = json.dumps(remote_spec, indent=2, sort_keys=True)
-        launch = {"argv": argv, "env": env, "cwd": os.getcwd() if host.local else host.work, "attempt": spec.attempt}
+        launch = {"argv": argv, "env": env, "cwd": os.getcwd() if host.local else host.work, "attempt": spec.attempt,
+                  "timeout_s": spec.timeout_s}  # enforced by the agent, against the trial's own run time
         request: dict[str, Any] = {"op": "run", "tag": handle.key, "adir": adir, "dirs": [ckpt],
                                    "files": {"spec.json": spec_text, "launch.json": json.dumps(launch)}}
         if spec.model is not None:  # built-in model: the slot's warm worker runs it
@@ -247,38 +248,54 @@ class AgentBackend(Backend):
         return handle
 
     def _read_agent(self, host: _Host, chan: Any, generation: int) -> None:
+        """Read the agent's stream in chunks: any byte that arrives shows the host alive, so
+        a trial printing a lot (or one very long line) never looks like a stalled connection."""
         try:
-            for raw in chan.makefile("rb"):
+            pending = b""
+            while True:
+                data = chan.recv(1 << 16)
+                if not data:
+                    break
                 host.last_seen = time.monotonic()
-                line = raw.decode("utf-8", "replace")
-                if line.startswith(protocol.HEARTBEAT_PREFIX):
-                    continue
-                tag, sep, payload = line.partition("\t")
-                with host.lock:
-                    rem = host.attempts.get(tag)
-                if not sep or rem is None or rem.done:
-                    continue
-                if payload.startswith(protocol.END_PREFIX):
-                    self._end(host, rem, payload)
-                    continue
-                rem.offset += len(payload.encode("utf-8"))
-                if rem.out is not None:
-                    rem.out.write(payload)
-                if payload.startswith(protocol.CKPT_PREFIX) and isinstance(host.conn, HostConnection):
-                    # in the reader thread: the copy is home before the attempt's end is reported;
-                    # meanwhile no line is read, so the watchdog must not take it for a stall
-                    host.fetching = True
-                    try:
-                        fetch_checkpoint(host.conn, payload, rem.ckpt[0], Path(rem.ckpt[1]))
-                    finally:
-                        host.fetching, host.last_seen = False, time.monotonic()
-                values = rem.parser.parse(payload)
-                if values:
-                    self.events.put(MetricEvent(rem.handle, values))
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self._line(host, raw)
         except Exception as exc:  # a dead transport raises from many places inside paramiko
             log.info("agent channel of %s broke: %s", host.platform.key, exc)
         if not self.closed and generation == host.generation:
             self._reattach(host, generation)
+
+    def _line(self, host: _Host, raw: bytes) -> None:
+        """One line of the agent: ``TAG<TAB>OFFSET<TAB>stdout line`` or ``TAG<TAB>[coord-end] {...}``."""
+        line = raw.decode("utf-8", "replace")
+        if line.startswith(protocol.HEARTBEAT_PREFIX):
+            return
+        tag, sep, rest = line.partition("\t")
+        with host.lock:
+            rem = host.attempts.get(tag)
+        if not sep or rem is None or rem.done:
+            return
+        if rest.startswith(protocol.END_PREFIX):
+            self._end(host, rem, rest)
+            return
+        offset, sep, payload = rest.partition("\t")
+        if not sep or not offset.isdigit():
+            return
+        rem.offset = int(offset)  # the agent's byte offset in the host's file: a re-attach goes on from it
+        if rem.out is not None:
+            rem.out.write(payload + "\n")
+        if payload.startswith(protocol.CKPT_PREFIX) and isinstance(host.conn, HostConnection):
+            # in the reader thread: the copy is home before the attempt's end is reported;
+            # meanwhile no line is read, so the watchdog must not take it for a stall
+            host.fetching = True
+            try:
+                fetch_checkpoint(host.conn, payload, rem.ckpt[0], Path(rem.ckpt[1]))
+            finally:
+                host.fetching, host.last_seen = False, time.monotonic()
+        values = rem.parser.parse(payload)
+        if values:
+            self.events.put(MetricEvent(rem.handle, values))
 
     def _end(self, host: _Host, rem: _Remote, payload: str) -> None:
         try:
@@ -290,6 +307,7 @@ class AgentBackend(Backend):
             (Path(rem.out.name).parent / "stderr").write_text(info.get("stderr") or "", encoding="utf-8")
         seconds = info.get("seconds")
         self._finish(host, rem, Outcome(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None,
+                                        timed_out=info.get("timed_out") is True,
                                         duration_s=float(seconds) if isinstance(seconds, (int, float)) else 0.0))
 
     def _finish(self, host: _Host, rem: _Remote, outcome: Outcome) -> None:
@@ -302,7 +320,7 @@ class AgentBackend(Backend):
         if rem.out is not None:
             rem.out.close()
         final = Outcome(exit_code=outcome.exit_code, signal=outcome.signal, error=outcome.error,
-                        cancelled=rem.reason == "cancelled", timed_out=rem.reason == "timeout",
+                        cancelled=rem.reason == "cancelled", timed_out=outcome.timed_out or rem.reason == "timeout",
                         lost=outcome.lost and rem.reason is None,
                         # the host's measure of the trial when it has one (also right after a re-attach)
                         duration_s=outcome.duration_s if outcome.duration_s > 0 else now - rem.started)

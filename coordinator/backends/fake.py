@@ -37,6 +37,7 @@ class Script:
     exit_code: int | None = 0
     metrics: dict[str, float] | None = None
     steps: tuple[tuple[float, dict[str, float]], ...] = ()  # (seconds after the start, report)
+    timed_out: bool = False  # stopped at the trial's time limit
 
 
 class FakeBackend(Backend):
@@ -55,6 +56,8 @@ class FakeBackend(Backend):
     def launch(self, spec: TrialSpec, allocation: Allocation) -> Handle:
         handle = Handle(spec.number, spec.attempt, allocation)
         s = self.script(spec, allocation)
+        if spec.timeout_s is not None and s.duration_s > spec.timeout_s:  # the host stops it at its limit
+            s = Script(spec.timeout_s, None, None, tuple(st for st in s.steps if st[0] < spec.timeout_s), True)
         self.launched.append((self.clock(), spec, allocation))
         heapq.heappush(self.heap, (self.clock() + s.duration_s, next(self.seq), handle, s, self.clock()))
         for offset, values in s.steps:
@@ -79,7 +82,8 @@ class FakeBackend(Backend):
             # a trial asked to move checkpoints and exits 75, as the built-in runners do
             code = s.exit_code if reason is None else 75 if reason == "migrate" else None
             out.append(EndEvent(handle, Outcome(exit_code=code, signal=None if code is not None else 9,
-                                                cancelled=reason == "cancelled", timed_out=reason == "timeout",
+                                                cancelled=reason == "cancelled",
+                                                timed_out=reason == "timeout" or (s.timed_out and reason is None),
                                                 duration_s=t - started), t))
         return out
 

@@ -42,6 +42,10 @@ class PipeChannel:
     def makefile(self, mode: str) -> IO[bytes]:
         return self._out
 
+    def recv(self, size: int) -> bytes:
+        """What the agent wrote so far (at most ``size`` bytes); b"" once it has exited."""
+        return os.read(self._out.fileno(), size)
+
     def close(self) -> None:
         # stdin's end tells the agent to exit; the trials it started go on (their own sessions)
         with contextlib.suppress(OSError):
