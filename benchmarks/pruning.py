@@ -54,7 +54,7 @@ def _suggest(trial: Any, name: str, dist: Any) -> Any:
 
 def plain_optuna(model: str, pruner: str, seed: int, trials: int, data: dict[str, Any], root: Path) -> dict[str, Any]:
     """The reference: one process, ``study.optimize(n_jobs=2)``, the runner's training code
-    called in-process; a pruned trial stops at its next step, as under coord."""
+    called in-process; a pruned trial stops at the step its pruning was decided at, as under coord."""
     import optuna
     import trialkit
 

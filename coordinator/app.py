@@ -23,7 +23,7 @@ from coordinator.protocol import MetricParser
 from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, detect_memory_gb, load_registry
 from coordinator.reporting import write_report
 from coordinator.routing import plan_lines
-from coordinator.search import Search, count_trials, make_pruner, make_sampler, open_storage, sampler_seed
+from coordinator.search import Search, count_trials, decisions, make_pruner, make_sampler, open_storage, sampler_seed
 from coordinator.speed import SpeedModel
 from coordinator.store import RunStore
 from coordinator.tracking import Tracker, Trackers
@@ -107,7 +107,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
         promote = min_resource * opts.reduction_factor if opts.pruner in ("asha", "hyperband") and min_resource \
             and study.model is not None else None
         plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
-                               data, opts.seed, promote_step=promote))
+                               data, opts.seed, promote_step=promote,
+                               decisions=decisions(opts.pruner, min_resource, opts.reduction_factor)))
     backend = AgentBackend(exp.registry.platforms, known_hosts_path(exp.registry), resources.folder("runners"),
                            run_id=store.root.name, local_root=store.root, parser_factory=_parser_factory(exp))
     tracker = Trackers([_tracker(mode)])

@@ -262,7 +262,8 @@ class Coordinator:
                          device="cuda" if alloc.gpu is not None else "cpu",
                          checkpoint_every_s=self.limits.checkpoint_every_s,
                          stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None,
-                         timeout_s=self.limits.trial_timeout_s)
+                         timeout_s=self.limits.trial_timeout_s,
+                         decisions=p.plan.decisions.to_json() if p.plan.model else None)
 
     def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False, interrupted: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running
@@ -336,12 +337,15 @@ class Coordinator:
         objective = search.metrics[0]
         if r.pruned or "step" not in values or objective not in values or not math.isfinite(values[objective]):
             return
-        if search.report(r.pending.optuna_number, int(values["step"]), values[objective]):
+        step, previous, r.last_step = int(values["step"]), r.last_step, int(values["step"])
+        if search.report(r.pending.optuna_number, step, values[objective]):
             r.pruned = True
-            self.store.event("prune", number=r.pending.number, step=int(values["step"]), value=values[objective])
+            self.store.event("prune", number=r.pending.number, step=step, value=values[objective])
             self.backend.stop(r.handle)
-        else:
-            self._maybe_migrate(r, int(values["step"]))
+            return
+        if r.pending.plan.model and r.pending.plan.decisions.due(previous, step):
+            self.backend.proceed(r.handle, step)  # the runner waits for this at a rung
+        self._maybe_migrate(r, step)
 
     def _maybe_migrate(self, r: Running, step: int) -> None:
         """A trial promoted past its first rung moves to a faster host with a free slot: it

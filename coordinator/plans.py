@@ -8,7 +8,7 @@ from typing import Any
 
 from coordinator.backends.base import Handle
 from coordinator.dispatch import FREE, Kind
-from coordinator.search import Search
+from coordinator.search import Decisions, Search
 from coordinator.trial import Needs
 
 DOWN_S = 30.0  # a host that failed is tried again after this long (the next launch is the probe)
@@ -26,6 +26,7 @@ class StudyPlan:
     seed: int
     asked: int = 0
     promote_step: int | None = None  # a trial that reaches it passed the first rung: it may move
+    decisions: Decisions = Decisions()  # where the pruner decides; built-in runners wait there for it
 
 
 def history_entry(attempt: int, where: dict[str, Any], ended: dict[str, Any] | None) -> dict[str, Any]:
@@ -73,6 +74,7 @@ class Running:
     metrics: dict[str, float] = field(default_factory=dict)
     pruned: bool = False  # the pruner said stop; the end is PRUNED unless the trial finished anyway
     interrupted: bool = False  # a re-attached attempt an interrupted coordinator had stopped
+    last_step: int | None = None  # the step of its latest report
     migrating: str | None = None  # asked to checkpoint and move to this faster platform
 
 

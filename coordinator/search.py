@@ -124,6 +124,43 @@ def make_pruner(name: str, min_resource: int | None, reduction_factor: int, max_
     raise ConfigError(f"unknown pruner {name!r}", key="--pruner", valid=PRUNERS)
 
 
+@dataclass(frozen=True)
+class Decisions:
+    """Where a pruner decides, so a built-in runner can wait briefly there for the answer and
+    a pruned trial stops at the step the decision was made at (as in plain Optuna), not one
+    report later. ASHA and Hyperband decide at their rungs (min_resource x factor^k: every
+    Hyperband bracket's rungs are among them); the other pruners at every report from
+    ``every_from`` on."""
+
+    rungs: tuple[int, ...] = ()
+    every_from: int | None = None
+
+    def due(self, previous: int | None, step: int) -> bool:
+        """True when the report at ``step`` (the one before was at ``previous``) is a decision."""
+        if self.every_from is not None:
+            return step >= self.every_from
+        return any((previous is None or previous < r) and r <= step for r in self.rungs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rungs": list(self.rungs), "every_from": self.every_from}
+
+
+def decisions(pruner: str, min_resource: int | None, reduction_factor: int, limit: int = 10**6) -> Decisions:
+    if pruner in ("asha", "hyperband"):
+        if not min_resource:
+            return Decisions()  # "auto": the rungs are only known once trials have run
+        out, step = [], min_resource
+        while step <= limit:
+            out.append(step)
+            step *= reduction_factor
+        return Decisions(tuple(out))
+    if pruner in ("median", "percentile"):
+        return Decisions(every_from=min_resource or 0)
+    if pruner in ("threshold", "patient"):
+        return Decisions(every_from=0)
+    return Decisions()
+
+
 def open_storage(run_dir: Path, url: str | None) -> Any:
     """The embedded default is Optuna's journal file: one append-only file, safe for
     several processes, ~6x cheaper per trial than SQLite. A database URL also works."""

@@ -64,6 +64,7 @@ class TrialSpec:
     checkpoint_every_s: float = 30.0  # built-in runners: seconds between checkpoints (and one at the end)
     stop_at: int | None = None  # PBT: end this segment at this step (checkpoint, exit 75)
     timeout_s: float | None = None  # the attempt's limit on its own run time, enforced on its host
+    decisions: dict[str, Any] | None = None  # where built-in runners wait for the pruner's answer
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class TrialSpec:
             "data": self.data, "metrics": list(self.metrics), "checkpoint_dir": self.checkpoint_dir,
             "attempt_dir": self.attempt_dir, "threads": self.threads, "device": self.device,
             "checkpoint_every_s": self.checkpoint_every_s, "stop_at": self.stop_at, "timeout_s": self.timeout_s,
+            "decisions": self.decisions,
         }
 
 

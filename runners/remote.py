@@ -316,6 +316,10 @@ def agent():
             elif op == "prune":  # the runner stops at its next step
                 with open(os.path.join(req["adir"], "prune"), "w"):
                     pass
+            elif op == "decide":  # the pruner's answer at a rung, which the runner waits for
+                name = "prune" if req.get("prune") else "go-%d" % int(req["step"])
+                with open(os.path.join(req["adir"], name), "w"):
+                    pass
             elif op == "clean":  # a trial's checkpoints, once it ended
                 threading.Thread(target=shutil.rmtree, args=(req["dir"],), kwargs={"ignore_errors": True},
                                  daemon=True).start()

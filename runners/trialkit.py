@@ -25,6 +25,7 @@ EXIT_OK, EXIT_FAIL, EXIT_DATAERR, EXIT_PERMANENT, EXIT_REQUEUE = 0, 1, 65, 78, 7
 CLASSIFICATION_METRICS = ("auc", "logloss", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 HIGHER_IS_BETTER = ("auc", "r2")
+DECISION_WAIT_S = 5.0  # the longest a runner waits at a rung for the pruner's answer
 
 
 class ParamError(ValueError):
@@ -196,6 +197,7 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
     last: list[Any] = [None] * len(gens)
     savers: list[Any] = [None] * len(gens)
     saved_at, done = time.monotonic(), saved_step
+    previous = saved_step
     while True:
         step = None
         for i, gen in enumerate(gens):
@@ -212,6 +214,9 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
             if best is None or (math.isfinite(value) and sign * value > sign * best[0]):
                 best = (value, step, list(last))
             emit({"step": step, objective: best[0]}, out)
+            if stop and _decision_due(spec.get("decisions") or {}, previous, step):
+                _await_decision(attempt_dir, step, float(spec.get("decision_wait_s", DECISION_WAIT_S)))
+        previous = step
         if stop and os.path.exists(stop):
             emit({"pruned_step": step}, out)  # the coordinator records PRUNED, even after a restart
             return None
@@ -232,6 +237,24 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
     for r in results:
         r["best_step"] = float(best[1] if best is not None else done)
     return results
+
+
+def _decision_due(decisions: dict[str, Any], previous: int, step: int) -> bool:
+    """The coordinator's Decisions.due, on the trial's side (the same rule, both ends)."""
+    if decisions.get("every_from") is not None:
+        return step >= int(decisions["every_from"])
+    return any(previous < int(r) <= step for r in decisions.get("rungs") or ())
+
+
+def _await_decision(attempt_dir: str, step: int, wait_s: float) -> None:
+    """At a rung, wait for the pruner's answer (``prune`` or ``go-<step>`` in the attempt
+    directory) before training on, so a pruned trial stops at the rung itself. The answer is
+    a round trip of milliseconds; a coordinator that does not answer (it died) costs at most
+    ``wait_s``, and the trial goes on."""
+    deadline = time.monotonic() + wait_s
+    answers = (os.path.join(attempt_dir, "prune"), os.path.join(attempt_dir, "go-%d" % step))
+    while not any(os.path.exists(a) for a in answers) and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 class _TermFlag:

@@ -30,7 +30,7 @@ def test_builtin_xgboost_trials_are_pruned_and_stop_early(tmp_path: Path, small_
     assert len(pruned) == 14 and out["pruned"] == 14  # no trial reaches AUC 0.99 at its first report
     for r in pruned:
         assert r["kind"] == "pruned" and len(r["attempts"]) == 1  # never retried
-        assert r["values"][0] < 0.99 and r["metrics"]["step"] <= 50  # stopped within a step of the first report (25 rounds)
+        assert r["values"][0] < 0.99 and r["metrics"]["step"] == 25  # stopped at the first report, where it was decided
         assert "train_seconds" not in r["metrics"]  # it never reached its final report
     events = (Path(out["run_dir"]) / "events.jsonl").read_text()
     assert events.count('"event": "prune"') == len(pruned)
@@ -65,3 +65,20 @@ def test_unknown_pruner_and_missing_threshold_are_user_errors(tmp_path: Path) ->
     res = CliRunner().invoke(main, ["search", "--pruner", "threshold", "--runs", str(tmp_path / "runs")])
     assert res.exit_code == 2 and "--prune-threshold: the threshold pruner needs" in res.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.slow
+def test_asha_stops_a_pruned_builtin_trial_at_its_rung(tmp_path: Path, small_csv: Path, space_file) -> None:
+    """ASHA decides at 25 and 75 rounds (min resource 25, reduction factor 3; reports every 25
+    rounds): the runner waits for the answer there, so a pruned trial stops at its rung, not
+    one report (25 rounds) later (issue 8, item 7)."""
+    space = space_file("params:\n  learning_rate: {type: float, low: 0.001, high: 0.5, log: true}\n"
+                       "  max_depth: {type: int, low: 1, high: 6}\nfixed: {n_estimators: 150}\n")
+    out = run_search(SearchOptions(models=("xgboost",), space=space, data=str(small_csv), target="home_win",
+                                   cv="kfold", folds=2, trials=12, parallel=2, seed=5, sampler="random",
+                                   pruner="asha", min_resource=25, reduction_factor=3,
+                                   run_dir=str(tmp_path / "run")))
+    pruned = [r for r in _results(out["run_dir"]) if r["status"] == "PRUNED"]
+    assert len(pruned) >= 4
+    for r in pruned:
+        assert r["metrics"]["step"] in (25, 75), r["metrics"]

@@ -399,6 +399,15 @@ class AgentBackend(Backend):
             return
         self._cancel_unless_ended(handle, lambda: handle.key in host.attempts)
 
+    def proceed(self, handle: Handle, step: int) -> None:
+        host = self.hosts[handle.allocation.platform]
+        with host.lock:
+            rem = host.attempts.get(handle.key)
+        if rem is None or not rem.warm:
+            return
+        with contextlib.suppress(HostError):  # unanswered, the runner goes on after a short wait
+            self._send(host, {"op": "decide", "adir": rem.adir, "step": step, "prune": False})
+
     def discard(self, number: int, platforms: set[str]) -> None:
         for key in platforms:
             host = self.hosts.get(key)

@@ -93,6 +93,11 @@ class Backend(abc.ABC):
         by default, and for scripts that cannot be asked, it is cancelled."""
         self.cancel(handle, "pruned")
 
+    def proceed(self, handle: Handle, step: int) -> None:
+        """The pruner let the attempt go on past the rung at ``step`` (a built-in runner waits
+        for this answer there). Nothing to do for backends whose trials do not wait."""
+        return None
+
     def discard(self, number: int, platforms: set[str]) -> None:
         """A trial ended: delete its checkpoint copies on these hosts (the run directory
         keeps what is worth keeping). Nothing to do where trials write to the run directory."""
