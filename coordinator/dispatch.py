@@ -91,6 +91,26 @@ def end_kind(outcome: Outcome, objective: tuple[str, ...], metrics: dict[str, fl
     return kind
 
 
+def explain(kind: Kind, objective: tuple[str, ...], metrics: dict[str, float], stderr_tail: str,
+            printed: tuple[str, ...] = ()) -> str:
+    """The error a failed trial is recorded with: its stderr tail, and for an attempt that
+    exited 0 without a usable objective, what was expected and what it reported instead
+    (``printed``: names in its output that look like metrics)."""
+    if kind not in (Kind.NO_METRIC, Kind.NOT_FINITE):
+        return stderr_tail
+    names = [k for k in metrics if k != "step"] + [n for n in printed if n not in metrics]
+    seen = ", ".join(names) or "no metric at all"
+    if kind == Kind.NO_METRIC:
+        missing = ", ".join(m for m in objective if m not in metrics)
+        why = (f"the trial exited 0 without reporting {missing}; it reported: {seen}. Print "
+               f"'[coord-metric] {{\"{objective[0]}\": VALUE}}' or '{objective[0]}: VALUE' on stdout, "
+               "or name the metric it prints with --metric")
+    else:
+        bad = ", ".join(f"{m}={metrics[m]}" for m in objective if m in metrics and not math.isfinite(metrics[m]))
+        why = f"the trial reported a value that is not a finite number: {bad}"
+    return f"{why}\n{stderr_tail}".rstrip()
+
+
 def final_status(kind: Kind) -> TrialStatus:
     if kind == Kind.OK:
         return TrialStatus.COMPLETE

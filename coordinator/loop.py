@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from coordinator import crashpoint, dispatch
+from coordinator import crashpoint, dispatch, protocol
 from coordinator.backends.base import Backend, EndEvent, MetricEvent
 from coordinator.checkpoints import CheckpointKeeper
 from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
@@ -415,7 +415,8 @@ class Coordinator:
                   "attempts": p.history, "platform": platform.key, "host": platform.host or "localhost",
                   "duration_s": round(duration, 4),
                   "total_s": round(sum(h["duration_s"] for h in p.history), 4),
-                  "error": "" if status == TrialStatus.COMPLETE else tail[-2000:]}
+                  "error": "" if status == TrialStatus.COMPLETE else
+                  dispatch.explain(kind, metrics, r.metrics, tail, self._printed(p, kind))[-2000:]}
         if not self.store.commit_result(p.number, result):
             log.warning("trial %d already has a committed result; duplicate ignored", p.number)
             return
@@ -429,6 +430,13 @@ class Coordinator:
                                else None, p.plan.search.better)
         self.backend.discard(p.number, {h["platform"] for h in p.history})
         self.tracker.on_trial_end(p.number, result)
+
+    def _printed(self, p: Pending, kind: dispatch.Kind) -> tuple[str, ...]:
+        """Metric-like names in the output of an attempt that did not report its objective."""
+        if kind != dispatch.Kind.NO_METRIC:
+            return ()
+        path = self.store.attempt_dir(p.number, p.attempt) / "stdout"
+        return tuple(protocol.names_seen(tail(path, lines=2000)))
 
     def _enforce_deadlines(self) -> None:
         now = self.clock()

@@ -102,6 +102,27 @@ class MetricParser:
         return found or None
 
 
+def names_seen(text: str, limit: int = 20) -> list[str]:
+    """Metric names in ``text`` (any name, in either style), in order of first appearance:
+    what a trial printed instead of the metric it was asked for."""
+    out: list[str] = []
+    regex = re.compile(DEFAULT_PATTERN, re.IGNORECASE)
+    for line in text.splitlines()[-2000:]:
+        line = _ANSI.sub("", line)
+        if line.startswith(METRIC_PREFIX):
+            try:
+                payload = json.loads(line[len(METRIC_PREFIX):])
+            except ValueError:
+                continue
+            names = [str(k) for k in payload] if isinstance(payload, dict) else []
+        else:
+            names = [m.group("name") for m in regex.finditer(line)]
+        out.extend(n for n in names if n not in out and n != "step")
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
 def _to_float(v: object) -> float | None:
     if isinstance(v, bool):
         return float(v)

@@ -184,3 +184,16 @@ def test_default_search_through_the_cli(runs: Path) -> None:
     assert events[0] == "search_start" and events[-1] == "search_end" and events.count("launched") == 2
     status = CliRunner().invoke(main, ["status", str(run_dir)])
     assert status.exit_code == 0 and "complete     2" in status.output
+
+
+def test_a_script_that_never_prints_the_metric_says_what_was_expected_and_seen(runs: Path, script, space_file) -> None:
+    body = """
+        print("accuracy: 0.9")
+        print("val_los=0.3")
+    """
+    with pytest.raises(SearchFailed) as err:
+        run_search(SearchOptions(command=script(body), space=space_file(XY), metrics=("val_loss",), trials=1,
+                                 parallel=1, runs_root=str(runs)))
+    text = str(err.value)
+    assert "without reporting val_loss" in text and "it reported: accuracy, val_los" in text
+    assert "no error output" not in text
