@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,9 @@ class _Group(click.Group):
         except CoordError as exc:
             click.echo(f"coord: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside the search loop (which stops cleanly itself)
+            click.echo("coord: interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +43,15 @@ def main(verbose: int) -> None:
     """coord: one hyperparameter-optimisation cluster from the machines you own."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # paramiko logs each broken or stalled connection as a multi-line traceback; coord says
+    # what happened in one line of its own (-vv shows paramiko's detail again)
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)  # SIGTERM is a Ctrl-C: a summary and the resume hint
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 # search --help: options by what a person is deciding; names are click's param names

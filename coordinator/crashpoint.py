@@ -1,4 +1,4 @@
-"""The crash-point hook: ``COORD_CRASH_AT=POINT[:N]`` makes the coordinator kill itself
+"""The crash-point hook: ``COORD_CRASH_AT=POINT[:N[:SIGNAL]]`` makes the coordinator kill itself
 with SIGKILL the Nth time (default the first) it reaches POINT, so tests can prove that
 ``coord resume`` recovers from a crash at every step that changes state.
 
@@ -20,13 +20,17 @@ _hits: dict[str, int] = {}
 
 
 def reached(point: str) -> None:
-    """Die here, as ``kill -9`` would, if the environment asks for it."""
+    """Die here, as ``kill -9`` would, if the environment asks for it; with a third field
+    (``after_commit:2:INT``) send that signal instead, once (a Ctrl-C at that very moment)."""
     wanted = os.environ.get(ENV)
     if not wanted:
         return
-    name, _, nth = wanted.partition(":")
+    name, _, rest = wanted.partition(":")
+    nth, _, sig = rest.partition(":")
     if name != point:
         return
     _hits[point] = _hits.get(point, 0) + 1
-    if _hits[point] >= int(nth or 1):
+    if _hits[point] == int(nth or 1) and sig:
+        os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
+    elif _hits[point] >= int(nth or 1) and not sig:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -124,6 +124,9 @@ class HostConnection:
                                        f"then run: coord hosts trust {p.key}") from None
                 if isinstance(exc, paramiko.AuthenticationException):
                     raise AuthError(*self.label, f"authentication failed: {exc}") from None
+                if "No existing session" in str(exc) or "banner" in str(exc):
+                    raise HostUnreachable(*self.label, f"no SSH banner within {timeout:g}s: the port answers but "
+                                          "no SSH server speaks there (or it is stalled)") from None
                 raise HostUnreachable(*self.label, f"SSH failed: {exc}") from None
             except (OSError, EOFError) as exc:
                 client.close()

@@ -55,3 +55,38 @@ def test_the_limit_is_enforced_on_the_host(cluster: Cluster, tmp_path: Path) -> 
     host_adir = next(cluster.hosts["alpha"].work_dir.glob("runs/run/trials/0/attempt-1"), None) or \
         next(cluster.hosts["beta"].work_dir.glob("runs/run/trials/0/attempt-1"))
     assert (host_adir / "timed_out").exists()
+
+
+def test_a_port_without_an_ssh_server_is_one_line_not_a_traceback(cluster: Cluster, tmp_path: Path) -> None:
+    """A host whose port accepts TCP but never sends an SSH banner (a stalled or wrong
+    server): one line from coord, none of paramiko's tracebacks (issue 8, item 16)."""
+    import socket
+    import subprocess
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts; nobody ever speaks
+    port = silent.getsockname()[1]
+    reg = cluster.registry()  # gamma joins the platforms, before the registry's known_hosts line
+    text = reg.read_text().replace("known_hosts:", f"""  gamma:
+    connection: ssh
+    host: 127.0.0.1
+    port: {port}
+    user: root
+    identity_file: {cluster.key}
+    specs: {{cpu_cores: 2, memory_gb: 8}}
+    max_concurrent_jobs: 1
+known_hosts:""")
+    reg.write_text(text + "task_routing_rules:\n  - model_type: Custom\n    route_to: [gamma, local]\n")
+    (tmp_path / "t.py").write_text("print('loss: 1.0')\n")
+    (tmp_path / "space.yaml").write_text("params:\n  x: {type: float, low: 0, high: 1}\n")
+    try:
+        done = subprocess.run([sys.executable, "-m", "coordinator", "search", "--command", f"{sys.executable} t.py",
+                               "--space", "space.yaml", "--metric", "loss", "--trials", "1", "--registry", str(reg),
+                               "--run-dir", "run", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    finally:
+        silent.close()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "paramiko" not in done.stderr, done.stderr
+    assert "gamma" in done.stderr and "no SSH banner" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 3, done.stderr
