@@ -243,7 +243,10 @@ def _data_spec(o: SearchOptions) -> dict[str, Any]:
     _check_cv(cv)
     if cv == "walk-forward" and not o.time_col:
         raise ConfigError("walk-forward validation needs --time-col COLUMN", key="--time-col", valid=header)
-    task = _infer_task(path, header.index(o.target), o.task, o.data, o.target)
+    try:
+        task = _infer_task(path, header.index(o.target), o.task, o.data, o.target)
+    except csv.Error as exc:  # e.g. a field beyond the csv module's size limit, a stray NUL
+        raise DataError(f"cannot parse the CSV file: {exc}", file=o.data) from None
     spec = {"path": str(path), "sha256": datasets.sha256(path), "target": o.target, "task": task, "cv": cv,
             "time_col": o.time_col, "folds": o.folds, "split_seed": o.seed}
     return datasets.check_csv(spec, o.positive_class, o.data)  # the trials' own folds, checked before the run

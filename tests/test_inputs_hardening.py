@@ -271,3 +271,15 @@ def test_an_empty_existing_run_dir_is_used(tmp_path: Path) -> None:
     out = run_search(SearchOptions(command=f"{sys.executable} {script}", space=str(space), metrics=("loss",),
                                    trials=1, run_dir=str(empty)))
     assert out["complete"] == 1 and (empty / "run.json").is_file()
+
+
+def test_a_csv_field_too_large_to_parse_is_one_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from coordinator.cli import main
+
+    data = tmp_path / "big.csv"
+    data.write_text("season,x,home_win\n2020,1,0\n2021,\"" + "y" * 200_000 + "\",1\n")
+    res = CliRunner().invoke(main, ["search", "--data", str(data), "--target", "home_win", "--runs", str(tmp_path / "runs")])
+    assert res.exit_code == 2 and "cannot parse the CSV file" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "runs").exists()
