@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from tests.resume.invariants import SPACE, TRIAL
+from tests.resume.invariants import _alive as alive
 
 LEAVES_A_CHILD = """import json, os, subprocess, sys
 spec = json.load(open(os.environ["COORD_SPEC"]))
@@ -18,17 +19,6 @@ child = subprocess.Popen(["sleep", "300"])
 open(os.path.join(spec["attempt_dir"], "child.pid"), "w").write(str(child.pid))
 print("loss: 1.0")
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return False
 
 
 def test_children_a_trial_leaves_behind_end_with_it(tmp_path: Path) -> None:
@@ -41,9 +31,9 @@ def test_children_a_trial_leaves_behind_end_with_it(tmp_path: Path) -> None:
     pids = [int(p.read_text()) for p in tmp_path.glob("run/trials/*/attempt-1/child.pid")]
     assert len(pids) == 2
     deadline = time.monotonic() + 5
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids), "a trial's child outlived it"
+    assert not any(alive(p) for p in pids), "a trial's child outlived it"
 
 
 def test_a_ctrl_c_during_a_commit_counts_the_committed_trial(tmp_path: Path) -> None:
