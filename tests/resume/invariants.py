@@ -1,4 +1,4 @@
-"""The invariant checker of RELIABILITY.md (I1-I6, I9) over a run directory.
+"""The invariant checker of docs/reliability.md (I1-I6, I9) over a run directory.
 
 Test trials compute a pure function of their parameters and log every start and end of
 every attempt to ``<run>/trace.log`` (one appended line each), so the checker can prove

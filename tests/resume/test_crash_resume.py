@@ -1,5 +1,5 @@
 """Kill the coordinator (SIGKILL, as ``kill -9``) at every named crash point and at random
-times, run ``coord resume``, and check the invariants of RELIABILITY.md on the result.
+times, run ``coord resume``, and check the invariants of docs/reliability.md on the result.
 
 Real processes throughout: ``coord`` runs as a subprocess, its trials are real processes
 that outlive it, and the checker reads the run directory, the Optuna journal and a trace
