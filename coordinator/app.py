@@ -14,7 +14,7 @@ from typing import Any
 from coordinator import datasets, dispatch, resources
 from coordinator.backends.agent import AgentBackend
 from coordinator.config import Experiment, SearchOptions, resolve
-from coordinator.errors import ConfigError, HostError, SearchFailed, StoreError
+from coordinator.errors import ConfigError, DiskFull, HostError, SearchFailed, StoreError
 from coordinator.hosts import foreign_gpus, known_hosts_path, probe
 from coordinator.loop import Coordinator
 from coordinator.models import BUILTIN, get_model
@@ -25,7 +25,7 @@ from coordinator.reporting import write_report
 from coordinator.routing import plan_lines
 from coordinator.search import Search, count_trials, decisions, make_pruner, make_sampler, open_storage, sampler_seed
 from coordinator.speed import SpeedModel
-from coordinator.store import RunStore
+from coordinator.store import RunStore, disk_full, writing
 from coordinator.tracking import Tracker, Trackers
 from coordinator.trial import Needs
 from coordinator.yamlcfg import load_yaml
@@ -79,7 +79,8 @@ def _data(exp: Experiment, store: RunStore) -> dict[str, Any] | None:
     if data is not None and "builtin" in data:  # generated once per run, into the run directory
         path = store.root / "data" / f"{datasets.BUILTIN_NAME}.csv"
         if not path.exists():
-            datasets.generate(path)
+            with writing(path, store.root):
+                datasets.generate(path)
         data = {**{k: v for k, v in data.items() if k != "builtin"}, "path": str(path),
                 "sha256": datasets.sha256(path)}
     return data
@@ -93,7 +94,7 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
 
     opts = exp.options
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = open_storage(store.root, opts.storage)
+    storage = open_storage(store.root, opts.storage, store)
     plans = []
     for study in exp.studies:
         seed = sampler_seed(opts.seed, opts.sampler, count_trials(storage, study.name) if resume else 0)
@@ -112,6 +113,37 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     backend = AgentBackend(exp.registry.platforms, known_hosts_path(exp.registry), resources.folder("runners"),
                            run_id=store.root.name, local_root=store.root, parser_factory=_parser_factory(exp))
     tracker = Trackers([_tracker(mode)])
+    try:
+        coordinator = _coordinator(exp, store, plans, backend, tracker, data, resume)
+        if resume:
+            recover(coordinator)
+        summary = coordinator.run()
+    except (DiskFull, OSError) as exc:
+        full = disk_full(exc, run=store.root)
+        if full is None:
+            raise
+        backend.detach()  # as a crash leaves them: the trials go on; no report (nothing new to show)
+        store.close()
+        raise full from None
+    finally:
+        tracker.close()
+    try:
+        files = {k: str(v) for k, v in write_report(store).items()}
+    finally:
+        store.close()
+    result = {"run_dir": str(store.root), **summary, "files": files, **_best_config(files, summary["best_number"])}
+    if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
+        errors = [r.result.get("error", "") for r in store.trials() if r.result]
+        last = next((e for e in reversed(errors) if e), "no error output")
+        raise SearchFailed(f"no trial completed ({summary['failed']} failed); run directory {store.root}; "
+                           f"last error:\n{last.strip()[-1500:]}")
+    return result
+
+
+def _coordinator(exp: Experiment, store: RunStore, plans: list[StudyPlan], backend: AgentBackend,
+                 tracker: Tracker, data: dict[str, Any] | None, resume: bool) -> Coordinator:
+    """The loop, its hosts checked (pre-flight) before the first trial."""
+    opts = exp.options
     if not resume:
         store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
     tracker.on_search_start({"name": exp.name, "parallel": exp.parallel, "trials": exp.trials, "data": data,
@@ -127,23 +159,7 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
                                       else 1 for s in exp.studies}, store.trial_dir, opts.seed)
     _preflight(backend, coordinator, exp)
     _skip_shared_gpus(exp.registry, coordinator)
-    try:
-        if resume:
-            recover(coordinator)
-        summary = coordinator.run()
-    finally:
-        tracker.close()
-    try:
-        files = {k: str(v) for k, v in write_report(store).items()}
-    finally:
-        store.close()
-    result = {"run_dir": str(store.root), **summary, "files": files, **_best_config(files, summary["best_number"])}
-    if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
-        errors = [r.result.get("error", "") for r in store.trials() if r.result]
-        last = next((e for e in reversed(errors) if e), "no error output")
-        raise SearchFailed(f"no trial completed ({summary['failed']} failed); run directory {store.root}; "
-                           f"last error:\n{last.strip()[-1500:]}")
-    return result
+    return coordinator
 
 
 def _best_config(files: dict[str, str], number: int | None) -> dict[str, Any]:

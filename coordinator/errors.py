@@ -7,7 +7,9 @@ output, so library code never prints or exits.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class CoordError(Exception):
@@ -82,6 +84,21 @@ class StoreError(CoordError):
     """The run directory is missing, not a coord run, or inconsistent."""
 
     exit_code = 2
+
+
+class DiskFull(StoreError):
+    """The file system holding the run directory is full (or over quota) while ``path`` was
+    written. The coordinator stops as a crash would: running trials go on, detached, and
+    ``coord resume`` (``run``) continues once space is freed. Exit code 75 (EX_TEMPFAIL:
+    the same command works again later)."""
+
+    exit_code = 75
+
+    def __init__(self, path: Path, run: Path | None, reason: str = "No space left on device") -> None:
+        self.path, self.run = path, run
+        then = f"free space, then: coord resume {shlex.quote(str(run))}" if run is not None else \
+            "free space and start again"
+        super().__init__(f"{reason[:1].lower()}{reason[1:]} writing {path}; {then}")
 
 
 class HostError(CoordError):

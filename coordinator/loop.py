@@ -19,14 +19,14 @@ from typing import Any
 from coordinator import crashpoint, dispatch, protocol
 from coordinator.backends.base import Backend, EndEvent, MetricEvent
 from coordinator.checkpoints import CheckpointKeeper
-from coordinator.errors import AuthError, HostError, HostKeyError, RoutingError
+from coordinator.errors import AuthError, DiskFull, HostError, HostKeyError, RoutingError
 from coordinator.pbt import PBT
 from coordinator.placement import Placement, RunningTrial
 from coordinator.plans import Limits, Pending, Running, StudyPlan, history_entry
 from coordinator.registry import Registry
 from coordinator.routing import Busy, Infeasible, Ledger, route
 from coordinator.speed import Estimate, SpeedModel
-from coordinator.store import RunStore, tail
+from coordinator.store import RunStore, disk_full, tail
 from coordinator.tracking import Snapshot, Tracker
 from coordinator.trial import Allocation, Needs, TrialSpec, TrialStatus
 
@@ -68,6 +68,7 @@ class Coordinator:
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         restore = self._trap_signals()
+        detached = False
         try:
             try:
                 while self.stop_signal is None:
@@ -77,15 +78,28 @@ class Coordinator:
                     self._handle(self.backend.poll(self._wait_time()))
                     self._enforce_deadlines()
                     self._tick()
+                    if (full := self.backend.disk_full()) is not None:  # met by a backend thread
+                        raise full
             except KeyboardInterrupt:  # not in the main thread, or before the handler was set
                 self.stop_signal = signal.SIGINT
             if self.stop_signal is not None:
                 self._interrupt()
+        except (DiskFull, OSError) as exc:
+            # a full disk stops the coordinator as a crash would: nothing more can be recorded,
+            # so the trials are neither cancelled nor committed but left running, detached,
+            # for ``coord resume`` to re-attach to once space is freed
+            full = disk_full(exc, run=self.store.root)
+            if full is None:
+                raise
+            detached = True
+            self.backend.detach()
+            raise full from None
         finally:
             restore()
-            self.backend.close()
-            self._drain(grace_s=0.0)
-            self._tick()
+            if not detached:
+                self.backend.close()
+                self._drain(grace_s=0.0)
+                self._tick()
         summary = {"interrupted": self.interrupted, **self.summary()}
         self.store.event("search_end", **summary)
         self.tracker.on_search_end(summary)

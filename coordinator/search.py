@@ -7,12 +7,15 @@ adapter works the same after a coordinator restart.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from coordinator.errors import ConfigError
 from coordinator.space import Space
+from coordinator.store import JOURNAL, RunStore, disk_full, writing
 
 if TYPE_CHECKING:
     import optuna
@@ -161,15 +164,46 @@ def decisions(pruner: str, min_resource: int | None, reduction_factor: int, limi
     return Decisions()
 
 
-def open_storage(run_dir: Path, url: str | None) -> Any:
+def open_storage(run_dir: Path, url: str | None, store: RunStore | None = None) -> Any:
     """The embedded default is Optuna's journal file: one append-only file, safe for
-    several processes, ~6x cheaper per trial than SQLite. A database URL also works."""
+    several processes, ~6x cheaper per trial than SQLite. A database URL also works (and
+    is left to the database: nothing here repairs it). ``store``: the run this process
+    drives (holding its lock), whose journal is repaired first and fails whole on a full
+    disk; without it (reading a finished run), Optuna's plain journal."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
     if url:
         return optuna.storages.RDBStorage(url)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(run_dir / "study.journal")))
+    path = run_dir / JOURNAL
+    if store is None:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    store.repair_journal()
+    with writing(path, store.root):
+        return optuna.storages.JournalStorage(_journal_backend(path, store.root))
+
+
+def _journal_backend(path: Path, run: Path) -> Any:
+    from optuna.storages.journal import JournalFileBackend
+
+    class RunJournal(JournalFileBackend):
+        """Optuna's journal file, whose append fails whole: a full disk mid-append cuts the
+        file back to where the append began (the run's lock guarantees no other writer) and
+        raises ``DiskFull`` naming the journal, so a torn record never reaches the next append."""
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            size = path.stat().st_size
+            try:
+                super().append_logs(logs)
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # truncating frees space: it does not fail for want of it
+                    os.truncate(path, size)
+                full = disk_full(exc, path, run)
+                if full is None:
+                    raise
+                raise full from None
+
+    return RunJournal(str(path))
 
 
 @dataclass

@@ -16,39 +16,79 @@ old file or the new one, never half of one. Committed results are also fsync'd; 
 and allocation.json are not (they sit on the refill path, and a coordinator crash, unlike
 a machine crash, keeps what the kernel was given). A live run holds ``lock`` (flock), so
 two coordinators never drive one run, and ``coord status`` can tell a live run from a dead one.
+
+A full disk (ENOSPC, EDQUOT) writing any of these is a ``DiskFull`` naming the file. A torn
+tail of an append-only file (events.jsonl, study.journal) is repaired when the run is opened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from coordinator.errors import StoreError
+from coordinator.errors import DiskFull, StoreError
 
+log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
+JOURNAL = "study.journal"
+JOURNAL_LOCK = JOURNAL + ".lock"  # Optuna's JournalFileSymlinkLock: a symlink held during each append
 FORMAT_VERSION = 1
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException, path: str | Path | None = None, run: Path | None = None) -> DiskFull | None:
+    """The ``DiskFull`` that ``exc`` means (a full disk or quota while writing ``path``, else
+    the file the error names, else ``run``), or None for any other error. ``run`` defaults to
+    the run directory the file belongs to: the one ``coord resume`` continues."""
+    if isinstance(exc, DiskFull):
+        return exc
+    if not isinstance(exc, OSError) or exc.errno not in DISK_FULL_ERRNOS:
+        return None
+    where = Path(path or exc.filename or run or "?").absolute()
+    if run is None:
+        run = next((p for p in (where, *where.parents) if (p / RUN_FILE).is_file()), None)
+    return DiskFull(where, run, exc.strerror or os.strerror(exc.errno or errno.ENOSPC))
+
+
+@contextlib.contextmanager
+def writing(path: Path, run: Path | None = None) -> Iterator[None]:
+    """A full disk while writing ``path`` becomes ``DiskFull``: one line for the user, naming
+    the file, instead of a traceback. Any other error passes unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        full = disk_full(exc, path, run)
+        if full is None:
+            raise
+        raise full from None
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644, durable: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no temporary file behind
+            raise
 
 
 def write_json(path: Path, data: Any, durable: bool = True) -> None:
@@ -82,6 +122,21 @@ def _last_byte(path: Path) -> bytes:
             return fh.read(1)
     except FileNotFoundError:
         return b""
+
+
+def _complete_length(path: Path) -> tuple[int, int]:
+    """(size, bytes up to and including the last newline) of an append-only file."""
+    with open(path, "rb") as fh:
+        size = end = fh.seek(0, 2)
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            chunk = fh.read(end - start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                return size, start + cut + 1
+            end = start
+    return size, 0
 
 
 # What status, report and resume read from run.json, by type: a run.json without them is damaged.
@@ -168,13 +223,19 @@ class RunStore:
             _check_run_dir(run_dir)
             what = "--run-dir"
         _check_creatable(run_dir, what)
+        new = not run_dir.exists()
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {what} {run_dir}: {exc.strerror or exc}") from None
         store = cls(run_dir)
         snapshot = {"format": FORMAT_VERSION, **config}
-        write_json(run_dir / RUN_FILE, snapshot)
+        try:
+            write_json(run_dir / RUN_FILE, snapshot)
+        except DiskFull:  # no run.json, no run: leave nothing half-made ("start again")
+            if new:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         store._config = snapshot
         return store
 
@@ -225,9 +286,35 @@ class RunStore:
             os.close(fd)
             raise StoreError(f"{self.root} is being driven by a live coordinator (pid {holder}); "
                              "wait for it or stop it first") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         self._lock = fd
+        with writing(self.root / "lock"):
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+
+    def repair_journal(self) -> None:
+        """Before Optuna opens the journal: cut a torn last record back to the last newline,
+        and remove a stale append lock. Optuna appends each record with one write; a full
+        disk or a ``kill -9`` mid-write leaves a line without its newline, and the next
+        append would glue onto it (every later open then fails to parse the journal). A
+        ``kill -9`` inside an append also leaves Optuna's lock symlink, which the next open
+        waits 30 s for. Both are safe to undo only while this process holds the run's lock:
+        then no other coordinator can be writing the journal."""
+        if self._lock is None:
+            raise RuntimeError("repair_journal needs the run's lock")
+        path, lock = self.root / JOURNAL, self.root / JOURNAL_LOCK
+        if lock.is_symlink() or lock.exists():
+            lock.unlink()
+            log.warning("removed a stale journal lock (%s) left by a coordinator that died mid-write", lock)
+            self.event("repaired", file=JOURNAL_LOCK, action="removed a stale journal lock")
+        if not path.is_file():
+            return
+        size, keep = _complete_length(path)
+        if keep < size:
+            with writing(path):
+                os.truncate(path, keep)
+            log.warning("%s ended in a record cut short by a full disk or a crash; cut back to its last "
+                        "complete record (%d bytes)", path, size - keep)
+            self.event("repaired", file=JOURNAL, cut_bytes=size - keep)
 
     def live_pid(self) -> int | None:
         """The pid of the coordinator driving this run, or None if no one is."""
@@ -268,14 +355,26 @@ class RunStore:
         return True
 
     def event(self, event_name: str, /, **fields: Any) -> None:
-        if self._events is None:
-            path = self.root / "events.jsonl"
-            cut = _last_byte(path) not in (b"", b"\n")
-            self._events = open(path, "a", encoding="utf-8")  # noqa: SIM115
-            if cut:  # a crash cut the last line short: never glue the next event onto it
-                self._events.write("\n")
-        self._events.write(json.dumps({"t": round(time.time(), 3), "event": event_name, **fields}, default=str) + "\n")
-        self._events.flush()
+        path = self.root / "events.jsonl"
+        line = json.dumps({"t": round(time.time(), 3), "event": event_name, **fields}, default=str) + "\n"
+        with writing(path, self.root):
+            try:
+                if self._events is None:
+                    cut = _last_byte(path) not in (b"", b"\n")
+                    self._events = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                    if cut:  # a crash or a full disk cut the last line short: never glue onto it
+                        self._events.write("\n")
+                self._events.write(line)
+                self._events.flush()
+            except OSError:
+                self._close_events()  # what the disk refused goes with it; the next open repairs the tail
+                raise
+
+    def _close_events(self) -> None:
+        if self._events is not None:
+            with contextlib.suppress(OSError):
+                self._events.close()
+            self._events = None
 
     def trials(self) -> list[TrialRecord]:
         out: list[TrialRecord] = []
@@ -292,9 +391,7 @@ class RunStore:
         return out
 
     def close(self) -> None:
-        if self._events is not None:
-            self._events.close()
-            self._events = None
+        self._close_events()
         if self._lock is not None:
             os.close(self._lock)  # releases the flock
             self._lock = None

@@ -44,6 +44,7 @@ from coordinator.backends.localconn import LocalConnection
 from coordinator.errors import HostError, HostUnreachable
 from coordinator.registry import Platform
 from coordinator.sshconn import HostConnection
+from coordinator.store import disk_full
 from coordinator.trial import Allocation, Outcome, TrialSpec
 
 log = logging.getLogger(__name__)
@@ -277,25 +278,55 @@ class AgentBackend(Backend):
         if not sep or rem is None or rem.done:
             return
         if rest.startswith(protocol.END_PREFIX):
-            self._end(host, rem, rest)
+            self._copy(rem, None)  # flushed first: closing the copy then cannot fail
+            try:
+                self._end(host, rem, rest)
+            except OSError as exc:  # writing the stderr tail's copy; the end still reaches the loop
+                self._copy_failed(rem, "stderr", exc)
+                self._end(host, rem, rest)
             return
         offset, sep, payload = rest.partition("\t")
         if not sep or not offset.isdigit():
             return
         rem.offset = int(offset)  # the agent's byte offset in the host's file: a re-attach goes on from it
-        if rem.out is not None:
-            rem.out.write(payload + "\n")
+        self._copy(rem, payload + "\n")
         if payload.startswith(protocol.CKPT_PREFIX) and isinstance(host.conn, HostConnection):
             # in the reader thread: the copy is home before the attempt's end is reported;
             # meanwhile no line is read, so the watchdog must not take it for a stall
             host.fetching = True
             try:
-                fetch_checkpoint(host.conn, payload, rem.ckpt[0], Path(rem.ckpt[1]))
+                self._note_disk_full(fetch_checkpoint(host.conn, payload, rem.ckpt[0], Path(rem.ckpt[1])))
             finally:
                 host.fetching, host.last_seen = False, time.monotonic()
         values = rem.parser.parse(payload)
         if values:
             self.events.put(MetricEvent(rem.handle, values))
+
+    def _copy(self, rem: _Remote, text: str | None) -> None:
+        """Append to (None: flush) the run directory's copy of an SSH attempt's stdout. A
+        failed write ends the copy, never the reader (that would re-attach forever): the
+        host keeps the whole file, and the loop stops on a full disk."""
+        try:
+            if rem.out is not None and text is not None:
+                rem.out.write(text)
+            elif rem.out is not None:
+                rem.out.flush()
+        except OSError as exc:
+            self._copy_failed(rem, "stdout", exc)
+
+    def _copy_failed(self, rem: _Remote, name: str, exc: OSError | None) -> None:
+        """End the local copy (``exc`` None: detached). A full disk is said once, by the loop."""
+        out, rem.out = rem.out, None
+        if out is None:
+            return
+        with contextlib.suppress(OSError, ValueError):  # what the disk refused stays on the host
+            out.close()
+        if exc is not None:
+            path = Path(out.name).parent / name
+            full = disk_full(exc, path)
+            self._note_disk_full(full)
+            (log.info if full else log.warning)("trial %s: local copy of its output stopped: cannot write %s: %s",
+                                                rem.handle.key, path, exc.strerror or exc)
 
     def _end(self, host: _Host, rem: _Remote, payload: str) -> None:
         try:
@@ -415,6 +446,17 @@ class AgentBackend(Backend):
                 continue
             with contextlib.suppress(HostError):  # a host that is down keeps a stale copy; no harm
                 self._send(host, {"op": "clean", "dir": f"{host.base}/trials/{number}/checkpoint"})
+
+    def detach(self) -> None:
+        """As after ``kill -9`` of the coordinator: connections closed, agents exit, trials
+        go on where they run, for ``coord resume`` to re-attach to."""
+        if not self.closed:
+            self.closed = True  # first: a reader whose channel closes must not re-attach
+            self._stop.set()
+            for host in self.hosts.values():
+                host.conn.close()
+                for rem in list(host.attempts.values()):
+                    self._copy_failed(rem, "stdout", None)
 
     def close(self) -> None:
         if self.closed:

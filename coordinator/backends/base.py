@@ -8,6 +8,10 @@
 - ``cancel(handle, reason)`` kills the attempt's whole process tree; its ``EndEvent``
   carries ``cancelled`` or ``timed_out``.
 - ``close()`` kills whatever is still running and releases every resource; idempotent.
+- ``detach()`` lets go without killing: the coordinator stops as a crash would (a full
+  disk), the trials go on, and ``coord resume`` re-attaches to them.
+- ``disk_full()``: the first full disk a background thread met writing a local copy; the
+  loop checks it each turn and stops on it.
 
 Events are values; the backend never touches the search or the store.
 """
@@ -20,6 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from coordinator.errors import DiskFull
 from coordinator.trial import Allocation, Outcome, TrialSpec
 
 
@@ -76,6 +81,8 @@ def drain(events: queue.Queue[Event], timeout: float) -> list[Event]:
 class Backend(abc.ABC):
     """How trials run. See the module docstring for the contract."""
 
+    _disk_full: DiskFull | None = None
+
     @abc.abstractmethod
     def launch(self, spec: TrialSpec, allocation: Allocation) -> Handle: ...
 
@@ -87,6 +94,18 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def detach(self) -> None:
+        """Let go of the running trials without stopping them. A backend whose trials
+        cannot outlive the coordinator can only stop them."""
+        self.close()
+
+    def disk_full(self) -> DiskFull | None:
+        return self._disk_full
+
+    def _note_disk_full(self, full: DiskFull | None) -> None:
+        if full is not None and self._disk_full is None:  # the first names the file
+            self._disk_full = full
 
     def stop(self, handle: Handle) -> None:
         """Ask an attempt to stop early (pruned). Built-in runners stop at their next step;

@@ -5,6 +5,7 @@ Copies are verified by their checksum both ways; a damaged one is never passed o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,8 +14,9 @@ from pathlib import Path
 import paramiko
 
 from coordinator import protocol
-from coordinator.errors import HostError, HostUnreachable
+from coordinator.errors import DiskFull, HostError, HostUnreachable
 from coordinator.sshconn import HostConnection
+from coordinator.store import disk_full
 
 log = logging.getLogger(__name__)
 KEEP = 2  # as on the host: the newest two
@@ -35,23 +37,34 @@ def carry_checkpoint(conn: HostConnection, known_dirs: set[str], local: Path, re
         return
 
 
-def fetch_checkpoint(conn: HostConnection, line: str, remote: str, local: Path) -> None:
+def fetch_checkpoint(conn: HostConnection, line: str, remote: str, local: Path) -> DiskFull | None:
     """Copy the checkpoint a trial just announced into the run directory, so a retry
-    elsewhere can resume from it even if this host never comes back."""
+    elsewhere can resume from it even if this host never comes back. A copy that cannot
+    be written here is logged and skipped (the host keeps its own); a full disk is
+    returned, for the loop to stop on."""
     try:
         name = str(json.loads(line[len(protocol.CKPT_PREFIX):])["file"])
         if "/" in name or not name.endswith(".ckpt"):
-            return
+            return None
         data = conn.get_bytes(f"{remote}/{name}", limit=1 << 34)
     except (ValueError, KeyError, TypeError, HostError) as exc:
         log.warning("%s: checkpoint in %s not copied: %s", conn.label[0], remote, exc)
-        return
+        return None
     if data is None or not protocol.checkpoint_ok(data):
         log.warning("%s: checkpoint %s/%s is damaged; not copied", conn.label[0], remote, name)
-        return
-    local.mkdir(parents=True, exist_ok=True)
+        return None
     tmp = local / f".{name}.tmp"
-    tmp.write_bytes(data)
-    os.replace(tmp, local / name)
+    try:
+        local.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, local / name)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a partial copy would hold on to the space
+        full = disk_full(exc, local / name)  # a full disk is said once, by the loop's error
+        (log.info if full else log.warning)("%s: checkpoint %s not copied home: %s", conn.label[0], local / name,
+                                            exc.strerror or exc)
+        return full
     for old in sorted(local.glob("step-*.ckpt"), reverse=True)[KEEP:]:
         old.unlink(missing_ok=True)
+    return None
