@@ -26,6 +26,7 @@ it prints ``[coord-hb] N`` every second so the coordinator can tell a stalled co
 from quiet trials. When stdin closes (the connection is gone) the agent exits; trials go on.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -327,7 +328,10 @@ def agent():
                 slots.stop_workers(req["dir"])
         except Exception as exc:
             tag = req.get("tag", "?") if isinstance(req, dict) else "?"
-            _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": 127, "stderr": "coord agent: %s" % exc})))
+            # a host's own write failing (a full disk) may pass: EX_IOERR is retried; anything
+            # else (a missing interpreter, a bad request) would fail again: 127 is permanent
+            code = 74 if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) else 127
+            _emit("%s\t%s %s" % (tag, END, json.dumps({"exit": code, "stderr": "coord agent: %s" % exc})))
 
 
 def main(argv):
