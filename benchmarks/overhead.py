@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
+from coordinator.config.experiment import SearchOptions
 
 
 def one_run(n: int, s: int, root: Path) -> tuple[float, list[float], float]:

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "runners"))
 
-from coordinator import datasets  # noqa: E402
 from coordinator.app import run_search  # noqa: E402
-from coordinator.config import SearchOptions, resolve  # noqa: E402
+from coordinator.config import datasets  # noqa: E402
+from coordinator.config.experiment import SearchOptions, resolve  # noqa: E402
 from coordinator.search import make_pruner, make_sampler  # noqa: E402
 
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coordinator import resources  # noqa: E402
 from coordinator.backends.agent import AgentBackend  # noqa: E402
 from coordinator.backends.base import EndEvent  # noqa: E402
-from coordinator.registry import load_registry  # noqa: E402
-from coordinator.trial import Allocation, TrialSpec  # noqa: E402
+from coordinator.config.registry import load_registry  # noqa: E402
+from coordinator.records import Allocation, TrialSpec  # noqa: E402
 from tests import sshd  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from coordinator.app import run_search  # noqa: E402
-from coordinator.config import SearchOptions  # noqa: E402
+from coordinator.config.experiment import SearchOptions  # noqa: E402
 from tests import sshd  # noqa: E402
 
 SLOTS_PER_HOST = int(os.environ.get("SLOTS_PER_HOST", "2"))

@@ -18,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from coordinator import datasets, resources
+from coordinator import resources
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
+from coordinator.config import datasets
+from coordinator.config.experiment import SearchOptions
 
 RUNNERS = resources.folder("runners")
 SPACES = RUNNERS.parent / "registry" / "spaces"
@@ -58,7 +59,7 @@ import sys, time, io
 t0 = time.perf_counter()
 sys.path.insert(0, {str(RUNNERS)!r}); sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 import optuna, trialkit, json
-from coordinator.space import load_space
+from coordinator.config.space import load_space
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 space = load_space({str(space_path(sampler, data.parent))!r})
 data = {{"path": {str(data)!r}, "target": "home_win", "time_col": "season", "cv": "walk-forward", "folds": 3,

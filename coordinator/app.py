@@ -11,30 +11,38 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from coordinator import datasets, dispatch, resources
+from coordinator import resources
 from coordinator.backends.agent import AgentBackend
-from coordinator.config import Experiment, SearchOptions, resolve
+from coordinator.backends.hosts import foreign_gpus, known_hosts_path, probe
+from coordinator.config import datasets
+from coordinator.config.experiment import Experiment, SearchOptions, resolve
+from coordinator.config.models import BUILTIN, get_model
+from coordinator.config.registry import (
+    RUNNABLE_CONNECTIONS,
+    Registry,
+    default_registry,
+    detect_memory_gb,
+    load_registry,
+)
+from coordinator.config.yamlcfg import load_yaml
 from coordinator.errors import ConfigError, DiskFull, HostError, SearchFailed, StoreError
-from coordinator.hosts import foreign_gpus, known_hosts_path, probe
-from coordinator.loop import Coordinator
-from coordinator.models import BUILTIN, get_model
-from coordinator.plans import Limits, StudyPlan
 from coordinator.protocol import MetricParser
-from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, detect_memory_gb, load_registry
-from coordinator.reporting import write_report
-from coordinator.routing import plan_lines
+from coordinator.records import Needs
+from coordinator.reporting.tables import write_report
+from coordinator.schedule import decide
+from coordinator.schedule.loop import Coordinator
+from coordinator.schedule.plans import Limits, StudyPlan
+from coordinator.schedule.routing import plan_lines
+from coordinator.schedule.speed import SpeedModel
 from coordinator.search import Search, count_trials, decisions, make_pruner, make_sampler, open_storage, sampler_seed
-from coordinator.speed import SpeedModel
-from coordinator.store import RunStore, disk_full, writing
-from coordinator.tracking import Tracker, Trackers
-from coordinator.trial import Needs
-from coordinator.yamlcfg import load_yaml
+from coordinator.store.rundir import RunStore, disk_full, writing
+from coordinator.tracking.tracker import Tracker, Trackers
 
 log = logging.getLogger(__name__)
 
 
 def _tracker(mode: str) -> Tracker:
-    from coordinator import progress
+    from coordinator.tracking import progress
 
     if mode == "live":
         return progress.LiveDisplay()
@@ -90,7 +98,7 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
            resume: bool) -> dict[str, Any]:
     import optuna
 
-    from coordinator.resume import recover
+    from coordinator.schedule.resume import recover
 
     opts = exp.options
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -149,11 +157,11 @@ def _coordinator(exp: Experiment, store: RunStore, plans: list[StudyPlan], backe
     tracker.on_search_start({"name": exp.name, "parallel": exp.parallel, "trials": exp.trials, "data": data,
                              "resume": resume})
     limits = Limits(exp.parallel, opts.timeout, opts.trial_timeout, opts.host_retry, opts.checkpoint_every)
-    coordinator = Coordinator(store, plans, exp.registry, backend, limits, dispatch.RetryPolicy(opts.max_retries),
+    coordinator = Coordinator(store, plans, exp.registry, backend, limits, decide.RetryPolicy(opts.max_retries),
                               tracker, RUNNABLE_CONNECTIONS,
                               speed=SpeedModel() if opts.placement == "learned" else None)
     if opts.pbt:
-        from coordinator.pbt import PBT
+        from coordinator.schedule.pbt import PBT
 
         coordinator.pbt = PBT(plans, {s.name: opts.pbt_interval or 2 * (s.model.min_resource or 1) if s.model
                                       else 1 for s in exp.studies}, store.trial_dir, opts.seed)
@@ -313,9 +321,9 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
 
 
 def validate_file(path: str, kind: str) -> str:
+    from coordinator.config.registry import parse_registry
+    from coordinator.config.space import parse_space
     from coordinator.errors import RegistryError, SpaceError
-    from coordinator.registry import parse_registry
-    from coordinator.space import parse_space
 
     data, source = load_yaml(path)
     if kind == "auto":

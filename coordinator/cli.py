@@ -141,7 +141,7 @@ def search(quiet: bool, as_json: bool, **kw: Any) -> None:
     """Run a hyperparameter search: Optuna proposes configurations, the registry's
     platforms run them, and the run directory records every trial and the reports."""
     from coordinator.app import run_search
-    from coordinator.config import SearchOptions
+    from coordinator.config.experiment import SearchOptions
 
     fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()}
     opts = SearchOptions(**fields)
@@ -186,7 +186,7 @@ def _resume_command(run_dir: str, here: str) -> str:
 
 
 def _print_summary(result: dict[str, Any]) -> None:
-    from coordinator.reporting import fmt  # the one way a value is shown: progress, summary, status
+    from coordinator.reporting.tables import fmt  # the one way a value is shown: progress, summary, status
 
     click.echo(f"\nrun: {result['run_dir']}")
     click.echo(f"trials: {result['complete']} complete, {result['pruned']} pruned, {result['failed']} failed, "
@@ -206,8 +206,8 @@ def _print_summary(result: dict[str, Any]) -> None:
 @click.argument("run", type=click.Path())
 def report(run: str) -> None:
     """(Re)build trials.csv, best.json and LaTeX tables of RUN from its run directory."""
-    from coordinator.reporting import write_report
-    from coordinator.store import RunStore
+    from coordinator.reporting.tables import write_report
+    from coordinator.store.rundir import RunStore
 
     store = RunStore.open(Path(run))
     if store.live_pid():
@@ -225,7 +225,7 @@ def report(run: str) -> None:
 def status(run: str, as_json: bool) -> None:
     """Counts and best value of RUN, from its run directory (live or finished)."""
     from coordinator.app import run_status
-    from coordinator.reporting import fmt
+    from coordinator.reporting.tables import fmt
 
     info = run_status(Path(run))
     if as_json:
@@ -269,13 +269,13 @@ def hosts(ctx: click.Context, registry: str | None, as_json: bool, run_dir: str 
     ctx.obj = registry
     if ctx.invoked_subcommand is not None:
         return
-    from coordinator.hosts import probe_all, render_table
+    from coordinator.backends.hosts import probe_all, render_table
 
     rows = probe_all(_registry(registry))
     speeds = None
     if run_dir:
-        from coordinator.reporting import host_table
-        from coordinator.store import RunStore
+        from coordinator.reporting.tables import host_table
+        from coordinator.store.rundir import RunStore
 
         speeds = host_table(RunStore.open(Path(run_dir)))
     if as_json:
@@ -302,10 +302,10 @@ def hosts(ctx: click.Context, registry: str | None, as_json: bool, run_dir: str 
 def trust(registry: str | None, platform: str, own_registry: str | None, yes: bool) -> None:
     """Show PLATFORM's host key fingerprint and record it in known_hosts on confirmation,
     replacing a changed key the host had there."""
+    from coordinator.backends.hosts import known_hosts_path
+    from coordinator.backends.sshconn import scan_host_key
+    from coordinator.config.knownhosts import add_known_host, check_known_hosts, fingerprint
     from coordinator.errors import ConfigError
-    from coordinator.hosts import known_hosts_path
-    from coordinator.knownhosts import add_known_host, check_known_hosts, fingerprint
-    from coordinator.sshconn import scan_host_key
 
     reg = _registry(own_registry or registry)  # no envvar here: the group's --registry already reads it
     if platform not in reg.platforms or reg.platforms[platform].connection != "ssh":
@@ -329,6 +329,6 @@ def trust(registry: str | None, platform: str, own_registry: str | None, yes: bo
 
 
 def _registry(path: str | None) -> Any:
-    from coordinator.registry import default_registry, load_registry
+    from coordinator.config.registry import default_registry, load_registry
 
     return load_registry(path) if path else default_registry()

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from coordinator.config.space import Space
 from coordinator.errors import ConfigError
-from coordinator.space import Space
-from coordinator.store import JOURNAL, RunStore, disk_full, writing
+from coordinator.store.rundir import JOURNAL, RunStore, disk_full, writing
 
 if TYPE_CHECKING:
     import optuna

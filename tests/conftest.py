@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import datasets
+from coordinator.config import datasets
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ import pytest
 
 from coordinator import resources
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
-from coordinator.store import RunStore
+from coordinator.config.experiment import SearchOptions
+from coordinator.store.rundir import RunStore
 
 RUNNERS = resources.folder("runners")
 MLP = {"epochs": 8, "hidden_size": 16, "dropout": 0.2, "batch_size": 64}

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from coordinator import resources
 from coordinator.cli import main
-from coordinator.config import SearchOptions, resolve
+from coordinator.config.experiment import SearchOptions, resolve
 from coordinator.errors import ConfigError
 
 

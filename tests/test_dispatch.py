@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from coordinator.dispatch import Kind, RetryPolicy, classify, end_kind
-from coordinator.trial import Outcome
+from coordinator.records import Outcome
+from coordinator.schedule.decide import Kind, RetryPolicy, classify, end_kind
 
 OBJ = ("auc",)
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from coordinator.app import run_search
 from coordinator.cli import main
-from coordinator.config import SearchOptions, resolve
+from coordinator.config.experiment import SearchOptions, resolve
 from tests.conftest import write_script
 
 SPACE = "params:\n  x: {type: int, low: 0, high: 9}\n"
@@ -175,9 +175,9 @@ def test_a_malformed_known_hosts_line_stops_a_search_before_its_run_exists(tmp_p
 
 
 def test_a_known_hosts_file_damaged_during_a_run_stops_that_host_not_the_search(tmp_path: Path) -> None:
+    from coordinator.backends.sshconn import HostConnection
+    from coordinator.config.registry import load_registry
     from coordinator.errors import HostKeyError
-    from coordinator.registry import load_registry
-    from coordinator.sshconn import HostConnection
 
     known = tmp_path / "known_hosts"
     known.write_text("127.0.0.1 ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ==\n")  # key data paramiko raises on

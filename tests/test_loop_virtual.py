@@ -8,17 +8,17 @@ from pathlib import Path
 
 import optuna
 
-from coordinator import dispatch
 from coordinator.backends.fake import FakeBackend, Script, VirtualClock
-from coordinator.loop import Coordinator
-from coordinator.plans import Limits, StudyPlan
-from coordinator.registry import Candidate, Platform, Registry, RoutingRule, Specs
+from coordinator.config.registry import Candidate, Platform, Registry, RoutingRule, Specs
+from coordinator.config.space import Param, Space
+from coordinator.records import Needs
+from coordinator.schedule import decide
+from coordinator.schedule.loop import Coordinator
+from coordinator.schedule.plans import Limits, StudyPlan
+from coordinator.schedule.speed import SpeedModel
 from coordinator.search import Search
-from coordinator.space import Param, Space
-from coordinator.speed import SpeedModel
-from coordinator.store import RunStore
-from coordinator.tracking import Tracker
-from coordinator.trial import Needs
+from coordinator.store.rundir import RunStore
+from coordinator.tracking.tracker import Tracker
 
 SPACE = Space({"x": Param("x", "float", 0.0, 1.0)})
 
@@ -35,7 +35,7 @@ def _run(tmp_path: Path, script, registry: Registry, plans_spec, parallel: int, 
         plans.append(StudyPlan(study, Needs(model_type), None, ("true",), None, 0, promote_step=promote_step))
     backend = FakeBackend(clock, script)
     coord = Coordinator(store, plans, registry, backend, Limits(parallel, None, trial_timeout),
-                        dispatch.RetryPolicy(max_retries, base_s=10.0, cap_s=40.0, rng=random.Random(0)),
+                        decide.RetryPolicy(max_retries, base_s=10.0, cap_s=40.0, rng=random.Random(0)),
                         Tracker(), ("local",), clock=clock,
                         speed=speed if isinstance(speed, SpeedModel) else SpeedModel() if speed else None)
     summary = coord.run()

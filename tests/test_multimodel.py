@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from coordinator.app import run_search
 from coordinator.cli import main
-from coordinator.config import SearchOptions
-from coordinator.store import RunStore
+from coordinator.config.experiment import SearchOptions
+from coordinator.store.rundir import RunStore
 
 SPACES = {
     "glm": "params:\n  C: {type: float, low: 0.01, high: 10, log: true}\n",

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
+from coordinator.config.experiment import SearchOptions
 from coordinator.errors import ConfigError
-from coordinator.store import RunStore
+from coordinator.store.rundir import RunStore
 
 SPACE = ("params:\n  lr: {type: float, low: 0.0001, high: 0.05, log: true}\n"
          "  dropout: {type: float, low: 0.0, high: 0.5}\nfixed: {epochs: 8, hidden_size: 16, batch_size: 128}\n")
@@ -57,7 +57,7 @@ def test_pbt_exploits_and_explores_with_lineage(tmp_path: Path, small_csv: Path,
 ])
 def test_pbt_refuses_what_it_cannot_do(tmp_path: Path, opts: dict, message: str) -> None:
     (tmp_path / "s.yaml").write_text("params:\n  x: {type: float, low: 0, high: 1}\n")
-    from coordinator.config import resolve
+    from coordinator.config.experiment import resolve
 
     with pytest.raises(ConfigError, match=message):
         resolve(SearchOptions(pbt=True, runs_root=str(tmp_path), **{"trials": 8, **opts,

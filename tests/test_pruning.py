@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
+from coordinator.config.experiment import SearchOptions
 from coordinator.search import open_storage
-from coordinator.store import RunStore
+from coordinator.store.rundir import RunStore
 
 
 def _results(run_dir: str) -> list[dict]:

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from coordinator import resources
+from coordinator.config.registry import default_registry, load_registry
 from coordinator.errors import RegistryError
-from coordinator.registry import default_registry, load_registry
 
 EXAMPLE = resources.folder("registry") / "hardware_registry.example.yaml"
 

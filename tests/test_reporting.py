@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
-from coordinator.reporting import csv_cell, standalone_document, tex_escape, write_report
-from coordinator.store import RunStore
+from coordinator.config.experiment import SearchOptions
+from coordinator.reporting.tables import csv_cell, standalone_document, tex_escape, write_report
+from coordinator.store.rundir import RunStore
 
 NASTY = r"\input{/etc/passwd} & 100% $x$ #1 a_b {c} ~ ^"
 

@@ -1,6 +1,6 @@
-from coordinator.registry import Candidate, Gpu, Platform, Registry, RoutingRule, Specs
-from coordinator.routing import Busy, Infeasible, Ledger, route
-from coordinator.trial import Allocation, Needs
+from coordinator.config.registry import Candidate, Gpu, Platform, Registry, RoutingRule, Specs
+from coordinator.records import Allocation, Needs
+from coordinator.schedule.routing import Busy, Infeasible, Ledger, route
 
 
 def _reg(allow_local: bool = True) -> Registry:
@@ -82,7 +82,7 @@ def test_unsupported_connection_is_infeasible_until_its_backend_exists() -> None
 
 
 def test_learned_speed_waits_for_a_faster_busy_host() -> None:
-    from coordinator.speed import Estimate, SpeedModel
+    from coordinator.schedule.speed import Estimate, SpeedModel
 
     reg, ledger = _reg(), Ledger()
     for n in range(3):  # the GPU box is full
@@ -105,7 +105,7 @@ def test_learned_speed_waits_for_a_faster_busy_host() -> None:
 
 
 def test_learned_speed_prefers_the_faster_free_host_and_ties_keep_rule_order() -> None:
-    from coordinator.speed import Estimate
+    from coordinator.schedule.speed import Estimate
 
     d = route(XGB, _reg(), Ledger(), estimates={"gpu": Estimate(30.0), "laptop": Estimate(10.0)})
     assert isinstance(d, Allocation) and d.platform == "laptop"  # the GPU is not assumed faster
@@ -114,7 +114,7 @@ def test_learned_speed_prefers_the_faster_free_host_and_ties_keep_rule_order() -
 
 
 def test_near_equal_hosts_never_leave_a_free_slot_idle() -> None:
-    from coordinator.speed import Estimate
+    from coordinator.schedule.speed import Estimate
 
     reg, ledger = _reg(), Ledger()
     for n in range(3):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
-from coordinator.store import RunStore
+from coordinator.config.experiment import SearchOptions
+from coordinator.store.rundir import RunStore
 
 BODY = """
 x, y = p['x'], p['y']

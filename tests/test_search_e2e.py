@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from coordinator.app import run_search
 from coordinator.cli import main
-from coordinator.config import SearchOptions
+from coordinator.config.experiment import SearchOptions
 from coordinator.errors import SearchFailed
-from coordinator.store import RunStore
+from coordinator.store.rundir import RunStore
 
 QUAD = """
     x, y = p['x'], p['y']

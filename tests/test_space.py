@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from coordinator import resources
+from coordinator.config.models import BUILTIN
+from coordinator.config.space import check_space_matches, load_space
 from coordinator.errors import SpaceError
-from coordinator.models import BUILTIN
-from coordinator.space import check_space_matches, load_space
 
 SPACES = resources.folder("registry") / "spaces"
 

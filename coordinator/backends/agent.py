@@ -41,11 +41,11 @@ from coordinator import protocol
 from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain
 from coordinator.backends.carry import carry_checkpoint, fetch_checkpoint
 from coordinator.backends.localconn import LocalConnection
+from coordinator.backends.sshconn import HostConnection
+from coordinator.config.registry import Platform
 from coordinator.errors import HostError, HostUnreachable
-from coordinator.registry import Platform
-from coordinator.sshconn import HostConnection
-from coordinator.store import disk_full
-from coordinator.trial import Allocation, Outcome, TrialSpec
+from coordinator.records import Allocation, Outcome, TrialSpec
+from coordinator.store.rundir import disk_full
 
 log = logging.getLogger(__name__)
 LOCAL_STALL_S = 15.0

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.errors import DiskFull
-from coordinator.trial import Allocation, Outcome, TrialSpec
+from coordinator.records import Allocation, Outcome, TrialSpec
 
 
 @dataclass(frozen=True)

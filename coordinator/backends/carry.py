@@ -14,9 +14,9 @@ from pathlib import Path
 import paramiko
 
 from coordinator import protocol
+from coordinator.backends.sshconn import HostConnection
 from coordinator.errors import DiskFull, HostError, HostUnreachable
-from coordinator.sshconn import HostConnection
-from coordinator.store import disk_full
+from coordinator.store.rundir import disk_full
 
 log = logging.getLogger(__name__)
 KEEP = 2  # as on the host: the newest two

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent
-from coordinator.trial import Allocation, Outcome, TrialSpec
+from coordinator.records import Allocation, Outcome, TrialSpec
 
 
 class VirtualClock:

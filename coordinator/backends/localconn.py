@@ -15,8 +15,8 @@ import subprocess
 from collections.abc import Sequence
 from typing import IO, Any
 
+from coordinator.config.registry import Platform
 from coordinator.errors import HostUnreachable
-from coordinator.registry import Platform
 
 
 class PipeChannel:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.backends.base import Backend, EndEvent, Event, MetricEvent
-from coordinator.trial import Allocation
+from coordinator.records import Allocation
 
 
 def collect(backend: Backend, n_ends: int, timeout: float = 30.0) -> list[Event]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from coordinator import resources
 from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend, EndEvent
-from coordinator.registry import default_registry
-from coordinator.trial import Allocation, TrialSpec
+from coordinator.config.registry import default_registry
+from coordinator.records import Allocation, TrialSpec
 from tests.backends.contract import BackendContract, collect
 
 PRELUDE = "import json, os, sys, time\nspec = json.load(open(os.environ['COORD_SPEC']))\np = spec['params']\n"

@@ -132,7 +132,7 @@ def test_journal_append_on_a_full_disk_leaves_no_torn_record(tmp_path: Path, sma
 
     from coordinator.errors import DiskFull
     from coordinator.search import open_storage
-    from coordinator.store import RunStore
+    from coordinator.store.rundir import RunStore
 
     store = RunStore.create(small_fs, "x", {"name": "x"}, small_fs / "run")
     store.lock()

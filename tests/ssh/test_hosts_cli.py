@@ -53,7 +53,7 @@ def test_trust_shows_the_fingerprint_and_records_only_on_yes(cluster: Cluster) -
 
 def test_doctor_shows_the_speeds_a_run_measured(cluster: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from coordinator.app import run_search
-    from coordinator.config import SearchOptions
+    from coordinator.config.experiment import SearchOptions
 
     script = tmp_path / "t.py"
     script.write_text("print('[coord-metric] {\"loss\": 1}')\n")

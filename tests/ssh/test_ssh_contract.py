@@ -10,8 +10,8 @@ import pytest
 from coordinator import resources
 from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend
-from coordinator.registry import load_registry
-from coordinator.trial import Allocation, TrialSpec
+from coordinator.config.registry import load_registry
+from coordinator.records import Allocation, TrialSpec
 from tests.backends.contract import BackendContract
 from tests.ssh.conftest import Cluster
 

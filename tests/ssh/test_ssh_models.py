@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
-from coordinator.store import RunStore
+from coordinator.config.experiment import SearchOptions
+from coordinator.store.rundir import RunStore
 from tests.ssh.conftest import Cluster
 
 

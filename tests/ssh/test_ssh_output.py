@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
+from coordinator.config.experiment import SearchOptions
 from coordinator.errors import SearchFailed
-from coordinator.store import RunStore
+from coordinator.store.rundir import RunStore
 from tests.ssh.conftest import Cluster
 from tests.ssh.test_ssh_search import RULE_SSH_ONLY
 

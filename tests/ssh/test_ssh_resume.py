@@ -53,8 +53,8 @@ def test_checkpoint_follows_a_retried_trial_to_another_host(cluster: Cluster, tm
     alpha's trial is killed and alpha's sshd stopped; the retry runs on beta, which never
     saw alpha's files, and resumes from the checkpoint the coordinator carried there."""
     from coordinator.app import run_search
-    from coordinator.config import SearchOptions
-    from coordinator.store import RunStore
+    from coordinator.config.experiment import SearchOptions
+    from coordinator.store.rundir import RunStore
     from tests.ssh.test_ssh_search import _rules
 
     space = tmp_path / "space.yaml"
@@ -99,10 +99,10 @@ def test_promoted_trial_moves_to_the_faster_host_with_its_checkpoint(cluster: Cl
     asked to stop, checkpoints, and continues on the idle, faster beta from that checkpoint,
     spending no retry (max_retries 0)."""
     from coordinator.app import run_search
-    from coordinator.config import SearchOptions
-    from coordinator.placement import Placement
-    from coordinator.speed import SpeedModel
-    from coordinator.store import RunStore
+    from coordinator.config.experiment import SearchOptions
+    from coordinator.schedule.placement import Placement
+    from coordinator.schedule.speed import SpeedModel
+    from coordinator.store.rundir import RunStore
     from tests.ssh.test_ssh_search import _rules
 
     monkeypatch.setattr(SpeedModel, "expected", lambda self, model, platform: {"alpha": 100.0,

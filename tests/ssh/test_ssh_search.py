@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.app import run_search
-from coordinator.config import SearchOptions
-from coordinator.store import RunStore
+from coordinator.config.experiment import SearchOptions
+from coordinator.store.rundir import RunStore
 from tests.ssh.conftest import Cluster
 
 SPACE = "params:\n  x: {type: int, low: 0, high: 1000}\n"

@@ -16,19 +16,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from coordinator import crashpoint, dispatch, protocol
+from coordinator import crashpoint, protocol
 from coordinator.backends.base import Backend, EndEvent, MetricEvent
-from coordinator.checkpoints import CheckpointKeeper
+from coordinator.config.registry import Registry
 from coordinator.errors import AuthError, DiskFull, HostError, HostKeyError, RoutingError
-from coordinator.pbt import PBT
-from coordinator.placement import Placement, RunningTrial
-from coordinator.plans import Limits, Pending, Running, StudyPlan, history_entry
-from coordinator.registry import Registry
-from coordinator.routing import Busy, Infeasible, Ledger, route
-from coordinator.speed import Estimate, SpeedModel
-from coordinator.store import RunStore, disk_full, tail
-from coordinator.tracking import Snapshot, Tracker
-from coordinator.trial import Allocation, Needs, TrialSpec, TrialStatus
+from coordinator.records import Allocation, Needs, TrialSpec, TrialStatus
+from coordinator.schedule import decide
+from coordinator.schedule.pbt import PBT
+from coordinator.schedule.placement import Placement, RunningTrial
+from coordinator.schedule.plans import Limits, Pending, Running, StudyPlan, history_entry
+from coordinator.schedule.routing import Busy, Infeasible, Ledger, route
+from coordinator.schedule.speed import Estimate, SpeedModel
+from coordinator.store.checkpoints import CheckpointKeeper
+from coordinator.store.rundir import RunStore, disk_full, tail
+from coordinator.tracking.tracker import Snapshot, Tracker
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
@@ -40,7 +41,7 @@ class Coordinator:
     """Drives one run to the end. ``run()`` returns the summary; cleanup is in finally."""
 
     def __init__(self, store: RunStore, plans: list[StudyPlan], registry: Registry, backend: Backend,
-                 limits: Limits, policy: dispatch.RetryPolicy, tracker: Tracker, runnable: tuple[str, ...],
+                 limits: Limits, policy: decide.RetryPolicy, tracker: Tracker, runnable: tuple[str, ...],
                  clock: Callable[[], float] = time.monotonic, speed: SpeedModel | None = None) -> None:
         self.store, self.plans, self.registry, self.backend = store, plans, registry, backend
         self.limits, self.policy, self.tracker, self.runnable = limits, policy, tracker, runnable
@@ -137,7 +138,7 @@ class Coordinator:
             self._handle(events)
             if not events and (self.clock() >= end or self.force_stop):
                 for r in list(self.running.values()):  # the backend lost it: record, never drop
-                    self._end(r, dispatch.Kind.CANCELLED, None, "coordinator stopped", 0.0)
+                    self._end(r, decide.Kind.CANCELLED, None, "coordinator stopped", 0.0)
                 break
 
     def _can_ask(self) -> bool:
@@ -313,7 +314,7 @@ class Coordinator:
 
     def lose(self, p: Pending, where: dict[str, Any], why: str) -> None:
         """An attempt that cannot be followed after a restart: lost; retried elsewhere."""
-        self.store.event("ended", number=p.number, attempt=p.attempt, kind=dispatch.Kind.LOST.value,
+        self.store.event("ended", number=p.number, attempt=p.attempt, kind=decide.Kind.LOST.value,
                          exit_code=None, signal=None, duration_s=0.0, reason=why)
         p.history.append(history_entry(p.attempt, where, None))
         p.attempt, p.avoid = p.attempt + 1, p.avoid | {where["platform"]}
@@ -334,7 +335,7 @@ class Coordinator:
                 continue
             crashpoint.reached("after_end")
             err = tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
-            kind = dispatch.end_kind(ev.outcome, r.pending.plan.search.metrics, r.metrics, err,
+            kind = decide.end_kind(ev.outcome, r.pending.plan.search.metrics, r.metrics, err,
                                      prune_requested=r.pruned, pruned_mark=PRUNED_MARK in r.metrics,
                                      migrating=r.migrating is not None,
                                      segment="segment_step" in r.metrics and self.pbt is not None,
@@ -378,27 +379,27 @@ class Coordinator:
             self.store.event("migrate", number=r.pending.number, step=step, source=alloc.platform, target=target)
             self.backend.cancel(r.handle, "migrate")
 
-    def _end(self, r: Running, kind: dispatch.Kind, exit_code: int | None, tail: str, duration: float) -> None:
+    def _end(self, r: Running, kind: decide.Kind, exit_code: int | None, tail: str, duration: float) -> None:
         p = r.pending
         del self.running[r.handle.key]
         self.ledger.release(r.handle.allocation, p.plan.needs.memory_gb)
         alloc = r.handle.allocation
         p.history.append(history_entry(p.attempt, {"platform": alloc.platform, "slot": alloc.slot, "gpu": alloc.gpu},
                                        {"kind": kind.value, "exit_code": exit_code, "duration_s": round(duration, 4)}))
-        if kind == dispatch.Kind.LOST:
+        if kind == decide.Kind.LOST:
             self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
-        if kind == dispatch.Kind.OK and self.speed is not None and not p.free_attempts:  # whole trials only
+        if kind == decide.Kind.OK and self.speed is not None and not p.free_attempts:  # whole trials only
             self.speed.observe(p.plan.needs.model_type, alloc.platform, duration)
-        if kind in (dispatch.Kind.MIGRATED, dispatch.Kind.INTERRUPTED):  # free: the same trial goes on
-            avoid = p.avoid | {alloc.platform} if kind == dispatch.Kind.MIGRATED else p.avoid
+        if kind in (decide.Kind.MIGRATED, decide.Kind.INTERRUPTED):  # free: the same trial goes on
+            avoid = p.avoid | {alloc.platform} if kind == decide.Kind.MIGRATED else p.avoid
             self.retry_queue.append(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
                                             self.clock(), avoid, p.history, p.lineage))
             return
-        if kind == dispatch.Kind.SEGMENT and self.pbt is not None:  # waits for its generation
+        if kind == decide.Kind.SEGMENT and self.pbt is not None:  # waits for its generation
             self.pbt.arrived(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
                                      history=p.history, lineage=p.lineage), r.metrics[p.plan.search.metrics[0]])
             return
-        if self.interrupted and kind == dispatch.Kind.CANCELLED:
+        if self.interrupted and kind == decide.Kind.CANCELLED:
             # not committed: ``coord resume`` re-attaches to the ended attempt and retries it
             # (a built-in trial checkpointed on SIGTERM and continues from there)
             self.store.event("interrupted", number=p.number, attempt=p.attempt)
@@ -414,8 +415,8 @@ class Coordinator:
             return
         self._commit(p, r, kind, tail, duration)
 
-    def _commit(self, p: Pending, r: Running, kind: dispatch.Kind, tail: str, duration: float) -> None:
-        status = dispatch.final_status(kind)
+    def _commit(self, p: Pending, r: Running, kind: decide.Kind, tail: str, duration: float) -> None:
+        status = decide.final_status(kind)
         metrics = p.plan.search.metrics
         r.metrics.pop(PRUNED_MARK, None)
         values = [r.metrics[m] for m in metrics] if status == TrialStatus.COMPLETE else None
@@ -430,7 +431,7 @@ class Coordinator:
                   "duration_s": round(duration, 4),
                   "total_s": round(sum(h["duration_s"] for h in p.history), 4),
                   "error": "" if status == TrialStatus.COMPLETE else
-                  dispatch.explain(kind, metrics, r.metrics, tail, self._printed(p, kind))[-2000:]}
+                  decide.explain(kind, metrics, r.metrics, tail, self._printed(p, kind))[-2000:]}
         if not self.store.commit_result(p.number, result):
             log.warning("trial %d already has a committed result; duplicate ignored", p.number)
             return
@@ -445,9 +446,9 @@ class Coordinator:
         self.backend.discard(p.number, {h["platform"] for h in p.history})
         self.tracker.on_trial_end(p.number, result)
 
-    def _printed(self, p: Pending, kind: dispatch.Kind) -> tuple[str, ...]:
+    def _printed(self, p: Pending, kind: decide.Kind) -> tuple[str, ...]:
         """Metric-like names in the output of an attempt that did not report its objective."""
-        if kind != dispatch.Kind.NO_METRIC:
+        if kind != decide.Kind.NO_METRIC:
             return ()
         path = self.store.attempt_dir(p.number, p.attempt) / "stdout"
         return tuple(protocol.names_seen(tail(path, lines=2000)))

@@ -13,9 +13,9 @@ import json
 import sys
 from typing import Any, TextIO
 
-from coordinator.datasets import describe
-from coordinator.reporting import fmt  # the one value format: progress, summary and status agree
-from coordinator.tracking import Snapshot, Tracker
+from coordinator.config.datasets import describe
+from coordinator.reporting.tables import fmt  # the one value format: progress, summary and status agree
+from coordinator.tracking.tracker import Snapshot, Tracker
 
 
 def _clock(seconds: float | None) -> str:

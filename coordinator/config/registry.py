@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
+from coordinator.config.yamlcfg import KeyPath, Section, Source, load_yaml
 from coordinator.errors import RegistryError
-from coordinator.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
-from coordinator.yamlcfg import KeyPath, Section, Source, load_yaml
 
 CONNECTIONS = ("local", "ssh", "k8s", "slurm")
 RUNNABLE_CONNECTIONS = ("local", "ssh")  # k8s and slurm pools come later

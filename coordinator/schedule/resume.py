@@ -20,12 +20,12 @@ attempt-<k>/allocation.json (launched there) and result.json (committed). Resumi
 
 from __future__ import annotations
 
-from coordinator.dispatch import FREE, Kind
+from coordinator.config.registry import RUNNABLE_CONNECTIONS
 from coordinator.errors import StoreError
-from coordinator.loop import Coordinator
-from coordinator.plans import Pending, history_entry
-from coordinator.registry import RUNNABLE_CONNECTIONS
-from coordinator.trial import Allocation
+from coordinator.records import Allocation
+from coordinator.schedule.decide import FREE, Kind
+from coordinator.schedule.loop import Coordinator
+from coordinator.schedule.plans import Pending, history_entry
 
 
 def recover(c: Coordinator) -> dict[str, int]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from coordinator.registry import Platform, Registry
-from coordinator.speed import Estimate
-from coordinator.trial import Allocation, Needs
+from coordinator.config.registry import Platform, Registry
+from coordinator.records import Allocation, Needs
+from coordinator.schedule.speed import Estimate
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from coordinator import protocol
-from coordinator.trial import Outcome, TrialStatus
+from coordinator.records import Outcome, TrialStatus
 
 
 class Kind(str, Enum):

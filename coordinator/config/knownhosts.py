@@ -16,8 +16,8 @@ from typing import Any
 
 import paramiko
 
+from coordinator.config.registry import Platform
 from coordinator.errors import ConfigError
-from coordinator.registry import Platform
 
 
 def fingerprint(key: paramiko.PKey) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coordinator.config.yamlcfg import Section, Source, load_yaml
 from coordinator.errors import SpaceError
-from coordinator.yamlcfg import Section, Source, load_yaml
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator import protocol
-from coordinator.models import BUILTIN
-from coordinator.plans import Pending, StudyPlan
+from coordinator.config.models import BUILTIN
+from coordinator.schedule.plans import Pending, StudyPlan
 
 # parameters that can change between segments without changing the model's shape
 MUTABLE = {"xgboost": ("learning_rate", "subsample", "colsample_bytree", "min_child_weight", "reg_lambda",

@@ -21,9 +21,9 @@ from typing import TypeVar
 
 import paramiko
 
+from coordinator.config.knownhosts import check_known_hosts, fingerprint
+from coordinator.config.registry import Platform
 from coordinator.errors import AuthError, ConfigError, HostKeyError, HostUnreachable
-from coordinator.knownhosts import check_known_hosts, fingerprint
-from coordinator.registry import Platform
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10.0

@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from coordinator.backends.sshconn import HostConnection, default_known_hosts
+from coordinator.config.knownhosts import check_known_hosts
+from coordinator.config.registry import Platform, Registry
 from coordinator.errors import HostError
-from coordinator.knownhosts import check_known_hosts
-from coordinator.registry import Platform, Registry
-from coordinator.sshconn import HostConnection, default_known_hosts
 
 # Runs on the host with its own Python: stdlib only, prints one JSON object.
 PROBE = r"""

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from coordinator.registry import Registry
-from coordinator.routing import Ledger
-from coordinator.speed import Estimate, SpeedModel
+from coordinator.config.registry import Registry
+from coordinator.schedule.routing import Ledger
+from coordinator.schedule.speed import Estimate, SpeedModel
 
 MIGRATE_GAIN = 0.3  # move a promoted trial only to a platform expected to be 30% faster
 

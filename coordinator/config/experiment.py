@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordinator import datasets, resources
+from coordinator import resources
+from coordinator.config import datasets
+from coordinator.config.models import CUSTOM_MODEL_TYPE, ModelInfo, get_model
+from coordinator.config.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
+from coordinator.config.space import Space, check_space_matches, load_space
 from coordinator.errors import ConfigError, DataError, RoutingError
-from coordinator.models import CUSTOM_MODEL_TYPE, ModelInfo, get_model
-from coordinator.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
-from coordinator.routing import Infeasible, Ledger, route
+from coordinator.records import Needs
+from coordinator.schedule.routing import Infeasible, Ledger, route
 from coordinator.search import PRUNERS, SAMPLERS, infer_direction
-from coordinator.space import Space, check_space_matches, load_space
-from coordinator.trial import Needs
 
 CV_CHOICES = ("holdout", "kfold", "walk-forward")
 TASKS = ("auto", "classification", "regression")
@@ -133,8 +134,8 @@ def resolve(o: SearchOptions) -> Experiment:
         if not (o.command and (o.model_type or CUSTOM_MODEL_TYPE).lower() == model_type.lower()):
             log.warning("%s", message)
     if any(p.connection == "ssh" for p in registry.platforms.values()):  # only then is paramiko imported
-        from coordinator.hosts import known_hosts_path
-        from coordinator.knownhosts import check_known_hosts
+        from coordinator.backends.hosts import known_hosts_path
+        from coordinator.config.knownhosts import check_known_hosts
 
         check_known_hosts(known_hosts_path(registry))  # a malformed line: one error now, not a crash later
     command: tuple[str, ...] | None = None

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import crashpoint, resources
-from coordinator.models import BUILTIN
-from coordinator.store import RunStore, TrialRecord, atomic_write, write_json
+from coordinator.config.models import BUILTIN
+from coordinator.store.rundir import RunStore, TrialRecord, atomic_write, write_json
 
 TOP_K = 10
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -227,7 +227,7 @@ def best_trials(table: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, A
             top = max(done, key=lambda r: (sign[0] * r["value"], -r["number"]))
             out[study["name"]] = _best_entry(top, study, metrics, cfg)
         else:
-            from coordinator.pareto import front
+            from coordinator.reporting.pareto import front
 
             out[study["name"]] = {"pareto_front": [_best_entry(r, study, metrics, cfg)
                                                    for r in front(done, metrics, directions)]}
@@ -251,7 +251,7 @@ def _best_entry(r: dict[str, Any], study: dict[str, Any], metrics: list[str], cf
 def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], env: Any) -> dict[str, Path]:
     """Per study of a multi-objective run: the front as a LaTeX table, and for two
     objectives as a LaTeX picture and an SVG."""
-    from coordinator import pareto
+    from coordinator.reporting import pareto
 
     metrics, files = cfg["metrics"], {}
     for study in cfg["studies"]:

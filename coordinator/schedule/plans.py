@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.backends.base import Handle
-from coordinator.dispatch import FREE, Kind
+from coordinator.records import Needs
+from coordinator.schedule.decide import FREE, Kind
 from coordinator.search import Decisions, Search
-from coordinator.trial import Needs
 
 DOWN_S = 30.0  # a host that failed is tried again after this long (the next launch is the probe)
 

@@ -1,0 +1,1 @@
+"""Reports rebuilt from the run directory: CSV, LaTeX tables, figures."""

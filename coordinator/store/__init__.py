@@ -1,0 +1,1 @@
+"""The run directory (the source of truth) and checkpoint space."""

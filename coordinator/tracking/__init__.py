@@ -1,0 +1,1 @@
+"""Tracker callbacks and the progress display."""
