@@ -13,9 +13,10 @@ from typing import Any
 
 from coordinator import resources
 from coordinator.backends.agent import AgentBackend
-from coordinator.backends.hosts import foreign_gpus, known_hosts_path, probe
+from coordinator.backends.hosts import foreign_gpus, probe
 from coordinator.config import datasets
 from coordinator.config.experiment import Experiment, SearchOptions, resolve
+from coordinator.config.knownhosts import known_hosts_path
 from coordinator.config.models import BUILTIN, get_model
 from coordinator.config.registry import (
     RUNNABLE_CONNECTIONS,

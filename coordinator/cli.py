@@ -186,7 +186,7 @@ def _resume_command(run_dir: str, here: str) -> str:
 
 
 def _print_summary(result: dict[str, Any]) -> None:
-    from coordinator.reporting.tables import fmt  # the one way a value is shown: progress, summary, status
+    from coordinator.reporting.fmt import fmt  # the one way a value is shown: progress, summary, status
 
     click.echo(f"\nrun: {result['run_dir']}")
     click.echo(f"trials: {result['complete']} complete, {result['pruned']} pruned, {result['failed']} failed, "
@@ -225,7 +225,7 @@ def report(run: str) -> None:
 def status(run: str, as_json: bool) -> None:
     """Counts and best value of RUN, from its run directory (live or finished)."""
     from coordinator.app import run_status
-    from coordinator.reporting.tables import fmt
+    from coordinator.reporting.fmt import fmt
 
     info = run_status(Path(run))
     if as_json:
@@ -302,9 +302,8 @@ def hosts(ctx: click.Context, registry: str | None, as_json: bool, run_dir: str 
 def trust(registry: str | None, platform: str, own_registry: str | None, yes: bool) -> None:
     """Show PLATFORM's host key fingerprint and record it in known_hosts on confirmation,
     replacing a changed key the host had there."""
-    from coordinator.backends.hosts import known_hosts_path
     from coordinator.backends.sshconn import scan_host_key
-    from coordinator.config.knownhosts import add_known_host, check_known_hosts, fingerprint
+    from coordinator.config.knownhosts import add_known_host, check_known_hosts, fingerprint, known_hosts_path
     from coordinator.errors import ConfigError
 
     reg = _registry(own_registry or registry)  # no envvar here: the group's --registry already reads it

@@ -13,32 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from coordinator.config.objectives import PRUNERS, SAMPLERS
 from coordinator.config.space import Space
 from coordinator.errors import ConfigError
 from coordinator.store.rundir import JOURNAL, RunStore, disk_full, writing
 
 if TYPE_CHECKING:
     import optuna
-
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2")
-PRUNERS = ("none", "median", "percentile", "asha", "hyperband", "threshold", "patient")
-MAXIMIZE_HINTS = ("auc", "acc", "accuracy", "r2", "f1", "precision", "recall", "score", "roi", "ndcg", "map")
-MINIMIZE_HINTS = ("loss", "error", "err", "rmse", "mse", "mae", "brier", "time", "seconds", "perplexity",
-                  "cost", "mape")
-
-
-def infer_direction(metric: str) -> str:
-    """'maximize' or 'minimize' from the metric's name; ConfigError if it says neither."""
-    name = metric.lower()
-    for hint in MINIMIZE_HINTS:
-        if hint in name:
-            return "minimize"
-    for hint in MAXIMIZE_HINTS:
-        if hint in name:
-            return "maximize"
-    raise ConfigError(f"cannot tell whether {metric!r} should be maximised or minimised; "
-                      "give --direction", key="--metric", valid=("maximize", "minimize"))
-
 
 def sampler_seed(seed: int | None, name: str, asked_before: int) -> int | None:
     """The sampler's seed for a search that already asked ``asked_before`` trials.

@@ -12,7 +12,8 @@ import pytest
 
 from coordinator.app import run_search
 from coordinator.config.experiment import SearchOptions
-from coordinator.reporting.tables import csv_cell, standalone_document, tex_escape, write_report
+from coordinator.reporting.fmt import csv_cell, tex_escape
+from coordinator.reporting.tables import standalone_document, write_report
 from coordinator.store.rundir import RunStore
 
 NASTY = r"\input{/etc/passwd} & 100% $x$ #1 a_b {c} ~ ^"

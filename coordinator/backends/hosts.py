@@ -11,11 +11,10 @@ import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from coordinator.backends.sshconn import HostConnection, default_known_hosts
-from coordinator.config.knownhosts import check_known_hosts
+from coordinator.backends.sshconn import HostConnection
+from coordinator.config.knownhosts import check_known_hosts, known_hosts_path
 from coordinator.config.registry import Platform, Registry
 from coordinator.errors import HostError
 
@@ -63,10 +62,6 @@ print(json.dumps({"python": sys.version.split()[0], "executable": sys.executable
                   "libraries": {m: version(m) for m in ("numpy", "pandas", "sklearn", "xgboost", "torch")},
                   "gpus": gpus}))
 """
-
-
-def known_hosts_path(registry: Registry) -> Path:
-    return Path(registry.known_hosts).expanduser() if registry.known_hosts else default_known_hosts()
 
 
 def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict[str, Any]:

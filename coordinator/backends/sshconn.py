@@ -35,10 +35,6 @@ def quote_command(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 
-def default_known_hosts() -> Path:
-    return Path(os.environ.get("COORD_KNOWN_HOSTS", "~/.ssh/known_hosts")).expanduser()
-
-
 class _Capture(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     """Records the offered key and refuses it: used by ``coord hosts trust`` to show a
     fingerprint without authenticating or running anything."""

@@ -16,12 +16,11 @@ from typing import Any
 from coordinator import resources
 from coordinator.config import datasets
 from coordinator.config.models import CUSTOM_MODEL_TYPE, ModelInfo, get_model
+from coordinator.config.objectives import PRUNERS, SAMPLERS, infer_direction
 from coordinator.config.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
 from coordinator.config.space import Space, check_space_matches, load_space
 from coordinator.errors import ConfigError, DataError, RoutingError
 from coordinator.records import Needs
-from coordinator.schedule.routing import Infeasible, Ledger, route
-from coordinator.search import PRUNERS, SAMPLERS, infer_direction
 
 CV_CHOICES = ("holdout", "kfold", "walk-forward")
 TASKS = ("auto", "classification", "regression")
@@ -134,8 +133,7 @@ def resolve(o: SearchOptions) -> Experiment:
         if not (o.command and (o.model_type or CUSTOM_MODEL_TYPE).lower() == model_type.lower()):
             log.warning("%s", message)
     if any(p.connection == "ssh" for p in registry.platforms.values()):  # only then is paramiko imported
-        from coordinator.backends.hosts import known_hosts_path
-        from coordinator.config.knownhosts import check_known_hosts
+        from coordinator.config.knownhosts import check_known_hosts, known_hosts_path
 
         check_known_hosts(known_hosts_path(registry))  # a malformed line: one error now, not a crash later
     command: tuple[str, ...] | None = None
@@ -172,9 +170,9 @@ def resolve(o: SearchOptions) -> Experiment:
         raise ConfigError(f"sampler {o.sampler!r} is single-objective; use nsga2 for several metrics",
                           key="--sampler", valid=("nsga2", "tpe", "random", "grid", "qmc", "gp"))
     for s in studies:  # fail fast: a trial that can never be placed
-        decision = route(s.needs, registry, Ledger(), runnable=RUNNABLE_CONNECTIONS)
-        if isinstance(decision, Infeasible):
-            raise RoutingError(s.needs.model_type, decision.reasons)
+        reasons = registry.infeasible(s.needs, RUNNABLE_CONNECTIONS)
+        if reasons is not None:
+            raise RoutingError(s.needs.model_type, reasons)
     slots = sum(p.max_concurrent_jobs for p in registry.platforms.values() if p.connection in RUNNABLE_CONNECTIONS)
     parallel = o.parallel or slots
     if parallel < 1:

@@ -16,8 +16,18 @@ from typing import Any
 
 import paramiko
 
-from coordinator.config.registry import Platform
+from coordinator.config.registry import Platform, Registry
 from coordinator.errors import ConfigError
+
+
+def default_known_hosts() -> Path:
+    return Path(os.environ.get("COORD_KNOWN_HOSTS", "~/.ssh/known_hosts")).expanduser()
+
+
+def known_hosts_path(registry: Registry) -> Path:
+    """The one file host keys are checked against: the registry's ``known_hosts:``, else
+    ``$COORD_KNOWN_HOSTS``, else ``~/.ssh/known_hosts``."""
+    return Path(registry.known_hosts).expanduser() if registry.known_hosts else default_known_hosts()
 
 
 def fingerprint(key: paramiko.PKey) -> str:

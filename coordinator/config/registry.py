@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
 from coordinator.config.yamlcfg import KeyPath, Section, Source, load_yaml
 from coordinator.errors import RegistryError
+from coordinator.records import Needs
 
 CONNECTIONS = ("local", "ssh", "k8s", "slurm")
 RUNNABLE_CONNECTIONS = ("local", "ssh")  # k8s and slurm pools come later
@@ -123,6 +125,28 @@ class Registry:
         return RoutingRule(model_type, tuple(Candidate(k, "no routing rule: registry order")
                                              for k in self.platforms), explicit=False)
 
+    def candidates(self, model_type: str) -> list[Candidate]:
+        """Where such trials may go, in order: the rule's candidates, then (when the registry
+        allows it) every other local platform as a last fallback."""
+        out = list(self.rule_for(model_type).candidates)
+        if self.allow_local_fallback:
+            named = {c.platform for c in out}
+            out += [Candidate(k, "local fallback") for k, p in self.platforms.items()
+                    if p.connection == "local" and k not in named]
+        return out
+
+    def infeasible(self, needs: Needs, runnable: Collection[str]) -> dict[str, str] | None:
+        """Why no candidate could ever run such a trial (platform -> reason), or None if one can."""
+        reasons: dict[str, str] = {}
+        for c in self.candidates(needs.model_type):
+            p = self.platforms[c.platform]
+            why = never_fits(p, needs) or (None if p.connection in runnable else
+                                           f"connection {p.connection!r} is not supported by this version")
+            if why is None:
+                return None
+            reasons[c.platform] = why
+        return reasons
+
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
 
@@ -130,6 +154,18 @@ class Registry:
                 "known_hosts": self.known_hosts,
                 "platforms": {k: asdict(p) for k, p in self.platforms.items()},
                 "rules": [asdict(r) for r in self.rules]}
+
+
+def never_fits(p: Platform, needs: Needs) -> str | None:
+    """Why this platform can never run such a trial, or None if it could."""
+    if needs.memory_gb > p.specs.memory_gb:
+        return f"needs {needs.memory_gb:g} GB memory, platform has {p.specs.memory_gb:g} GB"
+    if needs.gpu == "required" and p.gpu_slots == 0:
+        return "needs a GPU, platform has none"
+    if p.capabilities and needs.capabilities and not set(needs.capabilities) & set(p.capabilities):
+        return (f"lacks the capability ({' or '.join(needs.capabilities)}); "
+                f"it lists {', '.join(p.capabilities)}")
+    return None
 
 
 def load_registry(path: str | Path) -> Registry:

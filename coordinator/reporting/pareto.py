@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from coordinator.reporting.tables import tex_escape
+from coordinator.reporting.fmt import tex_escape
 
 W, H = 100.0, 70.0  # plot area, in picture units (\unitlength = 1mm)
 

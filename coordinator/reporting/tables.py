@@ -13,36 +13,13 @@ from typing import Any
 
 from coordinator import crashpoint, resources
 from coordinator.config.models import BUILTIN
+from coordinator.reporting.fmt import csv_cell, tex_escape
 from coordinator.store.rundir import RunStore, TrialRecord, atomic_write, write_json
 
 TOP_K = 10
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _FIXED = ("number", "study", "model", "status", "value")
 MAX_SUFFIX = "_max"  # trials.csv: the configured steps next to the steps used
 _TAIL = ("platform", "host", "duration_s", "total_s", "attempts", "seed", "error")
-
-
-def tex_escape(value: Any) -> str:
-    """Escape every LaTeX special, so ``\\input{/etc/passwd}`` prints literally."""
-    return "".join(_TEX.get(ch, ch) for ch in fmt(value))
-
-
-def fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
-    return "" if value is None else str(value)
-
-
-def csv_cell(value: Any) -> Any:
-    """Neutralise text cells that a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from coordinator.config.registry import Platform, Registry
+from coordinator.config.registry import Platform, Registry, never_fits
 from coordinator.records import Allocation, Needs
 from coordinator.schedule.speed import Estimate
 
@@ -52,18 +52,6 @@ class Ledger:
         return len(self.slots.get(platform, {}))
 
 
-def never_fits(p: Platform, needs: Needs) -> str | None:
-    """Why this platform can never run such a trial, or None if it could."""
-    if needs.memory_gb > p.specs.memory_gb:
-        return f"needs {needs.memory_gb:g} GB memory, platform has {p.specs.memory_gb:g} GB"
-    if needs.gpu == "required" and p.gpu_slots == 0:
-        return "needs a GPU, platform has none"
-    if p.capabilities and needs.capabilities and not set(needs.capabilities) & set(p.capabilities):
-        return (f"lacks the capability ({' or '.join(needs.capabilities)}); "
-                f"it lists {', '.join(p.capabilities)}")
-    return None
-
-
 def _free_slot(p: Platform, needs: Needs, ledger: Ledger) -> int | None:
     taken = ledger.slots.get(p.key, {})
     foreign = ledger.foreign_gpus.get(p.key, set())
@@ -90,14 +78,9 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
     platforms to connections a backend exists for. ``quarantined`` platforms (a bad host
     key, refused authentication: a person must act) count as infeasible, with the reason.
     """
-    rule = registry.rule_for(needs.model_type)
-    names = [c.platform for c in rule.candidates]
-    reasons = {c.platform: c.reason for c in rule.candidates}
-    if registry.allow_local_fallback:
-        for key, p in registry.platforms.items():
-            if p.connection == "local" and key not in reasons:
-                names.append(key)
-                reasons[key] = "local fallback"
+    options = registry.candidates(needs.model_type)
+    names = [c.platform for c in options]
+    reasons = {c.platform: c.reason for c in options}
     preferred = names[0] if names else None
     names = [n for n in names if n not in avoid] + [n for n in names if n in avoid]
     infeasible: dict[str, str] = {}
@@ -153,14 +136,9 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
 
 def plan_lines(registry: Registry, needs: Needs) -> list[str]:
     """Human-readable plan for one model type: candidates, slots and why."""
-    rule = registry.rule_for(needs.model_type)
     lines = []
-    names = [c.platform for c in rule.candidates]
-    if registry.allow_local_fallback:
-        names += [k for k, p in registry.platforms.items() if p.connection == "local" and k not in names]
-    for i, name in enumerate(names):
-        p = registry.platforms[name]
-        reason = next((c.reason for c in rule.candidates if c.platform == name), "local fallback")
+    for i, c in enumerate(registry.candidates(needs.model_type)):
+        name, reason, p = c.platform, c.reason, registry.platforms[c.platform]
         role = "preferred" if i == 0 else f"fallback {i}"
         why = never_fits(p, needs)
         state = f"never: {why}" if why else (

@@ -14,7 +14,7 @@ import sys
 from typing import Any, TextIO
 
 from coordinator.config.datasets import describe
-from coordinator.reporting.tables import fmt  # the one value format: progress, summary and status agree
+from coordinator.reporting.fmt import fmt  # the one value format: progress, summary and status agree
 from coordinator.tracking.tracker import Snapshot, Tracker
 
 

@@ -1,0 +1,33 @@
+"""How one value is shown: in the console, in CSV cells, in LaTeX. One function per target,
+so progress lines, summaries, status and tables agree on digits, and nothing a trial
+reports can become a spreadsheet formula or a LaTeX command."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(value: Any) -> str:
+    """Escape every LaTeX special, so ``\\input{/etc/passwd}`` prints literally."""
+    return "".join(_TEX.get(ch, ch) for ch in fmt(value))
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+    return "" if value is None else str(value)
+
+
+def csv_cell(value: Any) -> Any:
+    """Neutralise text cells that a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
