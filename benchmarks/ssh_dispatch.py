@@ -25,7 +25,7 @@ from coordinator import resources  # noqa: E402
 from coordinator.backends.agent import AgentBackend  # noqa: E402
 from coordinator.backends.base import EndEvent  # noqa: E402
 from coordinator.config.registry import load_registry  # noqa: E402
-from coordinator.records import Allocation, TrialSpec  # noqa: E402
+from coordinator.records import Allocation, Recipe  # noqa: E402
 from tests import sshd  # noqa: E402
 
 
@@ -33,10 +33,9 @@ def coord_round(backend: AgentBackend, base: Path, n: int, start: int) -> list[f
     out = []
     alloc = Allocation("alpha", 0, None, "bench")
     for i in range(start, start + n):
-        spec = TrialSpec(i, 1, "b", {}, 0, None, ("date", "+%s.%N"), None, ("x",), str(base / "ck"),
-                         str(base / f"trials/{i}/attempt-1"))
+        spec = Recipe(i, "b", {}, 0, None, ("date", "+%s.%N"), None, ("x",))
         t0 = time.time()
-        backend.launch(spec, alloc)
+        backend.launch(spec, 1, alloc)
         while not any(isinstance(e, EndEvent) for e in backend.poll(5)):
             pass
         started = float((base / f"trials/{i}/attempt-1/stdout").read_text().split()[0])

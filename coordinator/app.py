@@ -36,7 +36,8 @@ from coordinator.schedule.plans import Limits, StudyPlan
 from coordinator.schedule.routing import plan_lines
 from coordinator.schedule.speed import SpeedModel
 from coordinator.search import Search, count_trials, decisions, make_pruner, make_sampler, open_storage, sampler_seed
-from coordinator.store.rundir import RunStore, disk_full, writing
+from coordinator.store.files import disk_full, writing
+from coordinator.store.rundir import RunStore
 from coordinator.tracking.tracker import Tracker, Trackers
 
 log = logging.getLogger(__name__)

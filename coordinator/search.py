@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 from coordinator.config.objectives import PRUNERS, SAMPLERS
 from coordinator.config.space import Space
 from coordinator.errors import ConfigError
-from coordinator.store.rundir import JOURNAL, RunStore, disk_full, writing
+from coordinator.store.files import disk_full, writing
+from coordinator.store.rundir import JOURNAL, RunStore
 
 if TYPE_CHECKING:
     import optuna

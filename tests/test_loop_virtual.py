@@ -47,20 +47,20 @@ def _one_host(slots: int = 2) -> Registry:
 
 
 def test_retry_backoff_on_the_virtual_clock(tmp_path: Path) -> None:
-    def script(spec, alloc):
-        return Script(5.0, exit_code=1) if spec.attempt < 3 else Script(5.0, metrics={"loss": 1.0})
+    def script(spec, attempt, alloc):
+        return Script(5.0, exit_code=1) if attempt < 3 else Script(5.0, metrics={"loss": 1.0})
     summary, store, backend, clock = _run(tmp_path, script, _one_host(1), [("s", "T", 1)], 1)
     (rec,) = store.trials()
     assert rec.result["status"] == "COMPLETE" and [a["kind"] for a in rec.result["attempts"]] == \
         ["crashed", "crashed", "ok"]
-    starts = [t for t, spec, _ in backend.launched]
+    starts = [t for t, _, _, _ in backend.launched]
     assert 5 + 5 <= starts[1] <= 5 + 10  # first backoff within [base/2, base]
     assert starts[1] + 5 + 10 <= starts[2] <= starts[1] + 5 + 20  # then [base, 2 base]
     assert clock() < 60 and summary["retries"] == 2
 
 
 def test_trial_deadline_on_the_virtual_clock(tmp_path: Path) -> None:
-    summary, store, _, clock = _run(tmp_path, lambda s, a: Script(1000.0, metrics={"loss": 1.0}), _one_host(1),
+    summary, store, _, clock = _run(tmp_path, lambda s, n, a: Script(1000.0, metrics={"loss": 1.0}), _one_host(1),
                                     [("s", "T", 2)], 1, trial_timeout=30.0)
     assert [r.result["kind"] for r in store.trials()] == ["timeout", "timeout"]
     assert 60 <= clock() < 61  # two trials, each stopped at its 30 s deadline
@@ -78,7 +78,7 @@ TRUE_S = {("XGBoost", "gpu"): 10.0, ("XGBoost", "laptop"): 60.0,
           ("RandomForest", "laptop"): 30.0, ("RandomForest", "gpu"): 25.0}
 
 
-def pool_script(spec, alloc, salt: int = 0) -> Script:
+def pool_script(spec, attempt, alloc, salt: int = 0) -> Script:
     model_type = "XGBoost" if spec.study == "xgb" else "RandomForest"
     jitter = 1.0 + 0.1 * (((spec.number + salt) * 7919) % 11 - 5) / 5  # +-10%, deterministic
     return Script(TRUE_S[(model_type, alloc.platform)] * jitter, metrics={"loss": 1.0})
@@ -107,9 +107,9 @@ def test_a_promoted_trial_moves_to_the_faster_host_when_it_frees(tmp_path: Path)
     speed.observe("T", "slow", 30.0)
     speed.observe("T", "fast", 15.0)
 
-    def script(spec, alloc):
+    def script(spec, attempt, alloc):
         if alloc.platform == "fast":  # a resumed attempt has only the rest to do
-            return Script(15.0 if spec.attempt == 1 else 6.0, metrics={"loss": 1.0})
+            return Script(15.0 if attempt == 1 else 6.0, metrics={"loss": 1.0})
         return Script(30.0, metrics={"loss": 1.0},
                       steps=tuple((3.0 * k, {"step": k, "loss": 1.0}) for k in range(1, 10)))
     summary, store, backend, clock = _run(tmp_path, script, registry, [("s", "T", 2)], 2, speed=speed,
@@ -130,7 +130,7 @@ def test_no_move_to_a_host_less_than_30_percent_faster(tmp_path: Path) -> None:
     speed.observe("T", "slow", 30.0)
     speed.observe("T", "fast", 25.0)  # less than 30% faster: not worth a move
 
-    def script(spec, alloc):
+    def script(spec, attempt, alloc):
         return Script(30.0 if alloc.platform == "slow" else 25.0, metrics={"loss": 1.0},
                       steps=tuple((3.0 * k, {"step": k, "loss": 1.0}) for k in range(1, 10)))
     summary, store, _, _ = _run(tmp_path, script, registry, [("s", "T", 2)], 2, speed=speed, promote_step=3)

@@ -52,7 +52,10 @@ def test_a_script_that_reports_steps_is_killed_when_pruned(tmp_path: Path, scrip
                                    prune_threshold=1.5, run_dir=str(tmp_path / "run")))
     by_x = {r["params"]["x"]: r for r in _results(out["run_dir"])}
     for x in (1.0, 1.5):  # 1/step + x > 1.5 at step 1: pruned at once, killed (a script cannot be asked)
-        assert by_x[x]["status"] == "PRUNED" and by_x[x]["duration_s"] < 3 and by_x[x]["values"][0] > 1.5
+        r = by_x[x]
+        # the value is the last step reported before the kill landed: on a loaded machine a
+        # step or two after the one judged, never the end (x + 1/99) of a run left alone
+        assert r["status"] == "PRUNED" and r["duration_s"] < 3 and r["values"][0] > x + 1.0 / 40
     for x in (0.1, 0.2):
         assert by_x[x]["status"] == "COMPLETE" and by_x[x]["values"] == [pytest.approx(x + 1.0 / 99)]
     assert out["pruned"] == 2 and out["complete"] == 2

@@ -130,7 +130,7 @@ def test_reports_show_the_boosting_rounds_of_the_scored_model(runs: Path, small_
     best = json.loads((run / "report" / "best.json").read_text())["xgboost"]
     assert best["params"]["n_estimators"] == used[best["number"]]
     assert best["configured_params"]["n_estimators"] == configured[best["number"]]
-    spec = json.loads((run / best["spec"]).read_text())
+    spec = json.loads((run / best["recipe"]).read_text())  # location-free: placed here by the test
     spec.update(params=best["params"], checkpoint_dir=None, attempt_dir=None)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, str(resources.folder("runners") / "run_trial.py")], capture_output=True,

@@ -164,6 +164,8 @@ def test_exact_rerun_of_a_trial_reproduces_its_metrics(runs: Path, small_csv: Pa
                                    trials=2, parallel=2, run_dir=str(runs / "r")))
     rec = _results(out["run_dir"])[0]
     spec = Path(out["run_dir"]) / "trials" / "0" / "attempt-1" / "spec.json"
+    recipe = json.loads((spec.parent / "recipe.json").read_text())  # what a rerun replays: no placement
+    assert recipe["params"] == rec["params"] and recipe["attempt"] == 1 and "attempt_dir" not in recipe
     proc = subprocess.run([sys.executable, str(resources.folder("runners") / "run_trial.py")],
                           env={**os.environ, "COORD_SPEC": str(spec)}, capture_output=True, text=True, check=True)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("[coord-metric]")][-1]

@@ -1,7 +1,11 @@
 """The Backend contract, shared by every way of running a trial.
 
-- ``launch(spec, allocation) -> Handle`` starts one attempt and returns at once; the
-  parameters travel in the spec file, never on a command line.
+- ``prepare(platform)`` makes a host ready (connect, upload, start its agent) or raises
+  ``HostError``; pre-flight calls it for every platform before the first trial.
+- ``launch(recipe, attempt, allocation) -> Handle`` starts one attempt of the trial whose
+  location-free ``Recipe`` it is, and returns at once. The backend places it on its host
+  (``backends/plan.py``: the spec file, argv, environment); the parameters travel in the
+  spec file, never on a command line.
 - ``poll(timeout) -> events`` blocks at most ``timeout`` seconds and returns every
   event that arrived: ``MetricEvent`` for each metric line, then exactly one
   ``EndEvent`` per launched handle (also after ``cancel``).
@@ -25,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.errors import DiskFull
-from coordinator.records import Allocation, Outcome, TrialSpec
+from coordinator.records import Allocation, Outcome, Recipe
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,11 @@ class Backend(abc.ABC):
 
     _disk_full: DiskFull | None = None
 
+    def prepare(self, platform: str) -> None:
+        """Make ``platform`` ready to launch on, or raise HostError. Idempotent."""
+
     @abc.abstractmethod
-    def launch(self, spec: TrialSpec, allocation: Allocation) -> Handle: ...
+    def launch(self, recipe: Recipe, attempt: int, allocation: Allocation) -> Handle: ...
 
     @abc.abstractmethod
     def poll(self, timeout: float) -> list[Event]: ...

@@ -16,7 +16,7 @@ import paramiko
 from coordinator import protocol
 from coordinator.backends.sshconn import HostConnection
 from coordinator.errors import DiskFull, HostError, HostUnreachable
-from coordinator.store.rundir import disk_full
+from coordinator.store.files import disk_full
 
 log = logging.getLogger(__name__)
 KEEP = 2  # as on the host: the newest two

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent
-from coordinator.records import Allocation, Outcome, TrialSpec
+from coordinator.records import Allocation, Outcome, Recipe
 
 
 class VirtualClock:
@@ -41,24 +41,24 @@ class Script:
 
 
 class FakeBackend(Backend):
-    """Runs nothing; each attempt ends after ``script(spec, allocation).duration_s`` of
+    """Runs nothing; each attempt ends after ``script(recipe, attempt, allocation).duration_s`` of
     virtual time with that script's exit code and metrics."""
 
-    def __init__(self, clock: VirtualClock, script: Callable[[TrialSpec, Allocation], Script]) -> None:
+    def __init__(self, clock: VirtualClock, script: Callable[[Recipe, int, Allocation], Script]) -> None:
         self.clock = clock
         self.script = script
         self.heap: list[tuple[float, int, Handle, Script, float]] = []
         self.seq = itertools.count()
         self.cancelled: dict[str, str] = {}
-        self.launched: list[tuple[float, TrialSpec, Allocation]] = []
+        self.launched: list[tuple[float, Recipe, int, Allocation]] = []
         self.reports: list[tuple[float, int, str, Handle, dict[str, float]]] = []
 
-    def launch(self, spec: TrialSpec, allocation: Allocation) -> Handle:
-        handle = Handle(spec.number, spec.attempt, allocation)
-        s = self.script(spec, allocation)
-        if spec.timeout_s is not None and s.duration_s > spec.timeout_s:  # the host stops it at its limit
-            s = Script(spec.timeout_s, None, None, tuple(st for st in s.steps if st[0] < spec.timeout_s), True)
-        self.launched.append((self.clock(), spec, allocation))
+    def launch(self, recipe: Recipe, attempt: int, allocation: Allocation) -> Handle:
+        handle = Handle(recipe.number, attempt, allocation)
+        s = self.script(recipe, attempt, allocation)
+        if recipe.timeout_s is not None and s.duration_s > recipe.timeout_s:  # the host stops it at its limit
+            s = Script(recipe.timeout_s, None, None, tuple(st for st in s.steps if st[0] < recipe.timeout_s), True)
+        self.launched.append((self.clock(), recipe, attempt, allocation))
         heapq.heappush(self.heap, (self.clock() + s.duration_s, next(self.seq), handle, s, self.clock()))
         for offset, values in s.steps:
             heapq.heappush(self.reports, (self.clock() + offset, next(self.seq), handle.key, handle, values))

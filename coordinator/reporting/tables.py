@@ -14,7 +14,8 @@ from typing import Any
 from coordinator import crashpoint, resources
 from coordinator.config.models import BUILTIN
 from coordinator.reporting.fmt import csv_cell, tex_escape
-from coordinator.store.rundir import RunStore, TrialRecord, atomic_write, write_json
+from coordinator.store.files import atomic_write, write_json
+from coordinator.store.rundir import RunStore, TrialRecord
 
 TOP_K = 10
 _FIXED = ("number", "study", "model", "status", "value")
@@ -219,7 +220,7 @@ def _best_entry(r: dict[str, Any], study: dict[str, Any], metrics: list[str], cf
     params = {p: r.get(p) for p in names}  # the scored model's: a step parameter holds the steps used
     entry = {"number": r["number"], "value": r["value"], "metrics": {m: r.get(m) for m in metrics},
              "params": params, "model": study["model"], "seed": r["seed"], "platform": r["platform"],
-             "data": cfg.get("data"), "spec": f"trials/{r['number']}/attempt-{r['attempts'] or 1}/spec.json"}
+             "data": cfg.get("data"), "recipe": f"trials/{r['number']}/attempt-{r['attempts'] or 1}/recipe.json"}
     if any(p + MAX_SUFFIX in r for p in names):  # what the trial was configured with (its spec.json)
         entry["configured_params"] = {p: r.get(p + MAX_SUFFIX, r.get(p)) for p in names}
     return entry

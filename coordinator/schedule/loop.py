@@ -20,7 +20,7 @@ from coordinator import crashpoint, protocol
 from coordinator.backends.base import Backend, EndEvent, MetricEvent
 from coordinator.config.registry import Registry
 from coordinator.errors import AuthError, DiskFull, HostError, HostKeyError, RoutingError
-from coordinator.records import Allocation, Needs, TrialSpec, TrialStatus
+from coordinator.records import Allocation, Needs, Recipe, TrialStatus
 from coordinator.schedule import decide
 from coordinator.schedule.pbt import PBT
 from coordinator.schedule.placement import Placement, RunningTrial
@@ -28,7 +28,8 @@ from coordinator.schedule.plans import Limits, Pending, Running, StudyPlan, hist
 from coordinator.schedule.routing import Busy, Infeasible, Ledger, route
 from coordinator.schedule.speed import Estimate, SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
-from coordinator.store.rundir import RunStore, disk_full, tail
+from coordinator.store.files import disk_full, tail
+from coordinator.store.rundir import RunStore
 from coordinator.tracking.tracker import Snapshot, Tracker
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ class Coordinator:
             pending = Pending(number, 1, plan, optuna_number, params)
             self.store.record_trial(number, {"study": plan.search.name, "optuna_number": optuna_number,
                                              "model": plan.model, "params": params,
-                                             "seed": plan.seed + number})
+                                             "seed": plan.trial_seed(number)})
             self.store.event("asked", number=number, study=plan.search.name, params=params)
             crashpoint.reached("after_record")
             self._launch(pending, alloc)
@@ -265,31 +266,27 @@ class Coordinator:
         return sorted(order, key=lambda plan: placement.sufferage(plan.needs.model_type, running, self.ledger, now),
                       reverse=True)  # stable: ties keep round robin
 
-    def _spec(self, p: Pending, alloc: Allocation) -> TrialSpec:
-        """The attempt's spec: a pure function of the trial and where it runs, so a resumed
-        coordinator rebuilds exactly the spec it launched."""
-        return TrialSpec(number=p.number, attempt=p.attempt, study=p.plan.search.name, params=p.params,
-                         seed=p.plan.seed + p.number, model=p.plan.model, command=p.plan.command,
-                         data=p.plan.data, metrics=p.plan.search.metrics,
-                         checkpoint_dir=str(self.store.trial_dir(p.number) / "checkpoint"),
-                         attempt_dir=str(self.store.attempt_dir(p.number, p.attempt)),
-                         threads=self.registry.platforms[alloc.platform].threads_per_slot(),
-                         device="cuda" if alloc.gpu is not None else "cpu",
-                         checkpoint_every_s=self.limits.checkpoint_every_s,
-                         stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None,
-                         timeout_s=self.limits.trial_timeout_s,
-                         decisions=p.plan.decisions.to_json() if p.plan.model else None)
+    def _recipe(self, p: Pending) -> Recipe:
+        """The attempt's recipe: a pure function of the trial (no path, no host), so a
+        resumed coordinator rebuilds exactly the recipe it launched and a rerun replays it."""
+        return Recipe(number=p.number, study=p.plan.search.name, params=p.params, seed=p.plan.trial_seed(p.number),
+                      model=p.plan.model, command=p.plan.command, data=p.plan.data, metrics=p.plan.search.metrics,
+                      checkpoint_every_s=self.limits.checkpoint_every_s,
+                      stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None,
+                      timeout_s=self.limits.trial_timeout_s,
+                      decisions=p.plan.decisions.to_json() if p.plan.model else None)
 
     def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False, interrupted: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running
         or finished there: the agent never starts one attempt twice."""
+        recipe = self._recipe(p)
         if not reattach:
             self.store.record_attempt(p.number, p.attempt, {"platform": alloc.platform, "slot": alloc.slot,
                                                             "gpu": alloc.gpu, "reason": alloc.reason,
-                                                            "params": p.params, "lineage": p.lineage})
+                                                            "params": p.params, "lineage": p.lineage}, recipe)
         self.ledger.take(alloc, p.number, p.plan.needs.memory_gb)
         try:
-            handle = self.backend.launch(self._spec(p, alloc), alloc)
+            handle = self.backend.launch(recipe, p.attempt, alloc)
         except HostError as exc:
             self.ledger.release(alloc, p.plan.needs.memory_gb)
             self.host_failed(alloc.platform, exc)
@@ -425,7 +422,7 @@ class Coordinator:
         platform = self.registry.platforms[r.handle.allocation.platform]
         result = {"study": p.plan.search.name, "optuna_number": p.optuna_number, "model": p.plan.model,
                   "status": status.value, "kind": kind.value, "values": values, "metrics": r.metrics,
-                  "params": p.params, "seed": p.plan.seed + p.number, "attempt": p.attempt,
+                  "params": p.params, "seed": p.plan.trial_seed(p.number), "attempt": p.attempt,
                   **({"lineage": p.lineage} if self.pbt is not None else {}),
                   "attempts": p.history, "platform": platform.key, "host": platform.host or "localhost",
                   "duration_s": round(duration, 4),

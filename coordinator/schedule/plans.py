@@ -28,6 +28,11 @@ class StudyPlan:
     promote_step: int | None = None  # a trial that reaches it passed the first rung: it may move
     decisions: Decisions = Decisions()  # where the pruner decides; built-in runners wait there for it
 
+    def trial_seed(self, number: int) -> int:
+        """Trial ``number``'s seed (its model's and, for built-in runners, its folds' shuffle):
+        the one place it is derived, so a resume and a rerun derive the same."""
+        return self.seed + number
+
 
 def history_entry(attempt: int, where: dict[str, Any], ended: dict[str, Any] | None) -> dict[str, Any]:
     """One attempt in a trial's ``attempts`` list: where it ran (an allocation) and how it

@@ -1,6 +1,6 @@
 """The Backend contract, as one test class every backend runs (local now; SSH and fake next).
 
-A subclass provides ``make_backend(tmp_path)`` and ``make_spec(tmp_path, number, body)``,
+A subclass provides ``make_backend(tmp_path)`` and ``make_recipe(tmp_path, number, body)``,
 where ``body`` is Python source for a trial that reads its spec from COORD_SPEC.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.backends.base import Backend, EndEvent, Event, MetricEvent
-from coordinator.records import Allocation
+from coordinator.records import Allocation, Recipe
 
 
 def collect(backend: Backend, n_ends: int, timeout: float = 30.0) -> list[Event]:
@@ -26,15 +26,19 @@ class BackendContract:
     def make_backend(self, tmp_path: Path) -> Backend:
         raise NotImplementedError
 
-    def make_spec(self, tmp_path: Path, number: int, body: str) -> Any:
+    def make_recipe(self, tmp_path: Path, number: int, body: str) -> Recipe:
         raise NotImplementedError
 
     alloc = Allocation("local", 0, None, "test")
 
+    def first(self, tmp_path: Path, number: int, body: str) -> tuple[Recipe, int]:
+        """The first attempt of a trial running ``body``: ``launch(*first(...), alloc)``."""
+        return self.make_recipe(tmp_path, number, body), 1
+
     def test_metrics_then_exactly_one_end(self, tmp_path: Path) -> None:
         backend = self.make_backend(tmp_path)
         try:
-            h = backend.launch(self.make_spec(tmp_path, 0, "print('[coord-metric] {\"loss\": %d}' % p['x'])"),
+            h = backend.launch(*self.first(tmp_path, 0, "print('[coord-metric] {\"loss\": %d}' % p['x'])"),
                                self.alloc)
             events = collect(backend, 1)
             metrics = [e for e in events if isinstance(e, MetricEvent)]
@@ -49,7 +53,7 @@ class BackendContract:
     def test_failure_exit_code_is_reported(self, tmp_path: Path) -> None:
         backend = self.make_backend(tmp_path)
         try:
-            backend.launch(self.make_spec(tmp_path, 0, "sys.exit(78)"), self.alloc)
+            backend.launch(*self.first(tmp_path, 0, "sys.exit(78)"), self.alloc)
             (end,) = [e for e in collect(backend, 1) if isinstance(e, EndEvent)]
             assert end.outcome.exit_code == 78 and not end.outcome.cancelled
         finally:
@@ -58,7 +62,7 @@ class BackendContract:
     def test_cancel_ends_a_running_attempt_promptly(self, tmp_path: Path) -> None:
         backend = self.make_backend(tmp_path)
         try:
-            h = backend.launch(self.make_spec(tmp_path, 0, "print('[coord-metric] {\"a\": 1}', flush=True)\n"
+            h = backend.launch(*self.first(tmp_path, 0, "print('[coord-metric] {\"a\": 1}', flush=True)\n"
                                                             "time.sleep(60)"), self.alloc)
             first = collect(backend, 0, 0.0) + backend.poll(10)
             assert any(isinstance(e, MetricEvent) for e in first)
@@ -72,7 +76,7 @@ class BackendContract:
     def test_close_kills_what_runs_and_is_idempotent(self, tmp_path: Path) -> None:
         backend = self.make_backend(tmp_path)
         pid_file = tmp_path / "pid"
-        backend.launch(self.make_spec(tmp_path, 0, f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        backend.launch(*self.first(tmp_path, 0, f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
                                                    "time.sleep(60)"), self.alloc)
         for _ in range(100):
             if pid_file.exists() and pid_file.read_text():

@@ -13,7 +13,7 @@ from coordinator import resources
 from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend, EndEvent
 from coordinator.config.registry import default_registry
-from coordinator.records import Allocation, TrialSpec
+from coordinator.records import Allocation, Recipe
 from tests.backends.contract import BackendContract, collect
 
 PRELUDE = "import json, os, sys, time\nspec = json.load(open(os.environ['COORD_SPEC']))\np = spec['params']\n"
@@ -28,11 +28,10 @@ class TestLocalCommand(BackendContract):
     def make_backend(self, tmp_path: Path) -> Backend:
         return _backend(tmp_path)
 
-    def make_spec(self, tmp_path: Path, number: int, body: str) -> TrialSpec:
+    def make_recipe(self, tmp_path: Path, number: int, body: str) -> Recipe:
         script = tmp_path / f"t{number}.py"
         script.write_text(PRELUDE + body + "\n")
-        return TrialSpec(number, 1, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",),
-                         str(tmp_path / "ckpt"), str(tmp_path / f"trials/{number}/attempt-1"))
+        return Recipe(number, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",))
 
 
 def _worker_pid(tmp_path: Path) -> int:
@@ -47,13 +46,12 @@ def test_warm_worker_reuses_one_process_and_loads_data_once(tmp_path: Path, smal
     try:
         alloc = Allocation("local", 0, None, "test")
         for n in range(2):
-            backend.launch(TrialSpec(n, 1, "glm", {"C": 1.0}, n, "glm", None, data, ("auc",),
-                                     str(tmp_path / "ck"), str(tmp_path / f"a{n}")), alloc)
+            backend.launch(Recipe(n, "glm", {"C": 1.0}, n, "glm", None, data, ("auc",)), 1, alloc)
             (end,) = [e for e in collect(backend, 1, 60) if isinstance(e, EndEvent)]
             assert end.outcome.exit_code == 0
             pids.append(_worker_pid(tmp_path))
         assert pids[0] == pids[1]  # the same warm worker ran both trials
-        spec = json.loads((tmp_path / "a1" / "spec.json").read_text())
+        spec = json.loads((tmp_path / "trials/1/attempt-1" / "spec.json").read_text())
         assert spec["params"] == {"C": 1.0} and spec["data"]["path"] == str(small_csv)
     finally:
         backend.close()
@@ -69,11 +67,10 @@ def test_a_trial_outlives_the_agent_and_a_second_backend_follows_it_without_reru
     script.write_text(PRELUDE + "open(os.path.join(spec['attempt_dir'], '..', 'starts'), 'a').write('x')\n"
                       "print('[coord-metric] {\"loss\": 1}', flush=True)\ntime.sleep(1.5)\n"
                       "print('[coord-metric] {\"loss\": 2}')\n")
-    spec = TrialSpec(0, 1, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",),
-                     str(tmp_path / "ckpt"), str(tmp_path / "trials/0/attempt-1"))
+    spec = Recipe(0, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",))
     alloc = Allocation("local", 0, None, "test")
     first = _backend(tmp_path)
-    first.launch(spec, alloc)
+    first.launch(spec, 1, alloc)
     time.sleep(0.6)
     first.closed = True  # as if the coordinator died: no re-attach, nothing cancelled
     first._stop.set()  # and no watchdog left to notice the silence
@@ -84,7 +81,7 @@ def test_a_trial_outlives_the_agent_and_a_second_backend_follows_it_without_reru
     os.kill(pid, 0)  # still running
     second = _backend(tmp_path)
     try:
-        second.launch(spec, alloc)
+        second.launch(spec, 1, alloc)
         events = collect(second, 1, 20)
     finally:
         second.close()

@@ -11,7 +11,7 @@ from coordinator import resources
 from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend
 from coordinator.config.registry import load_registry
-from coordinator.records import Allocation, TrialSpec
+from coordinator.records import Allocation, Recipe
 from tests.backends.contract import BackendContract
 from tests.ssh.conftest import Cluster
 
@@ -30,8 +30,7 @@ class TestSSHContract(BackendContract):
         return AgentBackend(reg.platforms, self.cluster.known_hosts, resources.folder("runners"), run_id="contract",
                             local_root=tmp_path, stall_s=3.0)
 
-    def make_spec(self, tmp_path: Path, number: int, body: str) -> TrialSpec:
+    def make_recipe(self, tmp_path: Path, number: int, body: str) -> Recipe:
         script = tmp_path / f"t{number}.py"
         script.write_text(PRELUDE + body + "\n")
-        return TrialSpec(number, 1, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",),
-                         str(tmp_path / "ckpt"), str(tmp_path / f"trials/{number}/attempt-1"))
+        return Recipe(number, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",))

@@ -200,6 +200,16 @@ def _stall(host, stopped: list[int]) -> None:  # type: ignore[no-untyped-def]
         stopped.append(int(pid))
 
 
+def _stall_when_training(host, stopped: list[int], limit_s: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    """Stall ``host`` once an attempt's stdout there holds a step report."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if any("step" in p.read_text(errors="replace") for p in Path(host.work_dir).glob("**/attempt-*/stdout")):
+            _stall(host, stopped)
+            return
+        time.sleep(0.05)
+
+
 def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """SIGSTOP the sshd process serving our connection: paramiko alone would wait forever."""
@@ -338,7 +348,9 @@ def test_warm_trial_survives_a_stalled_connection(cluster: Cluster, tmp_path: Pa
     reg = cluster.registry(_rules('NeuralNetwork', 'alpha', local=False))
     space = _space(tmp_path, "params:\n  epochs: {type: int, low: 150, high: 151}\n  lr: {type: float, low: 0.005, high: 0.01}\n")
     stopped: list[int] = []
-    timer = threading.Timer(4.0, _stall, (cluster.hosts["alpha"], stopped))
+    # stall once the trial is training on the host (a fixed delay raced a loaded machine:
+    # the stall could land before the attempt started or after it ended)
+    timer = threading.Thread(target=_stall_when_training, args=(cluster.hosts["alpha"], stopped))
     timer.start()
     out = run_search(SearchOptions(models=("mlp",), space=space, data=str(small_csv), target="home_win",
                                    trials=1, registry=str(reg), run_dir=str(tmp_path / "run")))
