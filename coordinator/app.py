@@ -28,7 +28,7 @@ from coordinator.config.registry import (
 from coordinator.config.yamlcfg import load_yaml
 from coordinator.errors import ConfigError, DiskFull, HostError, SearchFailed, StoreError
 from coordinator.protocol import MetricParser
-from coordinator.records import Needs
+from coordinator.records import Needs, TrialStatus
 from coordinator.reporting.tables import write_report
 from coordinator.schedule import decide
 from coordinator.schedule.loop import Coordinator
@@ -143,7 +143,7 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
         store.close()
     result = {"run_dir": str(store.root), **summary, "files": files, **_best_config(files, summary["best_number"])}
     if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
-        errors = [r.result.get("error", "") for r in store.trials() if r.result]
+        errors = [r.result.error for r in store.trials() if r.result]
         last = next((e for e in reversed(errors) if e), "no error output")
         raise SearchFailed(f"no trial completed ({summary['failed']} failed); run directory {store.root}; "
                            f"last error:\n{last.strip()[-1500:]}")
@@ -159,14 +159,15 @@ def _coordinator(exp: Experiment, store: RunStore, plans: list[StudyPlan], backe
     tracker.on_search_start({"name": exp.name, "parallel": exp.parallel, "trials": exp.trials, "data": data,
                              "resume": resume})
     limits = Limits(exp.parallel, opts.timeout, opts.trial_timeout, opts.host_retry, opts.checkpoint_every)
-    coordinator = Coordinator(store, plans, exp.registry, backend, limits, decide.RetryPolicy(opts.max_retries),
-                              tracker, RUNNABLE_CONNECTIONS,
-                              speed=SpeedModel() if opts.placement == "learned" else None)
+    pbt = None
     if opts.pbt:
         from coordinator.schedule.pbt import PBT
 
-        coordinator.pbt = PBT(plans, {s.name: opts.pbt_interval or 2 * (s.model.min_resource or 1) if s.model
-                                      else 1 for s in exp.studies}, store.trial_dir, opts.seed)
+        pbt = PBT(plans, {s.name: opts.pbt_interval or 2 * (s.model.min_resource or 1) if s.model else 1
+                          for s in exp.studies}, store.trial_dir, opts.seed)
+    coordinator = Coordinator(store, plans, exp.registry, backend, limits, decide.RetryPolicy(opts.max_retries),
+                              tracker, RUNNABLE_CONNECTIONS,
+                              speed=SpeedModel() if opts.placement == "learned" else None, pbt=pbt)
     _preflight(backend, coordinator, exp)
     _skip_shared_gpus(exp.registry, coordinator)
     return coordinator
@@ -216,9 +217,7 @@ def _preflight(backend: AgentBackend, coordinator: Coordinator, exp: Experiment)
                 if missing:
                     why = (f"{platform}: {exp.registry.platforms[platform].python} lacks {', '.join(missing)} "
                            f"for {model.name} (see coord hosts)")
-                    coordinator.incapable[(model.model_type, platform)] = why
-                    coordinator.store.event("host_incapable", platform=platform, model=model.name, reason=why)
-                    log.warning("%s", why)
+                    coordinator.mark_incapable(model.model_type, platform, why, model=model.name)
 
 
 def oversubscribed(registry: Registry, parallel: int | None = None) -> list[dict[str, Any]]:
@@ -265,14 +264,14 @@ def _skip_shared_gpus(registry: Registry, coordinator: Coordinator) -> None:
     """GPUs that run another user's compute processes get no trials, unless the platform
     has ``allow_shared_gpus``. Probed once, before the first trial."""
     targets = [p for p in registry.platforms.values() if p.specs.gpus and not p.allow_shared_gpus
-               and p.key not in coordinator.quarantined and p.connection in RUNNABLE_CONNECTIONS]
+               and p.key not in coordinator.hosts.quarantined and p.connection in RUNNABLE_CONNECTIONS]
     if not targets:
         return
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         for platform, info in zip(targets, pool.map(lambda p: probe(p, registry), targets), strict=True):
             busy = foreign_gpus(info)
             if busy:
-                coordinator.ledger.foreign_gpus[platform.key] = busy
+                coordinator.share_gpus(platform.key, busy)
                 coordinator.store.event("gpus_shared", platform=platform.key, gpus=sorted(busy))
                 log.warning("%s: GPU %s busy with other users' processes; not used (allow_shared_gpus: true "
                             "to use them anyway)", platform.key, ", ".join(map(str, sorted(busy))))
@@ -287,22 +286,21 @@ def run_status(path: Path) -> dict[str, Any]:
     """Counts and best value of any run, live or dead, read from its directory."""
     store = RunStore.open(path)
     pid = store.live_pid()
-    cfg = store.config
+    run = store.run
     counts: dict[str, int] = {}
     best: tuple[float, int] | None = None
-    sign = 1 if cfg["directions"][0] == "maximize" else -1
+    sign = 1 if run.maximize else -1
     for rec in store.trials():
-        state = rec.result["status"] if rec.result else "RUNNING" if pid else "UNFINISHED"
-        counts[state] = counts.get(state, 0) + 1
-        values = (rec.result or {}).get("values")
-        if values and (best is None or sign * values[0] > sign * best[0]):
-            best = (values[0], rec.number)
+        status = rec.result.status if rec.result else TrialStatus.RUNNING if pid else TrialStatus.UNFINISHED
+        counts[status.value] = counts.get(status.value, 0) + 1
+        value = rec.result.value if rec.result else None
+        if value is not None and (best is None or sign * value > sign * best[0]):
+            best = (value, rec.number)
     ended = any(e.get("event") == "search_end" and not e.get("interrupted") for e in store.events_read()[-3:])
     state = f"live (coordinator pid {pid})" if pid else "finished" if ended else \
         "stopped (coord resume RUN continues it)"
-    return {"run": str(path), "state": state, "name": cfg["name"], "metric": cfg["metrics"][0],
-            "planned": cfg["trials"] *
-            len(cfg["studies"]), **{k.lower(): v for k, v in sorted(counts.items())},
+    return {"run": str(path), "state": state, "name": run.name, "metric": run.metrics[0],
+            "planned": run.trials * len(run.studies), **{k.lower(): v for k, v in sorted(counts.items())},
             "best_value": best[0] if best else None, "best_trial": best[1] if best else None}
 
 

@@ -16,6 +16,10 @@ import re
 from dataclasses import dataclass, field
 
 METRIC_PREFIX = "[coord-metric]"
+# keys of a metric line that are control markers, not metrics: a built-in runner's last
+# report when it stopped on a prune request, or ended a PBT segment. The loop takes them
+# out at once: they decide how the attempt ended and never reach a result or trials.csv.
+CONTROL_KEYS = frozenset({"pruned_step", "segment_step"})
 END_PREFIX = "[coord-end]"  # the agent: one attempt is over (never printed by user scripts)
 HEARTBEAT_PREFIX = "[coord-hb]"  # the agent: still alive, each second
 # A built-in runner wrote a checkpoint: ``[coord-ckpt] {"file": ..., "step": ..., "sha256": ...}``.
@@ -150,3 +154,11 @@ def format_metric(values: dict[str, float]) -> str:
     """The line a trial prints (non-finite values become strings JSON can carry)."""
     return METRIC_PREFIX + " " + json.dumps(
         {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else str(v)) for k, v in values.items()})
+
+
+def split_control(values: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """A report's metrics and its control markers (``CONTROL_KEYS``), apart."""
+    if not CONTROL_KEYS.intersection(values):
+        return values, {}
+    return ({k: v for k, v in values.items() if k not in CONTROL_KEYS},
+            {k: v for k, v in values.items() if k in CONTROL_KEYS})

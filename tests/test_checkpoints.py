@@ -167,13 +167,13 @@ def test_trial_killed_after_a_checkpoint_is_retried_from_it(tmp_path: Path, smal
     killer = _kill_after_checkpoint(tmp_path / "killed", 2)
     out = search("killed")
     killer.join()
-    (result,) = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    (result,) = [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
     assert result["status"] == "COMPLETE" and result["attempt"] == 2
     assert result["attempts"][0]["kind"] == "killed"
     err = (tmp_path / "killed/trials/0/attempt-2/stderr").read_text()
     assert "resuming from the checkpoint at step" in err
     unbroken = search("unbroken")
-    (expected,) = [r.result for r in RunStore.open(Path(unbroken["run_dir"])).trials()]
+    (expected,) = [r.result and r.result.to_json() for r in RunStore.open(Path(unbroken["run_dir"])).trials()]
     assert result["values"] == expected["values"]
     # the only trial is its study's best: its model (the last checkpoint) is kept
     assert [p.name for p in (tmp_path / "killed/trials/0/checkpoint").glob("*.ckpt")] == ["step-00000030.ckpt"]

@@ -44,7 +44,7 @@ def _search(tmp_path: Path, script, space_file, shared: bool) -> list[dict]:
     out = run_search(SearchOptions(command=script(body), model_type="NN", space=space_file("params:\n  x: {type: int, low: 0, high: 9}\n"),
                                    metrics=("gpu",), direction="maximize", trials=4, registry=str(reg),
                                    run_dir=str(tmp_path / f"run-{shared}")))
-    return [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    return [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
 
 
 def test_busy_gpu_is_skipped(tmp_path: Path, fake_smi: None, script, space_file) -> None:

@@ -51,7 +51,7 @@ def test_retry_backoff_on_the_virtual_clock(tmp_path: Path) -> None:
         return Script(5.0, exit_code=1) if attempt < 3 else Script(5.0, metrics={"loss": 1.0})
     summary, store, backend, clock = _run(tmp_path, script, _one_host(1), [("s", "T", 1)], 1)
     (rec,) = store.trials()
-    assert rec.result["status"] == "COMPLETE" and [a["kind"] for a in rec.result["attempts"]] == \
+    assert rec.result.status == "COMPLETE" and [a.kind for a in rec.result.attempts] == \
         ["crashed", "crashed", "ok"]
     starts = [t for t, _, _, _ in backend.launched]
     assert 5 + 5 <= starts[1] <= 5 + 10  # first backoff within [base/2, base]
@@ -62,7 +62,7 @@ def test_retry_backoff_on_the_virtual_clock(tmp_path: Path) -> None:
 def test_trial_deadline_on_the_virtual_clock(tmp_path: Path) -> None:
     summary, store, _, clock = _run(tmp_path, lambda s, n, a: Script(1000.0, metrics={"loss": 1.0}), _one_host(1),
                                     [("s", "T", 2)], 1, trial_timeout=30.0)
-    assert [r.result["kind"] for r in store.trials()] == ["timeout", "timeout"]
+    assert [r.result.kind for r in store.trials()] == ["timeout", "timeout"]
     assert 60 <= clock() < 61  # two trials, each stopped at its 30 s deadline
 
 
@@ -114,7 +114,7 @@ def test_a_promoted_trial_moves_to_the_faster_host_when_it_frees(tmp_path: Path)
                       steps=tuple((3.0 * k, {"step": k, "loss": 1.0}) for k in range(1, 10)))
     summary, store, backend, clock = _run(tmp_path, script, registry, [("s", "T", 2)], 2, speed=speed,
                                           max_retries=0, promote_step=3)
-    moved = [rec.result for rec in store.trials() if len(rec.result["attempts"]) == 2]
+    moved = [rec.result.to_json() for rec in store.trials() if len(rec.result.attempts) == 2]
     assert len(moved) == 1 and summary["complete"] == 2
     assert [(a["platform"], a["kind"]) for a in moved[0]["attempts"]] == [("slow", "migrated"), ("fast", "ok")]
     assert clock() == 24.0  # moved at its report at t=18 (the fast host freed at 15): 18 + 6, not 30
@@ -134,5 +134,5 @@ def test_no_move_to_a_host_less_than_30_percent_faster(tmp_path: Path) -> None:
         return Script(30.0 if alloc.platform == "slow" else 25.0, metrics={"loss": 1.0},
                       steps=tuple((3.0 * k, {"step": k, "loss": 1.0}) for k in range(1, 10)))
     summary, store, _, _ = _run(tmp_path, script, registry, [("s", "T", 2)], 2, speed=speed, promote_step=3)
-    assert summary["complete"] == 2 and all(len(r.result["attempts"]) == 1 for r in store.trials())
+    assert summary["complete"] == 2 and all(len(r.result.attempts) == 1 for r in store.trials())
     assert '"event": "migrate"' not in (store.root / "events.jsonl").read_text()

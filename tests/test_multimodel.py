@@ -34,7 +34,7 @@ def test_several_models_on_fewer_slots_all_complete(runs: Path, small_csv: Path,
     models = ("glm", "xgboost", "random_forest")
     out = run_search(_opts(runs, small_csv, models, parallel, trials=2))
     assert out["complete"] == 6 and out["failed"] == 0
-    results = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    results = [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
     assert sorted(r["model"] for r in results if r) == sorted(models * 2)
     assert all(r and r["attempt"] == 1 for r in results)  # nothing was retried
 
@@ -47,7 +47,7 @@ def test_compare_models_line_of_the_readme_finishes(runs: Path) -> None:
                                     "--trials", "1", "--parallel", "1", "--runs", str(runs), "--quiet"])
     assert res.exit_code == 0, res.output
     run_dir = next(runs.iterdir())
-    results = [r.result for r in RunStore.open(run_dir).trials()]
+    results = [r.result and r.result.to_json() for r in RunStore.open(run_dir).trials()]
     assert len(results) == 3 and all(r and r["status"] == "COMPLETE" for r in results)
 
 

@@ -24,10 +24,11 @@ def test_pbt_exploits_and_explores_with_lineage(tmp_path: Path, small_csv: Path,
                                    checkpoint_every=0.0, run_dir=str(tmp_path / "run")))
     run = Path(out["run_dir"])
     records = {rec.number: rec for rec in RunStore.open(run).trials()}
-    assert out["complete"] == 4 and all(r.result["status"] == "COMPLETE" for r in records.values())
+    assert out["complete"] == 4 and all(r.result.status == "COMPLETE" for r in records.values())
     for rec in records.values():  # three segments of 2 epochs, then the last one runs to the end (8)
-        assert [a["kind"] for a in rec.result["attempts"]] == ["segment"] * 3 + ["ok"]
-    lineage = [(n, e) for n, rec in records.items() for e in rec.result["lineage"]]
+        assert [a.kind for a in rec.result.attempts] == ["segment"] * 3 + ["ok"]
+        assert "segment_step" not in rec.result.metrics  # a control marker, not a metric
+    lineage = [(n, e) for n, rec in records.items() for e in rec.result.lineage]
     assert lineage, "with 4 members the worst one exploits after every segment"
     assert sorted({e["generation"] for _, e in lineage}) == [1, 2, 3]  # one exploit per generation
     for number, e in lineage:
@@ -40,8 +41,8 @@ def test_pbt_exploits_and_explores_with_lineage(tmp_path: Path, small_csv: Path,
         assert 0.0001 <= e["params"]["lr"] <= 0.05 and 0.0 <= e["params"]["dropout"] <= 0.5
     exploited = {n for n, _ in lineage}
     for n in exploited:  # the trial ends with the parameters of its last exploit
-        assert records[n].result["params"] == records[n].result["lineage"][-1]["params"]
-        assert records[n].info["params"] != records[n].result["params"]  # trial.json keeps where it began
+        assert records[n].result.params == records[n].result.lineage[-1]["params"]
+        assert records[n].info.params != records[n].result.params  # trial.json keeps where it began
     csv = (run / "report/lineage.csv").read_text().splitlines()
     assert csv[0] == "study,trial,generation,step,donor,params" and len(csv) == 1 + len(lineage)
     assert (run / "report/tables/lineage_mlp.tex").exists()

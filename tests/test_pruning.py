@@ -15,7 +15,7 @@ from coordinator.store.rundir import RunStore
 
 
 def _results(run_dir: str) -> list[dict]:
-    return [r.result for r in RunStore.open(Path(run_dir)).trials()]
+    return [r.result and r.result.to_json() for r in RunStore.open(Path(run_dir)).trials()]
 
 
 @pytest.mark.slow
@@ -32,6 +32,9 @@ def test_builtin_xgboost_trials_are_pruned_and_stop_early(tmp_path: Path, small_
         assert r["kind"] == "pruned" and len(r["attempts"]) == 1  # never retried
         assert r["values"][0] < 0.99 and r["metrics"]["step"] == 25  # stopped at the first report, where it was decided
         assert "train_seconds" not in r["metrics"]  # it never reached its final report
+        assert "pruned_step" not in r["metrics"]  # a control marker, not a metric
+    header = (Path(out["run_dir"]) / "report" / "trials.csv").read_text().splitlines()[0].split(",")
+    assert "pruned_step" not in header and "segment_step" not in header
     events = (Path(out["run_dir"]) / "events.jsonl").read_text()
     assert events.count('"event": "prune"') == len(pruned)
     study = optuna.load_study(study_name="xgboost", storage=open_storage(Path(out["run_dir"]), None))

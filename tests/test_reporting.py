@@ -75,7 +75,7 @@ def test_pareto_front_table_and_plot_compile(runs: Path, script, space_file, tmp
                                    trials=16, parallel=2, seed=4, run_dir=str(runs / "mo")))
     report = Path(out["run_dir"]) / "report"
     best = json.loads((report / "best.json").read_text())["custom"]["pareto_front"]
-    xs = sorted(rec.result["params"]["x"] for rec in RunStore.open(Path(out["run_dir"])).trials())
+    xs = sorted(rec.result.params["x"] for rec in RunStore.open(Path(out["run_dir"])).trials())
     expected, lowest = [], float("inf")
     for x in xs:  # by cost ascending: on the front when its loss beats every cheaper trial's
         if (x - 0.3) ** 2 < lowest:
@@ -113,7 +113,7 @@ def test_reports_show_the_boosting_rounds_of_the_scored_model(runs: Path, small_
     out = run_search(SearchOptions(models=("xgboost",), space=space, data=str(small_csv), target="home_win",
                                    time_col="season", folds=2, trials=3, parallel=2, run_dir=str(runs / "x")))
     run = Path(out["run_dir"])
-    results = {rec.number: rec.result for rec in RunStore.open(run).trials() if rec.result}
+    results = {rec.number: rec.result.to_json() for rec in RunStore.open(run).trials() if rec.result}
     assert all(r["status"] == "COMPLETE" for r in results.values()) and len(results) == 3
     used = {n: int(r["metrics"]["best_step"]) for n, r in results.items()}
     configured = {n: r["params"]["n_estimators"] for n, r in results.items()}

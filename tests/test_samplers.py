@@ -24,7 +24,7 @@ XY = "params:\n  x: {type: float, low: -5, high: 5, step: 0.5}\n  y: {type: floa
 def test_each_sampler_runs_a_search(tmp_path: Path, script, space_file, sampler: str) -> None:
     out = run_search(SearchOptions(command=script(BODY), space=space_file(XY), metrics=("loss",), trials=12,
                                    parallel=2, sampler=sampler, seed=5, run_dir=str(tmp_path / sampler)))
-    results = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    results = [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
     assert out["complete"] == 12 and len(results) == 12
     assert len({(r["params"]["x"], r["params"]["y"]) for r in results}) >= 8  # it explores
     assert json.loads(Path(out["files"]["best"]).read_text())["custom"]["value"] == min(r["values"][0] for r in results)
@@ -33,7 +33,7 @@ def test_each_sampler_runs_a_search(tmp_path: Path, script, space_file, sampler:
 def test_nsga2_multi_objective_reports_the_pareto_front(tmp_path: Path, script, space_file) -> None:
     out = run_search(SearchOptions(command=script(BODY), space=space_file(XY), metrics=("loss", "cost"),
                                    trials=16, parallel=2, sampler="nsga2", run_dir=str(tmp_path / "mo")))
-    results = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    results = [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
     front = json.loads(Path(out["files"]["best"]).read_text())["custom"]["pareto_front"]
     points = {(r["metrics"]["loss"], r["metrics"]["cost"]) for r in results}
     for f in front:  # nobody dominates a front member
@@ -47,6 +47,6 @@ def test_timeout_stops_new_trials_and_loses_none(tmp_path: Path, script, space_f
     out = run_search(SearchOptions(command=script("time.sleep(0.5)\n" + BODY), space=space_file(XY),
                                    metrics=("loss",), trials=1000, parallel=2, timeout=2.0,
                                    run_dir=str(tmp_path / "t")))
-    results = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    results = [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
     assert 2 <= len(results) < 20 and all(r["status"] == "COMPLETE" for r in results)  # started ones finish
     assert time.monotonic() - t0 < 15

@@ -30,7 +30,7 @@ params:
 
 
 def _results(run_dir: str) -> list[dict]:
-    return [r.result for r in RunStore.open(Path(run_dir)).trials()]
+    return [r.result and r.result.to_json() for r in RunStore.open(Path(run_dir)).trials()]
 
 
 def test_command_search_records_what_the_trial_computed(runs: Path, script, space_file) -> None:

@@ -87,6 +87,7 @@ class Backend(abc.ABC):
 
     _disk_full: DiskFull | None = None
 
+    @abc.abstractmethod
     def prepare(self, platform: str) -> None:
         """Make ``platform`` ready to launch on, or raise HostError. Idempotent."""
 

@@ -53,6 +53,9 @@ class FakeBackend(Backend):
         self.launched: list[tuple[float, Recipe, int, Allocation]] = []
         self.reports: list[tuple[float, int, str, Handle, dict[str, float]]] = []
 
+    def prepare(self, platform: str) -> None:
+        """Nothing to connect to."""
+
     def launch(self, recipe: Recipe, attempt: int, allocation: Allocation) -> Handle:
         handle = Handle(recipe.number, attempt, allocation)
         s = self.script(recipe, attempt, allocation)

@@ -13,6 +13,7 @@ from typing import Any
 
 from coordinator import crashpoint, resources
 from coordinator.config.models import BUILTIN
+from coordinator.records import TrialStatus
 from coordinator.reporting.fmt import csv_cell, tex_escape
 from coordinator.store.files import atomic_write, write_json
 from coordinator.store.rundir import RunStore, TrialRecord
@@ -32,10 +33,10 @@ def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
     out = []
     for rec in store.trials():
         row = _row(rec)
-        for k in (rec.result or {}).get("metrics", {}):
+        for k in rec.result.metrics if rec.result else ():
             if k not in metric_cols:
                 metric_cols.append(k)
-        for k in [*rec.info.get("params", {}), *[c for c in row if c.endswith(MAX_SUFFIX)]]:
+        for k in [*rec.info.params, *[c for c in row if c.endswith(MAX_SUFFIX)]]:
             if k not in param_cols:
                 param_cols.append(k)
         out.append(row)
@@ -47,23 +48,22 @@ def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _row(rec: TrialRecord) -> dict[str, Any]:
-    res = rec.result or {}
-    values = res.get("values")
-    row: dict[str, Any] = {"number": rec.number, "study": rec.info.get("study"), "model": rec.info.get("model"),
-                           "status": res.get("status", "UNFINISHED"),
-                           "value": values[0] if values else None}
-    row.update(res.get("metrics", {}))
-    row.update(rec.info.get("params", {}))
+    res = rec.result
+    row: dict[str, Any] = {"number": rec.number, "study": rec.info.study, "model": rec.info.model,
+                           "status": (res.status if res else TrialStatus.UNFINISHED).value,
+                           "value": res.value if res else None}
+    row.update(res.metrics if res else {})
+    row.update(rec.info.params)
     used = scored_steps(rec)
     if used is not None:
         param, steps = used
         row[param + MAX_SUFFIX] = row[param]
         row[param] = steps
-    row.update({"platform": res.get("platform"), "host": res.get("host"), "duration_s": res.get("duration_s"),
-                "total_s": res.get("total_s"), "attempts": len(res.get("attempts", [])) or None,
-                "seed": rec.info.get("seed"), "error": (res.get("error") or "").strip().splitlines()[-1:] or ""})
-    if isinstance(row["error"], list):
-        row["error"] = row["error"][0] if row["error"] else ""
+    last_error = (res.error if res else "").strip().splitlines()[-1:]
+    row.update({"platform": res.platform if res else None, "host": res.host if res else None,
+                "duration_s": res.duration_s if res else None, "total_s": res.total_s if res else None,
+                "attempts": (len(res.attempts) or None) if res else None, "seed": rec.info.seed,
+                "error": last_error[0] if last_error else ""})
     return row
 
 
@@ -72,11 +72,12 @@ def scored_steps(rec: TrialRecord) -> tuple[str, int] | None:
     on: like ``xgb.cv``, the runner ends at its best step (``best_step``), so the model an
     author reports has that many rounds, epochs or trees, not the configured maximum.
     Retraining with the parameter set to it gives the same model and metrics."""
-    res = rec.result or {}
-    model = BUILTIN.get(rec.info.get("model") or "")
-    step = res.get("metrics", {}).get("best_step")
+    res = rec.result
+    model = BUILTIN.get(rec.info.model or "")
+    step = res.metrics.get("best_step") if res else None
     param = model.step_param if model else None
-    if param is None or res.get("status") != "COMPLETE" or step is None or param not in rec.info.get("params", {}):
+    if res is None or param is None or res.status != TrialStatus.COMPLETE or step is None \
+            or param not in rec.info.params:
         return None
     return param, int(step)
 
@@ -170,9 +171,9 @@ def host_table(store: RunStore) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     trials: dict[tuple[str, str], set[int]] = {}
     for rec in store.trials():
-        for a in (rec.result or {}).get("attempts", []):
-            key = (a["platform"], rec.info.get("model") or rec.info.get("study") or "custom")
-            groups.setdefault(key, []).append(a)
+        for a in rec.result.attempts if rec.result else ():
+            key = (a.platform, rec.info.model or rec.info.study or "custom")
+            groups.setdefault(key, []).append(a.to_json())
             trials.setdefault(key, set()).add(rec.number)
     rows = []
     for (platform, model), attempts in sorted(groups.items()):
@@ -266,8 +267,8 @@ def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], e
 def _lineage_files(store: RunStore, out: Path, env: Any) -> dict[str, Path]:
     """PBT runs: every exploit (trial, generation, step, donor, the parameters it went on
     with) as lineage.csv and one LaTeX table per study."""
-    rows = [{"study": rec.result["study"], "number": rec.number, **entry}
-            for rec in store.trials() if rec.result for entry in rec.result.get("lineage") or []]
+    rows = [{"study": rec.result.study, "number": rec.number, **entry}
+            for rec in store.trials() if rec.result for entry in rec.result.lineage or ()]
     if not rows:
         return {}
     files = {"lineage": out / "lineage.csv"}

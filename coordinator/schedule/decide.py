@@ -140,3 +140,38 @@ class RetryPolicy:
             return 0.0
         ceiling = min(self.cap_s, self.base_s * self.factor ** (attempt - 1))
         return (self.rng or random).uniform(ceiling / 2, ceiling)
+
+
+class Next(str, Enum):
+    """What becomes of a trial once one of its attempts has ended."""
+
+    CONTINUE = "continue"  # the same trial goes on at once, spending no retry (moved; a Ctrl-C's stop on resume)
+    SEGMENT = "segment"  # PBT: the segment ended; the trial waits for its generation
+    HOLD = "hold"  # the coordinator is stopping: left uncommitted for ``coord resume``
+    RETRY = "retry"  # another attempt after ``delay_s``, on another host when there is one
+    COMMIT = "commit"  # the trial's one terminal record
+
+
+@dataclass(frozen=True)
+class AfterAttempt:
+    next: Next
+    delay_s: float = 0.0
+    avoid_host: bool = False  # the next attempt routes around the host this one ran on
+
+
+def after_attempt(kind: Kind, counted_attempts: int, policy: RetryPolicy, *, stopping: bool,
+                  interrupted: bool, pbt: bool) -> AfterAttempt:
+    """The one place a trial's fate after an attempt is decided (the loop only acts on it).
+    ``counted_attempts``: the attempts that spent the retry budget, this one included."""
+    if kind in (Kind.MIGRATED, Kind.INTERRUPTED):
+        return AfterAttempt(Next.CONTINUE, avoid_host=kind == Kind.MIGRATED)
+    if kind == Kind.SEGMENT and pbt:
+        return AfterAttempt(Next.SEGMENT)
+    if interrupted and kind == Kind.CANCELLED:
+        # resume re-attaches to the ended attempt and continues it (a built-in trial
+        # checkpointed on SIGTERM and goes on from there)
+        return AfterAttempt(Next.HOLD)
+    delay = None if stopping else policy.delay(kind, counted_attempts)
+    if delay is not None:
+        return AfterAttempt(Next.RETRY, delay, avoid_host=True)
+    return AfterAttempt(Next.COMMIT)

@@ -9,41 +9,42 @@ committed result goes to the run store first, then to Optuna, then to trackers.
 from __future__ import annotations
 
 import logging
-import math
 import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from coordinator import crashpoint, protocol
-from coordinator.backends.base import Backend, EndEvent, MetricEvent
+from coordinator import crashpoint
+from coordinator.backends.base import Backend
 from coordinator.config.registry import Registry
-from coordinator.errors import AuthError, DiskFull, HostError, HostKeyError, RoutingError
-from coordinator.records import Allocation, Needs, Recipe, TrialStatus
+from coordinator.errors import DiskFull, HostError, RoutingError
+from coordinator.records import Allocation, Needs, Recipe, Result, TrialInfo, TrialStatus
 from coordinator.schedule import decide
+from coordinator.schedule.events import AttemptEvents
+from coordinator.schedule.hoststate import HostState
 from coordinator.schedule.pbt import PBT
 from coordinator.schedule.placement import Placement, RunningTrial
 from coordinator.schedule.plans import Limits, Pending, Running, StudyPlan, history_entry
 from coordinator.schedule.routing import Busy, Infeasible, Ledger, route
+from coordinator.schedule.signals import trap_stop_signals
 from coordinator.schedule.speed import Estimate, SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
-from coordinator.store.files import disk_full, tail
+from coordinator.store.files import disk_full
 from coordinator.store.rundir import RunStore
 from coordinator.tracking.tracker import Snapshot, Tracker
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
 BACKSTOP_S = 300.0  # a trial still running this long past its limit is cancelled by the coordinator
-PRUNED_MARK = "pruned_step"  # a built-in runner's last report when it stopped on a prune request
 
 
-class Coordinator:
+class Coordinator(AttemptEvents):
     """Drives one run to the end. ``run()`` returns the summary; cleanup is in finally."""
 
     def __init__(self, store: RunStore, plans: list[StudyPlan], registry: Registry, backend: Backend,
                  limits: Limits, policy: decide.RetryPolicy, tracker: Tracker, runnable: tuple[str, ...],
-                 clock: Callable[[], float] = time.monotonic, speed: SpeedModel | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, speed: SpeedModel | None = None,
+                 pbt: PBT | None = None) -> None:
         self.store, self.plans, self.registry, self.backend = store, plans, registry, backend
         self.limits, self.policy, self.tracker, self.runnable = limits, policy, tracker, runnable
         self.clock = clock
@@ -61,11 +62,9 @@ class Coordinator:
         self.interrupted = False  # Ctrl-C: the trials it stops are left for ``coord resume``
         self.stop_signal: int | None = None  # SIGINT or SIGTERM received: stop at the next step
         self.force_stop = False  # a second one: do not wait for the trials to end
-        self.down: dict[str, float] = {}  # platform -> monotonic time it may be tried again
-        self.quarantined: dict[str, str] = {}  # platform -> why (a person must act)
-        self.incapable: dict[tuple[str, str], str] = {}  # (model type, platform) -> why (e.g. no xgboost)
+        self.hosts = HostState(clock, limits.host_retry_s, store.event)
         self.checkpoints = CheckpointKeeper(store.trial_dir)
-        self.pbt: PBT | None = None  # population-based training, when the search asks for it
+        self.pbt = pbt  # population-based training, when the search asks for it
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -110,19 +109,10 @@ class Coordinator:
     def _trap_signals(self) -> Callable[[], None]:
         """Ctrl-C and SIGTERM only set a flag the loop reads between steps: a stop never lands
         half-way through a commit or an Optuna write. A second one cuts the stop's grace short."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def stop(signum: int, frame: Any) -> None:
+        def stop(signum: int) -> None:
             self.force_stop = self.stop_signal is not None
             self.stop_signal = signum
-
-        old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-        return restore
+        return trap_stop_signals(stop)
 
     def _interrupt(self) -> None:
         """Stop the running trials and leave them uncommitted for ``coord resume``."""
@@ -171,30 +161,41 @@ class Coordinator:
             if not self._place_retry() and not self._place_new():
                 return
 
+    # -- what the run's set-up tells the loop (pre-flight, resume) -------------------------
     def host_failed(self, platform: str, exc: HostError | str) -> None:
-        """Route around a failed host: for ``--host-retry`` seconds if it may come back by
-        itself, for the rest of the run if a person must act (unknown or changed host key,
-        refused login)."""
-        reason = str(exc)
-        if isinstance(exc, (HostKeyError, AuthError)):
-            self.quarantined[platform] = reason
-            self.store.event("host_quarantined", platform=platform, reason=reason)
-        else:
-            self.down[platform] = self.clock() + self.limits.host_retry_s
-            self.store.event("host_down", platform=platform, reason=reason, retry_in_s=self.limits.host_retry_s)
-        log.warning("%s", reason)
+        """Route around a failed host (see ``hoststate.py``)."""
+        self.hosts.failed(platform, exc)
 
-    def _down_now(self) -> set[str]:
-        now = self.clock()
-        for platform in [p for p, until in self.down.items() if until <= now]:
-            del self.down[platform]  # probe it again with the next trial
-            self.store.event("host_probe", platform=platform)
-        return set(self.down)
+    def mark_incapable(self, model_type: str, platform: str, why: str, **fields: Any) -> None:
+        """``platform`` cannot run ``model_type`` (its Python lacks the library): none of its trials go there."""
+        self.hosts.mark_incapable(model_type, platform, why, **fields)
+
+    def share_gpus(self, platform: str, busy: set[int]) -> None:
+        """GPUs of ``platform`` that other users' processes hold: no trial gets them."""
+        self.ledger.foreign_gpus[platform] = busy
+
+    def adopt(self, number: int) -> None:
+        """A resumed run holds trial ``number``: new trials are numbered after it."""
+        self.next_number = max(self.next_number, number + 1)
+
+    def note_committed(self, plan: StudyPlan, result: Result) -> None:
+        """A resumed run's committed result: counted, and its checkpoint kept if it is a best."""
+        self.snap.add(result, plan.search.better)
+        if result.status == TrialStatus.COMPLETE and result.value is not None:
+            self.checkpoints.note(plan.search.name, result.number, result.value, plan.search.better)
+
+    def requeue(self, p: Pending) -> None:
+        """A resumed trial whose next attempt starts when a slot frees."""
+        self.retry_queue.append(p)
+
+    def reattach(self, p: Pending, alloc: Allocation, interrupted: bool) -> None:
+        """A resumed trial's latest attempt: follow it where it runs (or ran)."""
+        self._launch(p, alloc, reattach=True, interrupted=interrupted)
 
     def _route(self, needs: Needs, avoid: frozenset[str] = frozenset()) -> Allocation | None:
         # retries keep their way around the host that failed them, even onto an uncalibrated one
-        down = self._down_now() | (self._exploring(needs) if not avoid else set())
-        refused = {**self.quarantined, **{p: why for (m, p), why in self.incapable.items() if m == needs.model_type}}
+        down = self.hosts.down_now() | (self._exploring(needs) if not avoid else set())
+        refused = self.hosts.refused(needs.model_type)
         decision = route(needs, self.registry, self.ledger, down=down, runnable=self.runnable,
                          avoid=avoid, quarantined=refused, estimates=self._estimates(needs))
         if isinstance(decision, Infeasible):
@@ -246,9 +247,8 @@ class Coordinator:
             number = self.next_number
             self.next_number += 1
             pending = Pending(number, 1, plan, optuna_number, params)
-            self.store.record_trial(number, {"study": plan.search.name, "optuna_number": optuna_number,
-                                             "model": plan.model, "params": params,
-                                             "seed": plan.trial_seed(number)})
+            self.store.record_trial(TrialInfo(number, plan.search.name, optuna_number, plan.model, params,
+                                              plan.trial_seed(number)))
             self.store.event("asked", number=number, study=plan.search.name, params=params)
             crashpoint.reached("after_record")
             self._launch(pending, alloc)
@@ -316,147 +316,6 @@ class Coordinator:
         p.history.append(history_entry(p.attempt, where, None))
         p.attempt, p.avoid = p.attempt + 1, p.avoid | {where["platform"]}
         self.retry_queue.append(p)
-
-    # -- events --------------------------------------------------------------------------
-    def _handle(self, events: list[MetricEvent | EndEvent]) -> None:
-        for ev in events:
-            r = self.running.get(ev.handle.key)
-            if r is None:
-                log.warning("event for unknown attempt %s ignored", ev.handle.key)
-                continue
-            if isinstance(ev, MetricEvent):
-                r.metrics.update(ev.values)
-                crashpoint.reached("mid_run")
-                self.tracker.on_report(r.pending.number, ev.values)
-                self._maybe_prune(r, ev.values)
-                continue
-            crashpoint.reached("after_end")
-            err = tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
-            kind = decide.end_kind(ev.outcome, r.pending.plan.search.metrics, r.metrics, err,
-                                     prune_requested=r.pruned, pruned_mark=PRUNED_MARK in r.metrics,
-                                     migrating=r.migrating is not None,
-                                     segment="segment_step" in r.metrics and self.pbt is not None,
-                                     interrupted=r.interrupted)
-            self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
-                             exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
-                             duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
-            self._end(r, kind, ev.outcome.exit_code, err, ev.outcome.duration_s)
-
-    def _maybe_prune(self, r: Running, values: dict[str, float]) -> None:
-        """An intermediate report (``step`` plus the objective) goes to the pruner; if it says
-        stop, the backend asks the trial to stop at its next step."""
-        search = r.pending.plan.search
-        objective = search.metrics[0]
-        if r.pruned or "step" not in values or objective not in values or not math.isfinite(values[objective]):
-            return
-        step, previous, r.last_step = int(values["step"]), r.last_step, int(values["step"])
-        if search.report(r.pending.optuna_number, step, values[objective]):
-            r.pruned = True
-            self.store.event("prune", number=r.pending.number, step=step, value=values[objective])
-            self.backend.stop(r.handle)
-            return
-        if r.pending.plan.model and r.pending.plan.decisions.due(previous, step):
-            self.backend.proceed(r.handle, step)  # the runner waits for this at a rung
-        self._maybe_migrate(r, step)
-
-    def _maybe_migrate(self, r: Running, step: int) -> None:
-        """A trial promoted past its first rung moves to a faster host with a free slot: it
-        checkpoints on SIGTERM, exits 75, and its next attempt resumes there."""
-        plan, alloc = r.pending.plan, r.handle.allocation
-        if self.placement is None or r.migrating or plan.promote_step is None or step < plan.promote_step \
-                or r.pending.migrations:
-            return
-        refused = self._down_now() | set(self.quarantined) | \
-            {p for (m, p) in self.incapable if m == plan.needs.model_type}
-        candidates = [c.platform for c in self.registry.rule_for(plan.needs.model_type).candidates
-                      if c.platform not in refused and self.registry.platforms[c.platform].connection in self.runnable]
-        target = self.placement.migration_target(plan.needs.model_type, alloc.platform, candidates, self.ledger)
-        if target is not None:
-            r.migrating = target
-            self.store.event("migrate", number=r.pending.number, step=step, source=alloc.platform, target=target)
-            self.backend.cancel(r.handle, "migrate")
-
-    def _end(self, r: Running, kind: decide.Kind, exit_code: int | None, tail: str, duration: float) -> None:
-        p = r.pending
-        del self.running[r.handle.key]
-        self.ledger.release(r.handle.allocation, p.plan.needs.memory_gb)
-        alloc = r.handle.allocation
-        p.history.append(history_entry(p.attempt, {"platform": alloc.platform, "slot": alloc.slot, "gpu": alloc.gpu},
-                                       {"kind": kind.value, "exit_code": exit_code, "duration_s": round(duration, 4)}))
-        if kind == decide.Kind.LOST:
-            self.host_failed(alloc.platform, f"{alloc.platform}: lost the connection during trial {p.number}")
-        if kind == decide.Kind.OK and self.speed is not None and not p.free_attempts:  # whole trials only
-            self.speed.observe(p.plan.needs.model_type, alloc.platform, duration)
-        if kind in (decide.Kind.MIGRATED, decide.Kind.INTERRUPTED):  # free: the same trial goes on
-            avoid = p.avoid | {alloc.platform} if kind == decide.Kind.MIGRATED else p.avoid
-            self.retry_queue.append(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
-                                            self.clock(), avoid, p.history, p.lineage))
-            return
-        if kind == decide.Kind.SEGMENT and self.pbt is not None:  # waits for its generation
-            self.pbt.arrived(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
-                                     history=p.history, lineage=p.lineage), r.metrics[p.plan.search.metrics[0]])
-            return
-        if self.interrupted and kind == decide.Kind.CANCELLED:
-            # not committed: ``coord resume`` re-attaches to the ended attempt and retries it
-            # (a built-in trial checkpointed on SIGTERM and continues from there)
-            self.store.event("interrupted", number=p.number, attempt=p.attempt)
-            return
-        delay = None if self.stopping else self.policy.delay(kind, p.attempt - p.free_attempts)
-        if delay is not None:
-            self.snap.retries += 1
-            self.store.event("retry", number=p.number, attempt=p.attempt + 1, delay_s=round(delay, 3),
-                             reason=kind.value)
-            self.retry_queue.append(Pending(p.number, p.attempt + 1, p.plan, p.optuna_number, p.params,
-                                             self.clock() + delay, p.avoid | {alloc.platform}, p.history,
-                                             p.lineage))
-            return
-        self._commit(p, r, kind, tail, duration)
-
-    def _commit(self, p: Pending, r: Running, kind: decide.Kind, tail: str, duration: float) -> None:
-        status = decide.final_status(kind)
-        metrics = p.plan.search.metrics
-        r.metrics.pop(PRUNED_MARK, None)
-        values = [r.metrics[m] for m in metrics] if status == TrialStatus.COMPLETE else None
-        if status == TrialStatus.PRUNED and metrics[0] in r.metrics:
-            values = [r.metrics[metrics[0]]]  # the last reported value
-        platform = self.registry.platforms[r.handle.allocation.platform]
-        result = {"study": p.plan.search.name, "optuna_number": p.optuna_number, "model": p.plan.model,
-                  "status": status.value, "kind": kind.value, "values": values, "metrics": r.metrics,
-                  "params": p.params, "seed": p.plan.trial_seed(p.number), "attempt": p.attempt,
-                  **({"lineage": p.lineage} if self.pbt is not None else {}),
-                  "attempts": p.history, "platform": platform.key, "host": platform.host or "localhost",
-                  "duration_s": round(duration, 4),
-                  "total_s": round(sum(h["duration_s"] for h in p.history), 4),
-                  "error": "" if status == TrialStatus.COMPLETE else
-                  decide.explain(kind, metrics, r.metrics, tail, self._printed(p, kind))[-2000:]}
-        if not self.store.commit_result(p.number, result):
-            log.warning("trial %d already has a committed result; duplicate ignored", p.number)
-            return
-        crashpoint.reached("after_commit")
-        p.plan.search.tell(p.optuna_number, values if status == TrialStatus.COMPLETE else None,
-                           pruned=status == TrialStatus.PRUNED)
-        crashpoint.reached("after_tell")
-        self.durations.append(duration)
-        self.snap.add(result, p.number, p.plan.search.better)
-        self.checkpoints.ended(p.plan.search.name, p.number, values[0] if values and status == TrialStatus.COMPLETE
-                               else None, p.plan.search.better)
-        self.backend.discard(p.number, {h["platform"] for h in p.history})
-        self.tracker.on_trial_end(p.number, result)
-
-    def _printed(self, p: Pending, kind: decide.Kind) -> tuple[str, ...]:
-        """Metric-like names in the output of an attempt that did not report its objective."""
-        if kind != decide.Kind.NO_METRIC:
-            return ()
-        path = self.store.attempt_dir(p.number, p.attempt) / "stdout"
-        return tuple(protocol.names_seen(tail(path, lines=2000)))
-
-    def _enforce_deadlines(self) -> None:
-        now = self.clock()
-        for r in list(self.running.values()):
-            if r.deadline is not None and now >= r.deadline:
-                r.deadline = None  # cancel once; the EndEvent follows
-                self.store.event("timeout", number=r.pending.number, attempt=r.pending.attempt)
-                self.backend.cancel(r.handle, "timeout")
 
     # -- reporting -----------------------------------------------------------------------
     def _tick(self) -> None:

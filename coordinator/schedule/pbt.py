@@ -64,7 +64,7 @@ class PBT:
     def stop_at(self, p: Pending) -> int | None:
         """Where the next segment of this trial ends; None for the last one (it runs to the
         end: nothing would be left to train after an exploit there)."""
-        segments = sum(h["kind"] == "segment" for h in p.history)
+        segments = sum(h.kind == "segment" for h in p.history)
         end = int((segments + 1) * self.pops[p.plan.search.name].interval)
         model = BUILTIN.get(p.plan.model or "")
         total = p.params.get(model.step_param) if model and model.step_param else None  # the steps in all
@@ -89,7 +89,7 @@ class PBT:
             for p, _ in ranked:
                 exploit = self._exploit(pop, p, top) if p.number in bottom else None
                 if exploit is not None:
-                    generation = sum(h["kind"] == "segment" for h in p.history)
+                    generation = sum(h.kind == "segment" for h in p.history)
                     p.lineage = [*p.lineage, {"generation": generation, **exploit}]
                     event("exploit", number=p.number, generation=generation, **exploit)
                 out.append(p)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.backends.base import Handle
-from coordinator.records import Needs
+from coordinator.records import AttemptRecord, Needs
 from coordinator.schedule.decide import FREE, Kind
 from coordinator.search import Decisions, Search
 
@@ -34,13 +34,13 @@ class StudyPlan:
         return self.seed + number
 
 
-def history_entry(attempt: int, where: dict[str, Any], ended: dict[str, Any] | None) -> dict[str, Any]:
+def history_entry(attempt: int, where: dict[str, Any], ended: dict[str, Any] | None) -> AttemptRecord:
     """One attempt in a trial's ``attempts`` list: where it ran (an allocation) and how it
     ended (an ``ended`` event's fields); an attempt with no end on record was lost."""
-    return {"attempt": attempt, "platform": where["platform"], "slot": where["slot"], "gpu": where.get("gpu"),
-            "kind": ended["kind"] if ended else Kind.LOST.value,
-            "exit_code": ended.get("exit_code") if ended else None,
-            "duration_s": ended.get("duration_s", 0.0) if ended else 0.0}
+    return AttemptRecord(attempt, where["platform"], int(where["slot"]), where.get("gpu"),
+                         ended["kind"] if ended else Kind.LOST.value,
+                         ended.get("exit_code") if ended else None,
+                         float(ended.get("duration_s") or 0.0) if ended else 0.0)
 
 
 @dataclass
@@ -54,18 +54,18 @@ class Pending:
     params: dict[str, Any]
     not_before: float = 0.0
     avoid: frozenset[str] = frozenset()
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[AttemptRecord] = field(default_factory=list)
     lineage: list[dict[str, Any]] = field(default_factory=list)  # PBT exploits, in order
 
     @property
     def migrations(self) -> int:
         """Attempts that ended by moving to a faster host: they spend no retry."""
-        return sum(h["kind"] == "migrated" for h in self.history)
+        return sum(h.kind == Kind.MIGRATED for h in self.history)
 
     @property
     def free_attempts(self) -> int:
         """Attempts that spend no retry: moves, PBT segments, and coordinator interruptions."""
-        return sum(Kind(h["kind"]) in FREE for h in self.history)
+        return sum(Kind(h.kind) in FREE for h in self.history)
 
 
 @dataclass
@@ -77,6 +77,7 @@ class Running:
     started: float
     deadline: float | None
     metrics: dict[str, float] = field(default_factory=dict)
+    control: dict[str, float] = field(default_factory=dict)  # protocol.CONTROL_KEYS it reported
     pruned: bool = False  # the pruner said stop; the end is PRUNED unless the trial finished anyway
     interrupted: bool = False  # a re-attached attempt an interrupted coordinator had stopped
     last_step: int | None = None  # the step of its latest report

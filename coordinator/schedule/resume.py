@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from coordinator.config.registry import RUNNABLE_CONNECTIONS
 from coordinator.errors import StoreError
-from coordinator.records import Allocation
+from coordinator.records import Allocation, TrialStatus
 from coordinator.schedule.decide import FREE, Kind
 from coordinator.schedule.loop import Coordinator
 from coordinator.schedule.plans import Pending, history_entry
@@ -42,24 +42,23 @@ def recover(c: Coordinator) -> dict[str, int]:
     unfinished = {name: set(p.search.unfinished()) for name, p in plans.items()}
     counts = {"committed": 0, "reattached": 0, "relaunched": 0, "stale": 0}
     for rec in store.trials():
-        plan = plans.get(rec.info.get("study", ""))
+        plan = plans.get(rec.info.study)
         if plan is None:
-            raise StoreError(f"{store.root}: trial {rec.number} belongs to study {rec.info.get('study')!r}, "
+            raise StoreError(f"{store.root}: trial {rec.number} belongs to study {rec.info.study!r}, "
                              f"which this run does not have ({', '.join(plans)})")
-        number, optuna_number = rec.number, int(rec.info["optuna_number"])
-        c.next_number = max(c.next_number, number + 1)
+        number, optuna_number = rec.number, rec.info.optuna_number
+        c.adopt(number)
         referenced[plan.search.name].add(optuna_number)
-        if rec.result is not None:
+        result = rec.result
+        if result is not None:
             counts["committed"] += 1
-            if rec.result["status"] != "CANCELLED":  # an interrupted trial's place in the budget goes back
+            if result.status != TrialStatus.CANCELLED:  # an interrupted trial's place in the budget goes back
                 plan.asked += 1
+            complete = result.status == TrialStatus.COMPLETE
             if optuna_number in unfinished[plan.search.name]:  # the crash fell between commit and tell
-                complete = rec.result["status"] == "COMPLETE"
-                plan.search.tell(optuna_number, rec.result["values"] if complete else None,
-                                 pruned=rec.result["status"] == "PRUNED")
-            c.snap.add(rec.result, number, plan.search.better)
-            if rec.result["status"] == "COMPLETE" and rec.result.get("values"):
-                c.checkpoints.note(plan.search.name, number, rec.result["values"][0], plan.search.better)
+                plan.search.tell(optuna_number, result.values if complete else None,
+                                 pruned=result.status == TrialStatus.PRUNED)
+            c.note_committed(plan, result)
             continue
         plan.asked += 1
         attempts = store.attempts(number)
@@ -69,12 +68,12 @@ def recover(c: Coordinator) -> dict[str, int]:
                    if k < last or (stopped and k == last)]
         where = attempts.get(last, {})  # PBT may have changed the parameters; the attempt has them
         pending = Pending(number, last + 1 if stopped else last, plan, optuna_number,
-                          where.get("params", rec.info["params"]), history=history,
-                          avoid=frozenset(h["platform"] for h in history if Kind(h["kind"]) not in FREE),
+                          where.get("params", rec.info.params), history=history,
+                          avoid=frozenset(h.platform for h in history if Kind(h.kind) not in FREE),
                           lineage=where.get("lineage", []))
         plan.search.adopt(optuna_number)
         if last not in attempts or stopped:
-            c.retry_queue.append(pending)
+            c.requeue(pending)
             counts["relaunched"] += 1
             continue
         where = attempts[last]
@@ -83,9 +82,8 @@ def recover(c: Coordinator) -> dict[str, int]:
             c.lose(pending, where, "platform no longer in the registry")
             counts["relaunched"] += 1
             continue
-        c._launch(pending, Allocation(where["platform"], int(where["slot"]), where.get("gpu"),
-                                      str(where.get("reason", "resumed"))), reattach=True,
-                  interrupted=(number, last) in interrupted)
+        c.reattach(pending, Allocation(where["platform"], int(where["slot"]), where.get("gpu"),
+                                       str(where.get("reason", "resumed"))), interrupted=(number, last) in interrupted)
         counts["reattached"] += 1
     for name, plan in plans.items():
         for optuna_number in sorted(unfinished[name] - referenced[name]):

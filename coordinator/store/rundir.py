@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import DiskFull, StoreError
-from coordinator.records import Recipe
+from coordinator.records import KNOWN_SCHEMAS, SCHEMA, Recipe, Result, RunConfig, TrialInfo
 from coordinator.store.files import (
     RUN_FILE,
     _complete_length,
@@ -49,7 +49,7 @@ from coordinator.store.files import (
 log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
 JOURNAL_LOCK = JOURNAL + ".lock"  # Optuna's JournalFileSymlinkLock: a symlink held during each append
-FORMAT_VERSION = 1
+FORMAT_VERSION = SCHEMA  # run.json's "format": see records.py for what each format holds
 
 
 # What status, report and resume read from run.json, by type: a run.json without them is damaged.
@@ -69,6 +69,10 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise StoreError(f"{path} is damaged (missing or wrong: {', '.join(bad)}); it holds the run's "
                          "configuration, written when the run was created, and the run cannot be read "
                          "without it")
+    fmt = data.get("format", 1)
+    if fmt not in KNOWN_SCHEMAS:
+        raise StoreError(f"{path}: run format {fmt!r} is newer than this coord reads (formats "
+                         f"{', '.join(map(str, KNOWN_SCHEMAS))}); upgrade coord to read or resume this run")
     return dict(data)
 
 
@@ -102,13 +106,13 @@ def _check_creatable(run_dir: Path, what: str) -> None:
         raise StoreError(f"cannot create {what} {run_dir}: {ancestor} is not writable")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrialRecord:
     """A trial as the store knows it: what was asked, and its committed result if any."""
 
     number: int
-    info: dict[str, Any]
-    result: dict[str, Any] | None
+    info: TrialInfo
+    result: Result | None
 
 
 class RunStore:
@@ -166,14 +170,19 @@ class RunStore:
             self._config = _read_config(self.root / RUN_FILE)
         return self._config
 
+    @property
+    def run(self) -> RunConfig:
+        """run.json, typed (``config`` keeps every key as it was written)."""
+        return RunConfig.from_json(self.config)
+
     def trial_dir(self, number: int) -> Path:
         return self.root / "trials" / str(number)
 
     def attempt_dir(self, number: int, attempt: int) -> Path:
         return self.trial_dir(number) / f"attempt-{attempt}"
 
-    def record_trial(self, number: int, info: dict[str, Any]) -> None:
-        write_json(self.trial_dir(number) / "trial.json", {"number": number, **info}, durable=False)
+    def record_trial(self, info: TrialInfo) -> None:
+        write_json(self.trial_dir(info.number) / "trial.json", info.to_json(), durable=False)
 
     def record_attempt(self, number: int, attempt: int, allocation: dict[str, Any], recipe: Recipe) -> None:
         """Where an attempt runs and what it runs, written before it is launched: a resumed
@@ -261,13 +270,13 @@ class RunStore:
             pass
         return out
 
-    def commit_result(self, number: int, result: dict[str, Any]) -> bool:
+    def commit_result(self, result: Result) -> bool:
         """Write the terminal record once. A second commit (a late or duplicate result)
         is rejected and returns False, so every trial has exactly one result."""
-        path = self.trial_dir(number) / "result.json"
+        path = self.trial_dir(result.number) / "result.json"
         if path.exists():
             return False
-        write_json(path, {"number": number, **result})
+        write_json(path, result.to_json())
         return True
 
     def event(self, event_name: str, /, **fields: Any) -> None:
@@ -302,8 +311,8 @@ class RunStore:
             if not info_path.exists():
                 continue
             result_path = d / "result.json"
-            out.append(TrialRecord(int(d.name), read_json(info_path),
-                                   read_json(result_path) if result_path.exists() else None))
+            out.append(TrialRecord(int(d.name), TrialInfo.from_json(read_json(info_path)),
+                                   Result.from_json(read_json(result_path)) if result_path.exists() else None))
         return out
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import sys
 from typing import Any, TextIO
 
 from coordinator.config.datasets import describe
+from coordinator.records import Result, TrialStatus
 from coordinator.reporting.fmt import fmt  # the one value format: progress, summary and status agree
 from coordinator.tracking.tracker import Snapshot, Tracker
 
@@ -42,10 +43,9 @@ class LiveDisplay(Tracker):
         if line:
             self.console.print(line, markup=False, highlight=False)
 
-    def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
-        value = result["values"][0] if result.get("values") else None
-        self.last = ([f"#{number} {result['status'].lower()} {fmt(value)} on {result['platform']}"
-                      f" in {result['duration_s']:.1f}s"] + self.last)[:5]
+    def on_trial_end(self, result: Result) -> None:
+        self.last = ([f"#{result.number} {result.status.value.lower()} {fmt(result.value)} on {result.platform}"
+                      f" in {result.duration_s:.1f}s"] + self.last)[:5]
 
     def on_tick(self, snap: Snapshot) -> None:
         from rich.table import Table
@@ -85,11 +85,10 @@ class PlainLines(Tracker):
     def on_tick(self, snap: Snapshot) -> None:
         self.snap = snap
 
-    def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
-        value = result["values"][0] if result.get("values") else None
-        extra = "" if result["status"] == "COMPLETE" else f" ({result['kind']})"
-        self.out.write(f"trial {number} {result['status']}{extra} {fmt(value)} on {result['platform']} "
-                       f"in {result['duration_s']:.1f}s\n")
+    def on_trial_end(self, result: Result) -> None:
+        extra = "" if result.status == TrialStatus.COMPLETE else f" ({result.kind})"
+        self.out.write(f"trial {result.number} {result.status.value}{extra} {fmt(result.value)} on "
+                       f"{result.platform} in {result.duration_s:.1f}s\n")
         self.out.flush()
 
 
@@ -109,7 +108,6 @@ class JsonLines(Tracker):
     def on_trial_start(self, number: int, info: dict[str, Any]) -> None:
         self._emit({"event": "trial_start", "number": number, **info})
 
-    def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
-        self._emit({"event": "trial_end", "number": number, "status": result["status"],
-                    "values": result["values"], "platform": result["platform"],
-                    "duration_s": result["duration_s"]})
+    def on_trial_end(self, result: Result) -> None:
+        self._emit({"event": "trial_end", "number": result.number, "status": result.status.value,
+                    "values": result.values, "platform": result.platform, "duration_s": result.duration_s})

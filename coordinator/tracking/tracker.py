@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.records import Result, TrialStatus
+
 log = logging.getLogger(__name__)
 
 
@@ -34,16 +36,16 @@ class Snapshot:
     def done(self) -> int:
         return self.complete + self.failed + self.cancelled + self.pruned
 
-    def add(self, result: dict[str, Any], number: int, better: Callable[[float, float], bool]) -> None:
+    def add(self, result: Result, better: Callable[[float, float], bool]) -> None:
         """Count one committed result (also one a resumed coordinator finds on disk)."""
-        status, values = result["status"], result.get("values")
-        if status == "COMPLETE":
+        status, value = result.status, result.value
+        if status == TrialStatus.COMPLETE:
             self.complete += 1
-            if values and (self.best_value is None or better(values[0], self.best_value)):
-                self.best_value, self.best_number = values[0], number
-        elif status == "CANCELLED":
+            if value is not None and (self.best_value is None or better(value, self.best_value)):
+                self.best_value, self.best_number = value, result.number
+        elif status == TrialStatus.CANCELLED:
             self.cancelled += 1
-        elif status == "PRUNED":
+        elif status == TrialStatus.PRUNED:
             self.pruned += 1
         else:
             self.failed += 1
@@ -53,7 +55,7 @@ class Tracker:
     def on_search_start(self, info: dict[str, Any]) -> None: ...
     def on_trial_start(self, number: int, info: dict[str, Any]) -> None: ...
     def on_report(self, number: int, values: dict[str, float]) -> None: ...
-    def on_trial_end(self, number: int, result: dict[str, Any]) -> None: ...
+    def on_trial_end(self, result: Result) -> None: ...
     def on_tick(self, snap: Snapshot) -> None: ...
     def on_search_end(self, summary: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
@@ -81,8 +83,8 @@ class Trackers(Tracker):
     def on_report(self, number: int, values: dict[str, float]) -> None:
         self._each("on_report", number, values)
 
-    def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
-        self._each("on_trial_end", number, result)
+    def on_trial_end(self, result: Result) -> None:
+        self._each("on_trial_end", result)
 
     def on_tick(self, snap: Snapshot) -> None:
         self._each("on_tick", snap)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from coordinator.backends.base import Backend, EndEvent, Event, MetricEvent
 from coordinator.records import Allocation, Recipe

@@ -23,6 +23,6 @@ def test_three_models_on_one_host_with_fewer_slots(cluster: Cluster, tmp_path: P
     out = run_search(SearchOptions(models=("glm", "xgboost", "random_forest"), data=str(small_csv),
                                    target="home_win", time_col="season", folds=2, trials=2, parallel=parallel,
                                    registry=str(reg), run_dir=str(tmp_path / "run")))
-    results = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    results = [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
     assert out["complete"] == 6, [r and (r["status"], r["error"]) for r in results]
     assert all(r and r["platform"] == "alpha" and r["attempt"] == 1 for r in results)

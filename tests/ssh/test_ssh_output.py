@@ -35,8 +35,8 @@ def test_60_mb_of_output_is_not_a_timeout_nor_a_stall(cluster: Cluster, tmp_path
                                    space=str(tmp_path / "space.yaml"), metrics=("loss",), trials=1, trial_timeout=20,
                                    registry=str(cluster.registry(RULE_SSH_ONLY)), run_dir=str(tmp_path / "run")))
     (rec,) = RunStore.open(Path(out["run_dir"])).trials()
-    assert rec.result is not None and rec.result["status"] == "COMPLETE", rec.result
-    assert rec.result["values"] == [rec.info["params"]["x"]]
+    assert rec.result is not None and rec.result.status == "COMPLETE", rec.result
+    assert rec.result.values == [rec.info.params["x"]]
     assert "no heartbeat" not in caplog.text
     local = Path(out["run_dir"]) / "trials" / "0" / "attempt-1" / "stdout"
     assert local.stat().st_size > 60_000_000  # the run directory has the output too (the long line cut)
@@ -50,8 +50,8 @@ def test_the_limit_is_enforced_on_the_host(cluster: Cluster, tmp_path: Path) -> 
                                  metrics=("loss",), trials=1, trial_timeout=2, max_retries=0,
                                  registry=str(cluster.registry(RULE_SSH_ONLY)), run_dir=str(tmp_path / "run")))
     (rec,) = RunStore.open(tmp_path / "run").trials()
-    assert rec.result is not None and rec.result["kind"] == "timeout", rec.result
-    assert 2.0 <= rec.result["duration_s"] < 8  # the host's own measure of the trial
+    assert rec.result is not None and rec.result.kind == "timeout", rec.result
+    assert 2.0 <= rec.result.duration_s < 8  # the host's own measure of the trial
     host_adir = next(cluster.hosts["alpha"].work_dir.glob("runs/run/trials/0/attempt-1"), None) or \
         next(cluster.hosts["beta"].work_dir.glob("runs/run/trials/0/attempt-1"))
     assert (host_adir / "timed_out").exists()

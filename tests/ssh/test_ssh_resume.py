@@ -80,7 +80,7 @@ def test_checkpoint_follows_a_retried_trial_to_another_host(cluster: Cluster, tm
                                                                         local=False))),
                                    run_dir=str(run), host_retry=600))
     killer.join()
-    (result,) = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    (result,) = [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
     assert result["status"] == "COMPLETE" and result["platform"] == "beta"
     assert [a["platform"] for a in result["attempts"]] == ["alpha", "beta"]
     assert "resuming from the checkpoint at step" in (run / "trials/0/attempt-2/stderr").read_text()
@@ -117,7 +117,7 @@ def test_promoted_trial_moves_to_the_faster_host_with_its_checkpoint(cluster: Cl
                                    registry=str(cluster.registry(_rules("NeuralNetwork", "alpha", "beta",
                                                                         local=False))),
                                    run_dir=str(run)))
-    (result,) = [r.result for r in RunStore.open(Path(out["run_dir"])).trials()]
+    (result,) = [r.result and r.result.to_json() for r in RunStore.open(Path(out["run_dir"])).trials()]
     assert result["status"] == "COMPLETE"
     assert [(a["platform"], a["kind"]) for a in result["attempts"]] == [("alpha", "migrated"), ("beta", "ok")]
     assert "resuming from the checkpoint at step" in (run / "trials/0/attempt-2/stderr").read_text()

@@ -49,7 +49,7 @@ def _space(base: Path, text: str = SPACE) -> str:
 
 
 def _results(run_dir: str) -> list[dict]:
-    return [r.result for r in RunStore.open(Path(run_dir)).trials()]
+    return [r.result and r.result.to_json() for r in RunStore.open(Path(run_dir)).trials()]
 
 
 def _rules(model_type: str, *route_to: str, local: bool = True) -> str:

@@ -1,0 +1,66 @@
+"""The run directory's format (``run.json``'s ``format``; ``records.py``): a run written by
+coord before the typed records (format 1, the fixture was made by that version and
+stopped with Ctrl-C after three trials) is read, reported and resumed as it is; a format
+this version does not know is refused with one line; a new run is format 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "format1-run"
+
+
+def _coord(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "coordinator", *args], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ), timeout=240)
+
+
+def test_a_format_1_run_is_read_reported_and_resumed(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    shutil.copytree(FIXTURE, run)
+    assert json.loads((run / "run.json").read_text())["format"] == 1
+    before = {p: p.read_bytes() for p in run.glob("trials/*/result.json")}
+    assert len(before) == 3
+    status = _coord("status", str(run), "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    counts = json.loads(status.stdout)
+    assert counts["complete"] == 3 and counts["unfinished"] == 1 and counts["planned"] == 5
+    resumed = _coord("resume", str(run), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    results = {int(p.parent.name): json.loads(p.read_text()) for p in run.glob("trials/*/result.json")}
+    assert sorted(results) == [0, 1, 2, 3, 4] and all(r["status"] == "COMPLETE" for r in results.values())
+    assert all(p.read_bytes() == data for p, data in before.items())  # committed results untouched
+    assert results[4]["schema"] == 2 and "schema" not in results[0]  # new records in the new format
+    assert json.loads((run / "run.json").read_text())["format"] == 1  # run.json is never rewritten
+    rows = (run / "report" / "trials.csv").read_text().splitlines()
+    assert len(rows) == 6 and rows[0].startswith("number,")
+
+
+def test_an_unknown_format_is_refused_with_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "future"
+    shutil.copytree(FIXTURE, run)
+    cfg = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**cfg, "format": 99}))
+    for cmd in (("status", str(run)), ("resume", str(run)), ("report", str(run))):
+        res = _coord(*cmd, cwd=tmp_path)
+        assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+        assert "run format 99 is newer than this coord reads" in res.stderr + res.stdout
+    assert not (run / "trials" / "4").exists()  # nothing was started
+
+
+def test_a_new_run_is_format_2(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  x: {type: float, low: 0.0, high: 1.0}\n")
+    cmd = f"{sys.executable} -c \"import json,os;p=json.load(open(os.environ['COORD_SPEC']))['params'];" \
+          "print('[coord-metric] {\\\"loss\\\": %f}' % p['x'])\""
+    res = _coord("search", "--command", cmd, "--space", str(space), "--metric", "loss", "--trials", "2",
+                 "--run-dir", str(tmp_path / "new"), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads((tmp_path / "new" / "run.json").read_text())["format"] == 2
+    for p in (tmp_path / "new").glob("trials/*/result.json"):
+        assert json.loads(p.read_text())["schema"] == 2
