@@ -12,9 +12,10 @@ from pathlib import Path
 from coordinator import resources
 from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend, EndEvent
+from coordinator.backends.fake import FakeBackend, Script, VirtualClock
 from coordinator.config.registry import default_registry
 from coordinator.records import Allocation, Recipe
-from tests.backends.contract import BackendContract, collect
+from tests.backends.contract import AgentContract, BackendContract, Trial, collect
 
 PRELUDE = "import json, os, sys, time\nspec = json.load(open(os.environ['COORD_SPEC']))\np = spec['params']\n"
 
@@ -24,14 +25,28 @@ def _backend(tmp_path: Path) -> AgentBackend:
                         run_id="t", local_root=tmp_path)
 
 
-class TestLocalCommand(BackendContract):
+class TestLocalCommand(AgentContract):
     def make_backend(self, tmp_path: Path) -> Backend:
         return _backend(tmp_path)
 
-    def make_recipe(self, tmp_path: Path, number: int, body: str) -> Recipe:
-        script = tmp_path / f"t{number}.py"
-        script.write_text(PRELUDE + body + "\n")
-        return Recipe(number, "s", {"x": 3}, 0, None, (sys.executable, str(script)), None, ("loss",))
+
+class TestFake(BackendContract):
+    """The virtual-clock backend every loop test relies on keeps the same contract."""
+
+    processes = False  # nothing runs
+    reattach = False  # nothing outlives it
+
+    def make_backend(self, tmp_path: Path) -> Backend:
+        self.trials: dict[int, Trial] = {}
+        return FakeBackend(VirtualClock(), self._script)
+
+    def _script(self, recipe: Recipe, attempt: int, alloc: Allocation) -> Script:
+        t = self.trials[recipe.number]
+        return Script(t.sleep_s, t.exit_code, t.report_after, ((0.0, t.report),) if t.report else ())
+
+    def make_recipe(self, tmp_path: Path, number: int, trial: Trial, timeout_s: float | None = None) -> Recipe:
+        self.trials[number] = trial
+        return Recipe(number, "s", {"x": 3}, 0, None, ("true",), None, ("loss",), timeout_s=timeout_s)
 
 
 def _worker_pid(tmp_path: Path) -> int:
