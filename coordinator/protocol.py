@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 METRIC_PREFIX = "[coord-metric]"
+AGENT_PROTOCOL = 1  # the agent's request/stream format (docs/architecture.md); runners/remote.py says the same
 # keys of a metric line that are control markers, not metrics: a built-in runner's last
 # report when it stopped on a prune request, or ended a PBT segment. The loop takes them
 # out at once: they decide how the attempt ended and never reach a result or trials.csv.

@@ -41,6 +41,7 @@ import slots  # noqa: E402
 
 END = "[coord-end]"
 HEARTBEAT = "[coord-hb]"
+PROTOCOL = 1  # the request/stream format; coordinator/protocol.py AGENT_PROTOCOL
 POLL_S = 0.005  # how often a followed attempt's stdout is read (a stat and a read: cheap)
 CLAIM = "claim"  # created exclusively before an attempt starts: a repeated run request never runs it twice
 CLAIM_STALE_S = 10.0  # a claim this old with no pid file: the agent died while starting it

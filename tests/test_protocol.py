@@ -59,6 +59,7 @@ def test_runner_side_constants_match_the_coordinators() -> None:
     assert {trialkit.EXIT_PERMANENT, trialkit.EXIT_DATAERR} <= protocol.PERMANENT_EXIT_CODES
     assert trialkit.EXIT_FAIL not in protocol.PERMANENT_EXIT_CODES
     assert (remote.END, remote.HEARTBEAT) == (protocol.END_PREFIX, protocol.HEARTBEAT_PREFIX)
+    assert remote.PROTOCOL == protocol.AGENT_PROTOCOL
     assert (checkpoint.PREFIX, checkpoint.MAGIC) == (protocol.CKPT_PREFIX, protocol.CKPT_MAGIC)
     assert protocol.checkpoint_ok(b"COORDCK1 " + __import__("hashlib").sha256(b"x").hexdigest().encode() + b" k\nx")
     kit = (resources.folder("runners") / "trialkit.py").read_text()

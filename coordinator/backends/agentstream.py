@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator import protocol
 from coordinator.backends.agenthost import Attempt, Host
@@ -43,11 +43,10 @@ class AgentStream:
     reattach_s: float
     _stop: threading.Event
 
-    def _send(self, host: Host, request: dict[str, Any]) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by AgentBackend and Backend (a stub here would shadow them in the MRO)
+        def _send(self, host: Host, request: dict[str, Any]) -> None: ...
 
-    def _note_disk_full(self, full: DiskFull | None) -> None:
-        raise NotImplementedError
+        def _note_disk_full(self, full: DiskFull | None) -> None: ...
 
     def _start_agent(self, host: Host) -> None:
         chan = host.conn.open_command([host.platform.python, "-S", f"{host.runners}/remote.py", "agent"], 30.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from coordinator import crashpoint, protocol
 from coordinator.backends.base import Backend, EndEvent, MetricEvent
@@ -52,8 +53,8 @@ class AttemptEvents:
     stopping: bool
     interrupted: bool
 
-    def host_failed(self, platform: str, exc: HostError | str) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Coordinator
+        def host_failed(self, platform: str, exc: HostError | str) -> None: ...
 
     def _handle(self, events: list[MetricEvent | EndEvent]) -> None:
         for ev in events:

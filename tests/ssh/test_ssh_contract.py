@@ -15,7 +15,6 @@ from tests.backends.contract import AgentContract
 from tests.ssh.conftest import Cluster
 
 
-
 class TestSSHContract(AgentContract):
     alloc = Allocation("alpha", 0, None, "test")
 
