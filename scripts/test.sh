@@ -9,4 +9,4 @@ workers=${COORD_TEST_WORKERS:-3}
 if [ "$workers" = "0" ]; then
   exec python3 -m pytest -q -p no:cacheprovider "$@"
 fi
-exec python3 -m pytest -q -p no:cacheprovider -n "$workers" "$@"
+exec python3 -m pytest -q -p no:cacheprovider -n "$workers" --dist loadgroup "$@"

@@ -192,24 +192,37 @@ def test_sshd_listener_killed_mid_search_loses_nothing(cluster: Cluster, tmp_pat
 
 
 def _stall(host, stopped: list[int]) -> None:  # type: ignore[no-untyped-def]
-    """SIGSTOP every sshd session process of ``host`` (the listener keeps accepting)."""
+    """SIGSTOP every sshd session process of ``host`` (the listener keeps accepting): the
+    listener's children and their sshd descendants (after login the connection may be
+    served by a grandchild), never the trials and workers, which must go on."""
     assert host.proc is not None
-    kids = subprocess.run(["pgrep", "-P", str(host.proc.pid)], capture_output=True, text=True).stdout.split()
-    for pid in kids:
-        os.kill(int(pid), signal.SIGSTOP)
-        stopped.append(int(pid))
+    todo = [str(host.proc.pid)]
+    while todo:
+        kids = subprocess.run(["pgrep", "-P", todo.pop()], capture_output=True, text=True).stdout.split()
+        for pid in kids:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip() if Path(f"/proc/{pid}/comm").exists() else ""
+            if comm.startswith("sshd"):
+                os.kill(int(pid), signal.SIGSTOP)
+                stopped.append(int(pid))
+                todo.append(pid)
 
 
-def _stall_when_training(host, stopped: list[int], limit_s: float = 120.0) -> None:  # type: ignore[no-untyped-def]
-    """Stall ``host`` once an attempt's stdout there holds a step report."""
+def _stall_when_training(host, stopped: list[int], marker: str | None = "step",  # type: ignore[no-untyped-def]
+                         limit_s: float = 120.0) -> None:
+    """Stall ``host`` once an attempt runs there (its ``started`` file exists) and its stdout holds
+    ``marker`` (None: at once). A fixed delay raced a loaded machine: it could stall the
+    pre-flight's connection instead, or land after the trial had ended."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if any("step" in p.read_text(errors="replace") for p in Path(host.work_dir).glob("**/attempt-*/stdout")):
-            _stall(host, stopped)
-            return
+        for started in Path(host.work_dir).glob("**/attempt-*/started"):
+            out = started.parent / "stdout"
+            if marker is None or (out.exists() and marker in out.read_text(errors="replace")):
+                _stall(host, stopped)
+                return
         time.sleep(0.05)
 
 
+@pytest.mark.xdist_group("sshd-stall")  # never beside another stall: they interfere
 def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """SIGSTOP the sshd process serving our connection: paramiko alone would wait forever."""
@@ -217,7 +230,7 @@ def test_stalled_session_is_detected_and_reattached(cluster: Cluster, tmp_path: 
     reg = cluster.registry(_rules('Custom', 'alpha', local=False))
     alpha = cluster.hosts["alpha"]
     stopped: list[int] = []
-    timer = threading.Timer(2.0, _stall, (alpha, stopped))
+    timer = threading.Thread(target=_stall_when_training, args=(alpha, stopped, None))
     timer.start()
     t0 = time.monotonic()
     out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_sleepy(tmp_path, 4),
@@ -340,17 +353,18 @@ def test_host_without_the_models_library_gets_none_of_its_trials(cluster: Cluste
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sshd-stall")  # never beside another stall: they interfere
 def test_warm_trial_survives_a_stalled_connection(cluster: Cluster, tmp_path: Path, small_csv: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """A built-in trial in a detached warm worker keeps training while the connection is
     stalled; the coordinator re-attaches and records it once, not re-run."""
     caplog.set_level("WARNING", logger="coordinator.backends.agent")
     reg = cluster.registry(_rules('NeuralNetwork', 'alpha', local=False))
-    space = _space(tmp_path, "params:\n  epochs: {type: int, low: 150, high: 151}\n  lr: {type: float, low: 0.005, high: 0.01}\n")
+    space = _space(tmp_path, "params:\n  epochs: {type: int, low: 600, high: 601}\n  lr: {type: float, low: 0.005, high: 0.01}\n")
     stopped: list[int] = []
     # stall once the trial is training on the host (a fixed delay raced a loaded machine:
     # the stall could land before the attempt started or after it ended)
-    timer = threading.Thread(target=_stall_when_training, args=(cluster.hosts["alpha"], stopped))
+    timer = threading.Thread(target=_stall_when_training, args=(cluster.hosts["alpha"], stopped, None))
     timer.start()
     out = run_search(SearchOptions(models=("mlp",), space=space, data=str(small_csv), target="home_win",
                                    trials=1, registry=str(reg), run_dir=str(tmp_path / "run")))
