@@ -200,6 +200,7 @@ class Search:
     n_trials: int
 
     prunes: bool = False
+    storage: Any = None  # the study's optuna BaseStorage (public methods only)
     trials: dict[int, Any] = field(default_factory=dict)  # optuna number -> the asked Trial
     reported: dict[int, set[int]] = field(default_factory=dict)  # optuna number -> steps reported
 
@@ -208,10 +209,11 @@ class Search:
                directions: tuple[str, ...], n_trials: int, pruner: Any = None) -> Search:
         import optuna
 
-        study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=name,
+        backend = optuna.storages.get_storage(storage)  # a URL or a storage object: one object either way
+        study = optuna.create_study(storage=backend, sampler=sampler, pruner=pruner, study_name=name,
                                     directions=cast(Any, list(directions)), load_if_exists=True)
         prunes = pruner is not None and not isinstance(pruner, optuna.pruners.NopPruner) and len(metrics) == 1
-        return cls(name, study, space, metrics, directions, n_trials, prunes)
+        return cls(name, study, space, metrics, directions, n_trials, prunes, backend)
 
     def ask(self) -> tuple[int, dict[str, Any]]:
         trial = self.study.ask(self.space.distributions())
@@ -222,9 +224,10 @@ class Search:
         """Take back a trial asked before a restart, so its reports reach the pruner again."""
         import optuna
 
-        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        study_id = self.storage.get_study_id_from_name(self.name)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
         self.trials[number] = optuna.trial.Trial(self.study, trial_id)
-        self.reported[number] = set(self.study._storage.get_trial(trial_id).intermediate_values)
+        self.reported[number] = set(self.storage.get_trial(trial_id).intermediate_values)
 
     def unfinished(self) -> list[int]:
         """Optuna numbers of the trials that were asked and never told."""
