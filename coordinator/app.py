@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import resources
-from coordinator.backends.agent import AgentBackend
+from coordinator.backends.base import Backend
 from coordinator.backends.hosts import foreign_gpus, probe
+from coordinator.backends.registry import BackendContext
+from coordinator.backends.registry import build as build_backend
 from coordinator.config import datasets
 from coordinator.config.experiment import Experiment, SearchOptions, resolve
 from coordinator.config.knownhosts import known_hosts_path
@@ -120,8 +122,9 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
         plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
                                data, opts.seed, promote_step=promote,
                                decisions=decisions(opts.pruner, min_resource, opts.reduction_factor)))
-    backend = AgentBackend(exp.registry.platforms, known_hosts_path(exp.registry), resources.folder("runners"),
-                           run_id=store.root.name, local_root=store.root, parser_factory=_parser_factory(exp))
+    backend = build_backend(exp.registry.platforms, BackendContext(
+        known_hosts_path(exp.registry), resources.folder("runners"), store.root.name, store.root,
+        _parser_factory(exp)))
     tracker = Trackers([_tracker(mode)])
     try:
         coordinator = _coordinator(exp, store, plans, backend, tracker, data, resume)
@@ -150,7 +153,7 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     return result
 
 
-def _coordinator(exp: Experiment, store: RunStore, plans: list[StudyPlan], backend: AgentBackend,
+def _coordinator(exp: Experiment, store: RunStore, plans: list[StudyPlan], backend: Backend,
                  tracker: Tracker, data: dict[str, Any] | None, resume: bool) -> Coordinator:
     """The loop, its hosts checked (pre-flight) before the first trial."""
     opts = exp.options
@@ -187,7 +190,7 @@ def _best_config(files: dict[str, str], number: int | None) -> dict[str, Any]:
     return {}
 
 
-def _preflight(backend: AgentBackend, coordinator: Coordinator, exp: Experiment) -> None:
+def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> None:
     """Before the first trial: connect to every SSH host and start its agent; check that
     it has the libraries each built-in model needs. A host that fails is routed around
     (its trials fall back) and named with the reason; a host missing one model's library

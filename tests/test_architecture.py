@@ -107,3 +107,12 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     assert _imports(a, "coordinator.errors", {"coordinator.app", "coordinator.cli", "coordinator.errors"}) == \
         {"coordinator.app", "coordinator.cli"}
     assert _layer("coordinator.app") > _layer("coordinator.schedule.loop") > _layer("coordinator.config.registry")
+
+
+def test_the_backend_registry_and_the_config_agree_on_what_runs() -> None:
+    """config/ cannot import backends/ (it sits below): its list of runnable connections,
+    used to refuse a search that can never be placed, must be the backends' own."""
+    from coordinator.backends.registry import runnable
+    from coordinator.config.registry import CONNECTIONS, RUNNABLE_CONNECTIONS
+
+    assert set(runnable()) == set(RUNNABLE_CONNECTIONS) and set(runnable()) <= set(CONNECTIONS)
