@@ -66,6 +66,12 @@ def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
     return _drive(exp, store, _data(exp, store), mode, resume=False)
 
 
+def run_cwd(cfg: dict[str, Any]) -> str:
+    """The directory a run was started in (its trials start there), or this one if it is gone."""
+    cwd = cfg.get("cwd")
+    return str(cwd) if isinstance(cwd, str) and Path(cwd).is_dir() else os.getcwd()
+
+
 def resume_run(path: Path, mode: str = "quiet") -> dict[str, Any]:
     """Continue a run whose coordinator stopped or died, with the options it was started with."""
     store = RunStore.open(path.resolve())
@@ -73,9 +79,13 @@ def resume_run(path: Path, mode: str = "quiet") -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(SearchOptions)}  # a run from an older version: its options only
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["options"].items()
                               if k in known}
+    # relative paths mean what they meant where the run was started: the files against that
+    # directory, the trials' commands by starting there (no chdir: the process keeps its own)
+    base = run_cwd(cfg)
+    for key in ("registry", "space", "data"):
+        if isinstance(fields.get(key), str) and not Path(fields[key]).expanduser().is_absolute():
+            fields[key] = str(Path(base) / fields[key])
     opts = SearchOptions(**fields)
-    if cfg.get("cwd") and Path(cfg["cwd"]).is_dir():
-        os.chdir(cfg["cwd"])  # relative paths (registry, space, data, command) mean what they meant
     exp = resolve(opts)
     store.lock()
     data = _data(exp, store)
@@ -124,7 +134,7 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
                                decisions=decisions(opts.pruner, min_resource, opts.reduction_factor)))
     backend = build_backend(exp.registry.platforms, BackendContext(
         known_hosts_path(exp.registry), resources.folder("runners"), store.root.name, store.root,
-        _parser_factory(exp)))
+        _parser_factory(exp), run_cwd(store.config)))
     tracker = Trackers([_tracker(mode)])
     try:
         coordinator = _coordinator(exp, store, plans, backend, tracker, data, resume)

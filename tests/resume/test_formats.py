@@ -64,3 +64,30 @@ def test_a_new_run_is_format_2(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "new" / "run.json").read_text())["format"] == 2
     for p in (tmp_path / "new").glob("trials/*/result.json"):
         assert json.loads(p.read_text())["schema"] == 2
+
+
+def test_resume_from_another_directory_keeps_relative_paths_meaning_where_the_run_began(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    home, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    (home / "space.yaml").write_text("params:\n  x: {type: float, low: 0.0, high: 1.0}\n")
+    (home / "trial.py").write_text("import json, os, time\np = json.load(open(os.environ['COORD_SPEC']))['params']\n"
+                                   "assert os.path.exists('space.yaml')  # started where the run began\n"
+                                   "time.sleep(1.0)\nprint('[coord-metric] {\"loss\": %f}' % p['x'])\n")
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", "search", "--command", f"{sys.executable} trial.py",
+                             "--space", "space.yaml", "--metric", "loss", "--trials", "4", "--parallel", "1",
+                             "--run-dir", "run", "--quiet"], cwd=home, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((home / "run").glob("trials/*/result.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    done = _coord("resume", str(home / "run"), cwd=elsewhere)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = [json.loads(p.read_text()) for p in (home / "run").glob("trials/*/result.json")]
+    assert len(results) == 4 and all(r["status"] == "COMPLETE" for r in results)
+    assert not list(elsewhere.iterdir())  # nothing written where resume was called from
