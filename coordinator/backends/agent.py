@@ -130,7 +130,8 @@ class AgentBackend(AgentStream, Backend):
         if isinstance(host.conn, HostConnection):
             carry_checkpoint(host.conn, host.dirs, local_ckpt, plan.checkpoint_dir)
         rem = Attempt(handle, plan.attempt_dir, out, time.monotonic(), self.parser_factory(),
-                      warm=plan.warm is not None, ckpt=(plan.checkpoint_dir, str(local_ckpt)))
+                      warm=plan.warm is not None, ckpt=(plan.checkpoint_dir, str(local_ckpt)),
+                      logs=(str(local_dir / "stdout"), str(local_dir / "stderr")))
         with host.lock:
             host.attempts[handle.key] = rem
         try:

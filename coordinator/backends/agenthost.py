@@ -45,6 +45,7 @@ class Attempt:
     done: bool = False
     warm: bool = False  # a built-in model in the slot's warm worker (it can be asked to stop)
     ckpt: tuple[str, str] = ("", "")  # (remote, local) checkpoint directories of an SSH attempt
+    logs: tuple[str, ...] = ()  # its stdout and stderr in the run directory
 
 
 @dataclass

@@ -147,7 +147,8 @@ class AgentStream:
         seconds = info.get("seconds")
         self._finish(host, rem, Outcome(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None,
                                         timed_out=info.get("timed_out") is True,
-                                        duration_s=float(seconds) if isinstance(seconds, (int, float)) else 0.0))
+                                        duration_s=float(seconds) if isinstance(seconds, (int, float)) else 0.0,
+                                        stderr=str(info.get("stderr") or "")))
 
     def _finish(self, host: Host, rem: Attempt, outcome: Outcome) -> None:
         with host.lock:
@@ -162,7 +163,8 @@ class AgentStream:
                         cancelled=rem.reason == "cancelled", timed_out=outcome.timed_out or rem.reason == "timeout",
                         lost=outcome.lost and rem.reason is None,
                         # the host's measure of the trial when it has one (also right after a re-attach)
-                        duration_s=outcome.duration_s if outcome.duration_s > 0 else now - rem.started)
+                        duration_s=outcome.duration_s if outcome.duration_s > 0 else now - rem.started,
+                        stderr=outcome.stderr, logs=rem.logs)
         self.events.put(EndEvent(rem.handle, final, now))
 
     def _reattach(self, host: Host, generation: int) -> None:

@@ -112,7 +112,7 @@ def write_report(store: RunStore) -> dict[str, Path]:
     tex_files = []
     for study in cfg["studies"]:
         name = study["name"]
-        done = [r for r in table if r["study"] == name and r["status"] == "COMPLETE"]
+        done = [r for r in table if r["study"] == name and r["status"] == TrialStatus.COMPLETE.value]
         done.sort(key=lambda r: (-r["value"] if directions[0] == "maximize" else r["value"], r["number"]))
         params = list(study["space"]["params"])
         header = ["Rank", "Trial", *params, *metrics]
@@ -132,8 +132,8 @@ def write_report(store: RunStore) -> dict[str, Path]:
         mine = [r for r in table if r["study"] == name]
         b = best.get(name, {})
         summary.append(" & ".join(tex_escape(v) for v in [
-            name, len(mine), sum(r["status"] == "COMPLETE" for r in mine), b.get("value"), b.get("number"),
-            b.get("platform")]))
+            name, len(mine), sum(r["status"] == TrialStatus.COMPLETE.value for r in mine), b.get("value"),
+            b.get("number"), b.get("platform")]))
     path = out / "tables" / "model_summary.tex"
     atomic_write(path, env.get_template("model_summary.tex.j2").render(
         caption=tex_escape(f"Best {metrics[0]} per model"), label="tab:model-summary",
@@ -198,7 +198,7 @@ def best_trials(table: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, A
     metrics, directions = cfg["metrics"], cfg["directions"]
     out: dict[str, Any] = {}
     for study in cfg["studies"]:
-        done = [r for r in table if r["study"] == study["name"] and r["status"] == "COMPLETE"]
+        done = [r for r in table if r["study"] == study["name"] and r["status"] == TrialStatus.COMPLETE.value]
         if not done:
             continue
         sign = [1 if d == "maximize" else -1 for d in directions]
@@ -211,7 +211,7 @@ def best_trials(table: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, A
             out[study["name"]] = {"pareto_front": [_best_entry(r, study, metrics, cfg)
                                                    for r in front(done, metrics, directions)]}
     durations = [r["duration_s"] for r in table if r.get("duration_s") is not None]
-    out["_run"] = {"trials": len(table), "complete": sum(r["status"] == "COMPLETE" for r in table),
+    out["_run"] = {"trials": len(table), "complete": sum(r["status"] == TrialStatus.COMPLETE.value for r in table),
                    "median_duration_s": statistics.median(durations) if durations else None}
     return out
 
@@ -235,7 +235,7 @@ def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], e
     metrics, files = cfg["metrics"], {}
     for study in cfg["studies"]:
         name = study["name"]
-        done = [r for r in table if r["study"] == name and r["status"] == "COMPLETE"]
+        done = [r for r in table if r["study"] == name and r["status"] == TrialStatus.COMPLETE.value]
         best = pareto.front(done, metrics, cfg["directions"])
         if not best:
             continue

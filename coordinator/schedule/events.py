@@ -72,7 +72,9 @@ class AttemptEvents:
                     self._maybe_prune(r, values)
                 continue
             crashpoint.reached("after_end")
-            err = tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
+            # the tail came with the end (the agent's); else the run directory's copy
+            err = "\n".join(ev.outcome.stderr.splitlines()[-20:]) if ev.outcome.stderr else \
+                tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
             kind = decide.end_kind(ev.outcome, r.pending.plan.search.metrics, r.metrics, err,
                                      prune_requested=r.pruned, pruned_mark="pruned_step" in r.control,
                                      migrating=r.migrating is not None,
