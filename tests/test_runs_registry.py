@@ -118,6 +118,8 @@ def messy(three: Path, tmp_path: Path) -> Path:
     (root / ".hidden").mkdir()
     (root / "mlruns").mkdir()  # MLflow's store under the runs root is no run
     (root / "mlflow.db").write_text("")
+    (root / "merged").mkdir()  # a merged report kept under the runs root
+    (root / "merged" / "merged.json").write_text("{}\n")
     return root
 
 

@@ -22,7 +22,7 @@ from coordinator.reporting import tables
 from coordinator.reporting.fmt import csv_cell, tex_escape
 from coordinator.store.rundir import RunStore, atomic_write, write_json
 
-MANIFEST = "merged.json"  # which runs and files the folder holds; files of an earlier merge not rewritten go
+MANIFEST = registry.MERGED_MANIFEST  # which runs and files the folder holds; an earlier merge's other files go
 SUMMARY_COLUMNS = ("model", "run", "name", "metric", "direction", "trials", "complete", "pruned", "failed",
                    "best_value", "best_trial", "best_platform")
 HOST_COLUMNS = ("run", *tables.HOST_COLUMNS)

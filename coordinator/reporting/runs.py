@@ -22,6 +22,7 @@ EVENTS = "events.jsonl"
 TAIL_BYTES = 64 * 1024
 # what else lives under a runs root and is no run: MLflow's stores and artefacts, hidden folders
 NOT_RUNS = frozenset({"mlruns", "mlartifacts"})
+MERGED_MANIFEST = "merged.json"  # marks a folder of merged reports (coord report -o DIR), which is no run either
 # events after the last search_end that mean a later coordinator (coord resume) started and died
 _ACTIVITY = frozenset({"resumed", "asked", "launched", "ended", "reattached", "retry"})
 STATUS_ORDER = ("COMPLETE", "PRUNED", "FAILED", "CANCELLED", "RUNNING", "UNFINISHED")
@@ -62,15 +63,16 @@ def iso_time(t: float) -> str:
 
 
 def run_dirs(root: Path) -> list[Path]:
-    """The folders under a runs root that may be runs, by name; hidden folders and MLflow's
-    own are left out."""
+    """The folders under a runs root that may be runs, by name; hidden folders, MLflow's own
+    and merged reports (``coord report --all -o runs/merged``) are left out."""
     try:
         entries = sorted(root.iterdir(), key=lambda p: p.name)
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise StoreError(f"cannot read the runs folder {root}: {exc.strerror or exc}") from None
-    return [p for p in entries if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_RUNS]
+    return [p for p in entries if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_RUNS
+            and ((p / RUN_FILE).exists() or not (p / MERGED_MANIFEST).is_file())]
 
 
 def list_runs(root: Path) -> list[RunSummary]:
