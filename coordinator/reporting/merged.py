@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -131,9 +132,13 @@ def _all_trials(merged: list[_Run]) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def _best(rows: list[dict[str, Any]], direction: str) -> dict[str, Any] | None:
-    done = [x for x in rows if x["status"] == "COMPLETE" and isinstance(x.get("value"), (int, float))]
+    done = [x for x in rows if x["status"] == "COMPLETE" and _finite(x.get("value"))]
     sign = 1 if direction == "maximize" else -1
     return max(done, key=lambda x: (sign * x["value"], -x["number"])) if done else None
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _summary(merged: list[_Run]) -> list[dict[str, Any]]:
@@ -169,7 +174,7 @@ def _tops(merged: list[_Run]) -> dict[str, tuple[list[str], list[dict[str, Any]]
             params.extend(p for p in study["space"]["params"] if p not in params)
             metrics.extend(m for m in r.cfg["metrics"] if m not in metrics)
             done.extend((i, x) for x in r.rows if x["study"] == name and x["status"] == "COMPLETE"
-                        and isinstance(x.get("value"), (int, float)))
+                        and _finite(x.get("value")))
         sign = 1 if direction == "maximize" else -1
         done.sort(key=lambda t: (-sign * t[1]["value"], t[0], t[1]["number"]))
         top = [{"rank": k + 1, "run": merged[i].label, "trial": x["number"], **{p: x.get(p) for p in params},
