@@ -1,6 +1,7 @@
 """The ``coord`` command. The only module that imports click (with its help layout,
-cli_help.py), and the only place errors become messages and exit codes. Heavy libraries
-are imported inside commands, so ``coord --help`` stays fast."""
+cli_help.py, and the commands over recorded runs, cli_runs.py), and the only place errors
+become messages and exit codes. Heavy libraries are imported inside commands, so
+``coord --help`` stays fast."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from coordinator import cli_runs
 from coordinator.cli_help import SectionedCommand
 from coordinator.errors import CoordError
 
@@ -202,22 +204,6 @@ def _print_summary(result: dict[str, Any]) -> None:
         click.echo(f"interrupted: unfinished trials are kept; continue with: {result['resume_command']}")
 
 
-@main.command(short_help="Rebuild a run's CSV, best.json and LaTeX tables.")
-@click.argument("run", type=click.Path())
-def report(run: str) -> None:
-    """(Re)build trials.csv, best.json and LaTeX tables of RUN from its run directory."""
-    from coordinator.reporting.tables import write_report
-    from coordinator.store.rundir import RunStore
-
-    store = RunStore.open(Path(run))
-    if store.live_pid():
-        click.echo(f"coord: note: {run} is still running; this report covers the trials committed so far",
-                   err=True)
-    files = write_report(store)
-    for kind, path in files.items():
-        click.echo(f"{kind:<24} {path}")
-
-
 @main.command(short_help="Show a run's state, trial counts and best value.")
 @click.argument("run", type=click.Path())
 @click.option("--json", "as_json", is_flag=True,
@@ -331,3 +317,8 @@ def _registry(path: str | None) -> Any:
     from coordinator.config.registry import default_registry, load_registry
 
     return load_registry(path) if path else default_registry()
+
+
+main.add_command(cli_runs.runs)
+main.add_command(cli_runs.report)
+main.add_command(cli_runs.show)
