@@ -66,11 +66,12 @@ def test_interrupted_builtin_trials_finish_after_resume_without_spending_a_retry
            "--trials", "8", "--parallel", "2", "--pruner", "asha", "--seed", "1", "--run-dir", str(run), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # two trials past their first report, the first trial done
+    while time.monotonic() < deadline:  # a trial done, and one past its first report still training
         reports = [p for p in run.glob("trials/*/attempt-1/stdout") if "[coord-metric]" in p.read_text()]
-        if len(reports) >= 3 and len(list(run.glob("trials/*/result.json"))) >= 1:
+        training = [p for p in reports if not (p.parent.parent / "result.json").exists()]
+        if len(reports) >= 3 and training and len(list(run.glob("trials/*/result.json"))) >= 1:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
