@@ -11,7 +11,8 @@ spec is a trial's spec plus::
                 "inner_seasons": 1,          # calibration set: the window's last seasons
                 "inner_fraction": 0.25,      # ... or this share of it (no time column)
                 "folds": [1, 3],             # optional: only these folds (1-based)
-                "out": "/path/predictions.json"}  # default: checkpoint_dir (else attempt_dir)
+                "out": "/path/predictions.json",  # default: checkpoint_dir (else attempt_dir)
+                "name": "xgboost-top2"}      # the entry's name in the tables (default: the model)
 
 The odds column is never a feature. An iterative model trains its configured steps
 (``n_estimators``, ``epochs``): no step is chosen on the test season.
@@ -43,7 +44,7 @@ import trialkit  # noqa: E402
 
 FORMAT = "coord-predictions/1"
 FILE_NAME = "predictions.json"
-_KNOWN = {"calibration", "odds_col", "inner_seasons", "inner_fraction", "folds", "out"}
+_KNOWN = {"calibration", "odds_col", "inner_seasons", "inner_fraction", "folds", "out", "name"}
 
 
 def run(spec: dict[str, Any], out: Any = None) -> int:
@@ -154,7 +155,8 @@ def predict(spec: dict[str, Any], out: Any = None) -> dict[str, Any] | None:
 
 def _empty(spec: dict[str, Any], task: str, data: dict[str, Any], cmp: dict[str, Any],
            params: dict[str, Any]) -> dict[str, Any]:
-    return {"format": FORMAT, "model": spec["model"], "params": params, "seed": int(spec["seed"]), "task": task,
+    return {"format": FORMAT, "model": cmp.get("name") or spec["model"], "runner": spec["model"], "params": params,
+            "seed": int(spec["seed"]), "task": task,
             "target": data["target"], "time_col": data.get("time_col"), "cv": data.get("cv", "holdout"),
             "odds_col": cmp.get("odds_col"), "calibrations": cmp["calibration"], "number": spec.get("number"),
             "data_sha256": data.get("sha256"), "folds_done": [], "inner": {},

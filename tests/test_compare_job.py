@@ -56,9 +56,10 @@ def test_a_job_writes_its_predictions_and_metric_line(data: Path, tmp_path: Path
     """Through trialkit.run_spec (what a warm worker calls): one file, every test row of
     the three walk-forward seasons, calibrated on each window's last season; the metric
     line is the file's own metrics."""
-    proc = run_job(spec_for(data, tmp_path, "xgboost"), tmp_path)
+    proc = run_job(spec_for(data, tmp_path, "xgboost", name="xgb-small"), tmp_path)
     assert proc.returncode == 0, proc.stderr
     doc = read_document(tmp_path / "checkpoint" / "predictions.json")
+    assert doc["model"] == "xgb-small" and doc["runner"] == "xgboost"  # the entry's name, the runner used
     frame = pd.read_csv(data)
     assert doc["folds_done"] == [1, 2, 3] and sorted(set(doc["columns"]["season"])) == [2018, 2019, 2020]
     assert doc["inner"] == {"1": "calibrated on 2017 (the window's last)", "2": "calibrated on 2018 (the window's "
