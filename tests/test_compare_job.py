@@ -18,6 +18,7 @@ import pytest
 from coordinator import protocol, resources
 from coordinator.analysis import metrics
 from coordinator.analysis.predictions import load, read_document
+from coordinator.errors import DataError
 from tests.compare_data import odds_csv
 
 RUNNERS = resources.folder("runners")
@@ -134,3 +135,24 @@ def test_odds_must_be_decimal(data: Path, tmp_path: Path) -> None:
     frame.to_csv(bad, index=False)
     proc = run_job(spec_for(bad, tmp_path), tmp_path)
     assert proc.returncode == 65 and "decimal odds, which are > 1; row 7 has 0.8" in proc.stderr, proc.stderr
+
+
+def test_jobs_split_by_fold_join_into_the_whole_run(data: Path, tmp_path: Path) -> None:
+    """One job per fold (compare.folds) gives the same predictions as one job for all;
+    the coordinator reads a job's folder from its checkpoint alone, as copied home."""
+    from coordinator.analysis.predictions import group
+
+    whole, first, rest = (tmp_path / n for n in ("whole", "first", "rest"))
+    for folder, folds in ((whole, None), (first, [1]), (rest, [2, 3])):
+        folder.mkdir()
+        spec = spec_for(data, folder, **({"folds": folds} if folds else {}))
+        proc = run_job(spec, folder, "compare_job.py")
+        assert proc.returncode == 0, proc.stderr
+    (rest / "checkpoint" / "predictions.json").unlink()  # only the checkpoints: what an SSH host sends home
+    joined = {e.calibration: e.runs[0] for e in group(load([first, rest]))}
+    single = {p.calibration: p for p in load([whole])}
+    for cal, p in single.items():
+        assert np.array_equal(joined[cal].p, p.p) and np.array_equal(joined[cal].row, p.row)
+    assert "step-00000002.ckpt" in joined["none"].source
+    with pytest.raises(DataError, match="fold 1 is also in"):
+        group(load([first, whole]))

@@ -69,7 +69,7 @@ def test_predictions_that_cannot_be_compared_are_refused(tmp_path: Path) -> None
     with pytest.raises(DataError, match="the labels differ"):
         predictions.group(predictions.load(_two(tmp_path, y=[1, 1, 0, 1, 1, 0, 1, 0])))
     a, _ = _two(tmp_path)
-    with pytest.raises(DataError, match="a / none / seed 0 is also in"):
+    with pytest.raises(DataError, match="a / none / seed 0: fold 1 is also in"):
         predictions.group(predictions.load([a, a]))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "coord-predictions/1", "model": "x"}))
@@ -79,7 +79,7 @@ def test_predictions_that_cannot_be_compared_are_refused(tmp_path: Path) -> None
     with pytest.raises(DataError, match="not a predictions file"):
         predictions.load([bad])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no predictions.json under"):
+    with pytest.raises(DataError, match="no predictions.json .or comparison job checkpoint. under"):
         predictions.load([tmp_path / "empty"])
     doc = json.loads(a.read_text())
     doc["p"]["none"][0] = 1.5

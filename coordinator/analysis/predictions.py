@@ -131,31 +131,70 @@ def from_document(doc: dict[str, Any], source: str) -> list[Predictions]:
     return out
 
 
+def _files(path: Path) -> list[Path]:
+    """A file itself; in a folder, at any depth, every ``predictions.json`` and, in a
+    folder holding a job's checkpoints but no ``predictions.json`` (what the coordinator
+    copied home from a host), its newest whole checkpoint."""
+    if not path.is_dir():
+        return [path]
+    found = set(path.rglob("predictions.json"))
+    have = {f.parent for f in found}
+    for folder in sorted({c.parent for c in path.rglob("step-*.ckpt")} - have):
+        for ckpt in sorted(folder.glob("step-*.ckpt"), reverse=True):
+            if protocol.checkpoint_ok(ckpt.read_bytes()):
+                found.add(ckpt)
+                break
+    if not found:
+        raise DataError("no predictions.json (or comparison job checkpoint) under this directory", file=str(path))
+    return sorted(found)
+
+
 def load(paths: Iterable[Path]) -> list[Predictions]:
-    """Every (model, calibration, seed) in the given files (a directory: its
-    ``predictions.json`` files, at any depth, in sorted order)."""
+    """Every (model, calibration, seed) in the given files and folders (see ``_files``),
+    in sorted order within a folder."""
     out: list[Predictions] = []
     for path in paths:
-        files = sorted(path.rglob("predictions.json")) if path.is_dir() else [path]
-        if path.is_dir() and not files:
-            raise DataError("no predictions.json under this directory", file=str(path))
-        for f in files:
+        for f in _files(path):
             out.extend(from_document(read_document(f), str(f)))
+    return out
+
+
+def merge(preds: Sequence[Predictions]) -> list[Predictions]:
+    """One Predictions per (model, calibration, seed): the parts of a run split into
+    jobs by fold (``compare.folds``) joined, in the order given. The same fold twice is
+    refused."""
+    parts: dict[tuple[str, str, int], list[Predictions]] = {}
+    for p in preds:
+        parts.setdefault((p.model, p.calibration, p.seed), []).append(p)
+    out = []
+    for (model, cal, seed), mine in parts.items():
+        owner: dict[float, str] = {}
+        for p in mine:
+            for f in sorted(set(p.fold.tolist())):
+                if f in owner:
+                    raise DataError(f"{model} / {cal} / seed {seed}: fold {int(f)} is also in {owner[f]}",
+                                    file=p.source)
+                owner[f] = p.source
+        if len(mine) == 1:
+            out.append(mine[0])
+            continue
+        first = mine[0]
+        with_odds = [p.odds for p in mine if p.odds is not None]
+        odds = np.concatenate(with_odds) if len(with_odds) == len(mine) else None
+        out.append(Predictions(model, cal, seed, first.task, np.concatenate([p.fold for p in mine]),
+                               tuple(s for p in mine for s in p.season), np.concatenate([p.row for p in mine]),
+                               np.concatenate([p.y for p in mine]), np.concatenate([p.p for p in mine]), odds,
+                               first.params, first.time_col, "; ".join(p.source for p in mine)))
     return out
 
 
 def group(preds: Sequence[Predictions], models: Sequence[str] | None = None) -> list[Entry]:
     """Entries in table order (``models`` as given, else by name; calibrations none, platt,
     isotonic; seeds ascending), every run aligned to one row order. Refused: a repeated
-    (model, calibration, seed), runs of different tasks, or runs not on the same rows."""
+    (model, calibration, seed) fold, runs of different tasks, or runs not on the same rows."""
     if not preds:
         raise DataError("no predictions to compare")
-    seen: dict[tuple[str, str, int], str] = {}
-    for p in preds:
-        key = (p.model, p.calibration, p.seed)
-        if key in seen:
-            raise DataError(f"{p.model} / {p.calibration} / seed {p.seed} is also in {seen[key]}", file=p.source)
-        seen[key] = p.source
+    preds = merge(preds)
     tasks = {p.task for p in preds}
     if len(tasks) > 1:
         raise DataError(f"the predictions mix tasks ({', '.join(sorted(tasks))})")
