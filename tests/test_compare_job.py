@@ -156,3 +156,25 @@ def test_jobs_split_by_fold_join_into_the_whole_run(data: Path, tmp_path: Path) 
     assert "step-00000002.ckpt" in joined["none"].source
     with pytest.raises(DataError, match="fold 1 is also in"):
         group(load([first, whole]))
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_asks_to_be_requeued(data: Path, tmp_path: Path) -> None:
+    """A scheduler's SIGTERM mid-run: the job finishes its fold, checkpoints, exits 75;
+    its next attempt resumes there."""
+    import signal
+
+    spec = spec_for(data, tmp_path, "mlp")
+    spec["params"] = {"epochs": 20, "hidden_size": 32}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = subprocess.Popen([sys.executable, str(RUNNERS / "compare_job.py")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COORD_SPEC": str(tmp_path / "spec.json")})
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("[coord-ckpt]"), first
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert protocol.METRIC_PREFIX not in out and not (tmp_path / "checkpoint" / "predictions.json").exists()
+    again = run_job(spec, tmp_path, "compare_job.py")
+    assert again.returncode == 0 and "resuming after fold 1" in again.stderr, again.stderr
