@@ -116,8 +116,14 @@ def impute(train: Any, valid: Any) -> tuple[Any, Any]:
 
 
 def run_spec(spec: dict[str, Any], out: Any = None) -> int:
-    """Train and evaluate one trial; print metric lines; return the exit code."""
+    """Train and evaluate one trial; print metric lines; return the exit code. A spec with a
+    ``compare`` object is a comparison job (``compare_job.py``)."""
     import importlib
+
+    if spec.get("compare") is not None:
+        import compare_job
+
+        return int(compare_job.run(spec, out))
 
     started = time.perf_counter()
     try:

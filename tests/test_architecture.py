@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("config",),
     ("store", "search"),
     ("backends",),
-    ("reporting", "tracking"),
+    ("reporting", "tracking", "analysis"),
     ("schedule",),
     ("app",),
     ("cli", "cli_help", "cli_runs", "__main__"),
