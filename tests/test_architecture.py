@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("reporting", "tracking"),
     ("schedule",),
     ("app",),
-    ("cli", "cli_help", "__main__"),
+    ("cli", "cli_help", "cli_tracking", "__main__"),
 ]
 
 
