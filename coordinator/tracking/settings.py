@@ -115,9 +115,10 @@ def prepare_environment() -> None:
 
 
 def quiet_loggers() -> None:
-    """MLflow and alembic log each database migration and registration at INFO on the
-    user's terminal; coord says what matters itself (``-vv`` shows them)."""
-    level = logging.DEBUG if logging.getLogger("coordinator").getEffectiveLevel() < logging.INFO else logging.WARNING
+    """MLflow and alembic log each database migration and registration at INFO, urllib3 each
+    retry against a server that is down as a warning, on the user's terminal; coord says
+    what matters itself, once (``-vv`` shows them again)."""
+    level = logging.DEBUG if logging.getLogger("coordinator").getEffectiveLevel() < logging.INFO else logging.ERROR
     for name in QUIET:
         logging.getLogger(name).setLevel(level)
 
