@@ -60,11 +60,12 @@ class Timeline:
     interrupted: bool = False
     launched: dict[tuple[int, int], int] = field(default_factory=dict)
     finished: dict[tuple[int, int], int] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # the data as the search started on it (path, sha256)
 
     def add(self, e: dict[str, Any]) -> None:
         t, kind = int(float(e.get("t", 0)) * 1000), e.get("event")
         if kind == "search_start" and self.started is None:
-            self.started = t
+            self.started, self.data = t, dict(e.get("data") or {})
         elif kind == "search_end":
             self.ended, self.interrupted = t, bool(e.get("interrupted"))
         elif kind in ("launched", "reattached") and (e["number"], e["attempt"]) not in self.launched:
@@ -156,11 +157,19 @@ class RunView:
                        "model": study.get("model") or "command", "model_type": study.get("model_type")})
         return {clean_name(k): str(v)[:6000] for k, v in params.items() if v is not None}
 
+    def data_sha256(self, spec: str = "") -> str:
+        """The data file's sha256: the trial's own (its spec), else the search's."""
+        try:
+            own = (json.loads(spec).get("data") or {}).get("sha256") if spec else None
+        except ValueError:
+            own = None
+        return str(own or self.timeline.data.get("sha256") or (self.config.get("data") or {}).get("sha256") or "")
+
     def study_tags(self, study: dict[str, Any]) -> dict[str, str]:
-        data = self.config.get("data") or {}
+        sha = self.data_sha256()
         return {KEY: self.key, STUDY: str(study.get("name")), KIND: "study", "coord.version": __version__,
                 "coord.run_dir": str(self.store.root), "coord.run_name": str(self.config.get("name")),
-                **({"coord.data_sha256": str(data["sha256"])} if data.get("sha256") else {}), **self.study_extra,
+                **({"coord.data_sha256": sha} if sha else {}), **self.study_extra,
                 **self.extra_tags}
 
     def gpu_model(self, platform: str | None, index: Any) -> str:
@@ -205,7 +214,7 @@ class RunView:
         params = {clean_name(k): json.dumps(v) if isinstance(v, (list, dict)) else str(v)
                   for k, v in (result.get("params") or rec.info.get("params") or {}).items()}
         status = str(result.get("status", "FAILED"))
-        data = self.config.get("data") or {}
+        sha = self.data_sha256(spec)
         tags = {KEY: self.key, STUDY: str(result.get("study") or rec.info.get("study")), TRIAL: str(number),
                 KIND: "trial", "coord.status": status, "coord.end": str(result.get("kind", "")),
                 "coord.platform": str(result.get("platform", last.get("platform", ""))),
@@ -217,7 +226,7 @@ class RunView:
                 "coord.model": str(result.get("model") or rec.info.get("model") or "command"),
                 "coord.optuna_number": str(result.get("optuna_number", "")),
                 "coord.duration_s": str(result.get("duration_s", "")), "coord.version": __version__,
-                **({"coord.data_sha256": str(data["sha256"])} if data.get("sha256") else {}),
+                **({"coord.data_sha256": sha} if sha else {}),
                 **({"coord.error": str(result["error"])[-4000:]} if result.get("error") else {}),
                 **(_provenance(result) or self.host_tags.get(str(result.get("platform")), {})), **self.extra_tags}
         return TrialLog(f"trial-{number}", params, metrics, tags, STATUS.get(status, "FAILED"), start_ms,
