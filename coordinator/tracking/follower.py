@@ -24,8 +24,9 @@ from typing import Any
 from coordinator.errors import TrackingError
 from coordinator.store.rundir import RunStore
 from coordinator.tracking import settings
-from coordinator.tracking.mlflowlog import RunView, Syncer
+from coordinator.tracking.mlflowlog import Syncer
 from coordinator.tracking.models import log_best_models
+from coordinator.tracking.runview import RunView
 from coordinator.tracking.settings import TrackingOptions
 from coordinator.tracking.tracker import Tracker
 

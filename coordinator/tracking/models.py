@@ -26,7 +26,8 @@ from typing import Any
 
 from coordinator import resources
 from coordinator.store.rundir import read_json
-from coordinator.tracking.mlflowlog import KEY, STUDY, TRIAL, Syncer
+from coordinator.tracking.mlflowlog import Syncer
+from coordinator.tracking.runview import KEY, STUDY, TRIAL
 
 log = logging.getLogger(__name__)
 REFIT = Path(__file__).with_name("refit.py")

@@ -21,7 +21,7 @@ from coordinator.errors import TrackingError
 from coordinator.store.rundir import RunStore
 from coordinator.tracking import follower, settings
 from coordinator.tracking.follower import sync_run
-from coordinator.tracking.mlflowlog import redacted_config
+from coordinator.tracking.runview import redacted_config
 from coordinator.tracking.settings import TrackingOptions
 
 from .helpers import coord_runs, split
