@@ -1,189 +1,130 @@
-"""MLflow tracking that never slows or endangers the search.
+"""MLflow tracking that never slows or endangers the search: the coordinator's side.
 
-A ``Follower`` is a thread beside the coordinator loop. It reads only what the loop has
-committed to the run directory (``trials/N/result.json``, written atomically, and
-``events.jsonl``), about once a second and at once after each trial ends, and logs it to
-MLflow (``mlflowlog``). MLflow is imported on that thread, so its start-up never delays
-the first trial. A failure (server down, database locked, disk full, a value MLflow
-refuses) is logged once, as one warning, and the pass is retried with backoff until it
-succeeds; nothing is raised into the search. ``close(timeout)`` makes a final pass: the
-searches' status, and the best models refit and registered (``models``). What a failure
-left out, ``coord sync RUN`` fills in later, without duplicates.
+``start_tracking`` starts the tracking process (``worker``: it follows the run directory
+and logs what the loop committed) before the first trial; ``Follower.events``, among the
+loop's trackers, tells it at once when a trial ends (one byte on a non-blocking pipe: the
+loop never waits for it); ``close(timeout)`` after the loop asks for the final pass (the
+searches' end, the best models refit and registered) and waits for it. The worker's
+warnings are logged here, as the coordinator's own. What a failure left out, ``coord sync
+RUN`` fills in later without duplicates (``sync_run``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from coordinator.errors import TrackingError
 from coordinator.store.rundir import RunStore
-from coordinator.tracking import settings
-from coordinator.tracking.mlflowlog import Syncer
-from coordinator.tracking.models import log_best_models
-from coordinator.tracking.runview import RunView
+from coordinator.tracking import settings, worker
 from coordinator.tracking.settings import TrackingOptions
 from coordinator.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
-POLL_S = 1.0
-MAX_BACKOFF_S = 30.0
 CLOSE_TIMEOUT_S = 600.0  # the final pass: the last trials, the searches' end, the best models
-FINAL_RETRY_S = 20.0  # a final pass that keeps failing (the server is down) gives up after this
-
-
-def _tags(config: dict[str, Any], git: dict[str, str]) -> tuple[dict[str, str], dict[str, str],
-                                                              dict[str, dict[str, str]]]:
-    """Tags on every run (the git state), on the searches' runs (coord's host: Python and
-    libraries), and ``host.*`` tags for trials of local platforms that ran with this very
-    Python (the same libraries, then)."""
-    versions = settings.versions()
-    coordinator = {f"coord.host.{k}": v for k, v in versions.items()}
-    extra: dict[str, str] = {}
-    if git.get("commit"):
-        extra.update({"mlflow.source.git.commit": git["commit"], "coord.git_commit": git["commit"],
-                      "coord.git_dirty": git.get("dirty", "")})
-    hosts = {}
-    for key, p in ((config.get("registry") or {}).get("platforms") or {}).items():
-        python = str(p.get("python") or "")
-        if p.get("connection") == "local" and python and \
-                os.path.realpath(python) == os.path.realpath(sys.executable):
-            hosts[key] = {f"host.{k}": v for k, v in versions.items()}
-    return extra, coordinator, hosts
-
-
-def _client(uri: str) -> Any:
-    settings.quiet_loggers()
-    from mlflow import MlflowClient
-
-    settings.quiet_loggers()  # importing mlflow configured its loggers: quiet them again
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _syncer(run_dir: Path, uri: str, client: Any, git: dict[str, str]) -> Syncer:
-    store = RunStore.open(run_dir)
-    extra, coordinator, hosts = _tags(store.config, git)
-    view = RunView(store, settings.run_key(run_dir), extra, hosts, coordinator)
-    return Syncer(client, view, settings.artifact_root(uri))
-
-
-def sync_pass(syncer: Syncer, final: bool, uri: str, register_as: str | None) -> list[dict[str, str]]:
-    """One pass: the searches' parent runs, every committed trial not logged yet, and (final)
-    the searches' end and their best models. Raises what MLflow raises."""
-    pending = syncer.pending()
-    if not pending and not final and syncer.loaded:
-        return []
-    syncer.view.refresh()
-    syncer.ensure_parents()
-    for rec in syncer.pending():
-        syncer.sync_trial(rec)
-    if not final:
-        return []
-    syncer.finish()
-    return log_best_models(syncer, uri, register_as)
+FINAL_RETRY_S = worker.FINAL_RETRY_S  # a final pass that keeps failing gives up after this
 
 
 class _Wake(Tracker):
-    """The loop's side: a trial ended, so the follower looks now instead of within a second.
+    """The loop's side: a trial ended, so the worker looks now instead of within a second.
     Its ``close`` does nothing: the follower's own ``close(timeout)`` ends the tracking."""
 
-    def __init__(self, wake: threading.Event) -> None:
-        self.wake = wake
+    def __init__(self, follower: Follower) -> None:
+        self.follower = follower
 
     def on_trial_end(self, number: int, result: dict[str, Any]) -> None:
-        self.wake.set()
+        self.follower.send(b"w")
 
     def on_search_end(self, summary: dict[str, Any]) -> None:
-        self.wake.set()
+        self.follower.send(b"w")
 
 
 class Follower:
-    """Logs a live run to MLflow from its run directory, on a thread of its own. Add
-    ``events`` to the loop's trackers; call ``close(timeout)`` once the loop has ended."""
+    """The tracking process of one live run. Add ``events`` to the loop's trackers; call
+    ``close(timeout)`` once the loop has ended."""
 
     def __init__(self, run_dir: Path, uri: str, register_as: str | None) -> None:
         self.run_dir, self.uri, self.register_as = run_dir, uri, register_as
         self.shown = settings.redact(uri)
-        self.models: list[dict[str, str]] = []
-        self.complete = False  # the final pass succeeded: MLflow holds the whole run
-        self.failure: str | None = None
-        self.experiment: str | None = None
-        self._wake, self._closing = threading.Event(), threading.Event()
-        self._deadline = float("inf")
-        self._thread = threading.Thread(target=self._main, name="coord-mlflow", daemon=True)
-        self.events: Tracker = _Wake(self._wake)
+        self.experiment = RunStore.open(run_dir).config.get("name")
+        self.result: dict[str, Any] = {"complete": False, "models": [], "failure": None}
+        self.events: Tracker = _Wake(self)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._done = threading.Event()
 
     def start(self) -> Follower:
-        self._thread.start()
+        args = [sys.executable, "-m", "coordinator.tracking.worker", str(self.run_dir)]
+        if self.register_as:
+            args += ["--register-as", self.register_as]
+        if log.getEffectiveLevel() < logging.INFO:
+            args.append("--verbose")
+        here = str(Path(__file__).resolve().parents[2])  # this coord's package, whatever the cwd
+        env = {**settings.ENV_DEFAULTS, **os.environ, "MLFLOW_TRACKING_URI": self.uri,
+               "PYTHONPATH": os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        try:
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                         cwd=str(self.run_dir))
+        except OSError as exc:
+            log.warning("MLflow tracking could not start (%s); coord sync %s logs the run later", exc, self.run_dir)
+            self._done.set()
+            return self
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), name="coord-mlflow",
+                                        daemon=True)
+        self._reader.start()
         return self
 
+    def send(self, word: bytes) -> None:
+        """One word to the worker; never blocks and never raises (a full pipe already holds a wake-up)."""
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                os.write(self.proc.stdin.fileno(), word)
+
+    def _read(self, out: IO[bytes]) -> None:
+        for line in out:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if "warning" in message:
+                log.warning("%s", message["warning"])
+            if "summary" in message:
+                self.result = dict(message["summary"])
+        self._done.set()
+
     def close(self, timeout: float | None = None) -> dict[str, Any]:
-        """The final pass (the last trials, the searches' end, the best models), waited for at
-        most ``timeout`` seconds (it retries until then); returns ``summary()``. Repeat calls
-        only return it."""
-        if self._closing.is_set():
-            return self.summary()
+        """Ask for the final pass and wait for it at most ``timeout`` seconds; returns
+        ``summary()``. Repeat calls only return it."""
         wait = CLOSE_TIMEOUT_S if timeout is None else timeout
-        self._deadline = time.monotonic() + wait
-        self._closing.set()
-        self._wake.set()
-        self._thread.join(wait + 1.0)
-        if not self.complete:
-            why = f": {self.failure}" if self.failure else ""
-            log.warning("MLflow tracking (%s) did not complete%s; the run directory has everything: "
-                        "coord sync %s", self.shown, why, self.run_dir)
+        if self.proc is not None and self.proc.stdin is not None and not self.proc.stdin.closed:
+            os.set_blocking(self.proc.stdin.fileno(), True)
+            self.send(f"f{FINAL_RETRY_S}\n".encode())
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            if not self._done.wait(wait):
+                self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            if not self.result.get("complete"):
+                why = f": {self.result['failure']}" if self.result.get("failure") else ""
+                log.warning("MLflow tracking (%s) did not complete%s; the run directory has everything: "
+                            "coord sync %s", self.shown, why, self.run_dir)
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
         """For the search's summary: where the run was tracked and what was registered."""
-        return {"uri": self.shown, "experiment": self.experiment, "complete": self.complete, "models": self.models}
-
-    def _fail(self, exc: BaseException) -> None:
-        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        if self.failure is None:
-            log.warning("MLflow tracking to %s failed (%s); retrying in the background. The search goes on; "
-                        "coord sync %s replays what is missing", self.shown, why, self.run_dir)
-        self.failure = why
-
-    def _main(self) -> None:
-        syncer: Syncer | None = None
-        delay, first_final_failure = POLL_S, True
-        while True:
-            self._wake.wait(delay)
-            self._wake.clear()
-            final = self._closing.is_set()
-            try:
-                if syncer is None:
-                    git = settings.git_state(RunStore.open(self.run_dir).config.get("cwd"))
-                    settings.remember(self.run_dir, self.uri, self.register_as, git)
-                    syncer = _syncer(self.run_dir, self.uri, _client(self.uri),
-                                     dict(settings.recorded(self.run_dir).get("git") or {}))
-                    self.experiment = str(syncer.view.config.get("name"))
-                self.models = sync_pass(syncer, final, self.uri, self.register_as) or self.models
-                if self.failure is not None:
-                    log.warning("MLflow tracking to %s works again; caught up", self.shown)
-                    self.failure = None
-                delay = POLL_S
-                if final:
-                    self.complete = True
-                    return
-            except Exception as exc:  # never into the search: logged once, retried
-                self._fail(exc)
-                if syncer is not None:
-                    syncer.loaded = False  # what a cut-short pass made is found again by its tags
-                delay = min(MAX_BACKOFF_S, delay * 2)
-                if final:
-                    if first_final_failure:  # the server may be gone for good: give up in a while
-                        self._deadline = min(self._deadline, time.monotonic() + FINAL_RETRY_S)
-                        first_final_failure = False
-                    if time.monotonic() + 1.0 >= self._deadline:
-                        return
-                    delay = 1.0
+        return {"uri": self.shown, "experiment": self.experiment,
+                "complete": bool(self.result.get("complete")), "models": list(self.result.get("models") or [])}
 
 
 def start_tracking(run_dir: Path, options: TrackingOptions) -> Follower | None:
@@ -191,14 +132,13 @@ def start_tracking(run_dir: Path, options: TrackingOptions) -> Follower | None:
     ``close(timeout)`` after it ends."""
     if not options.enabled:
         return None
-    settings.prepare_environment()
     register = options.register_as or settings.recorded(run_dir).get("register_as")
     return Follower(run_dir, settings.resolve_uri(run_dir, options.uri), register).start()
 
 
 def sync_run(run_dir: Path, uri: str | None = None, register_as: str | None = None) -> dict[str, Any]:
-    """``coord sync``: replay a run directory into MLflow, idempotently. A live run is
-    refused (its coordinator tracks it; two writers could make one trial twice)."""
+    """``coord sync``: replay a run directory into MLflow, idempotently, in this process. A
+    live run is refused (its coordinator tracks it; two writers could make one trial twice)."""
     store = RunStore.open(run_dir)
     pid = store.live_pid()
     if pid:
@@ -209,15 +149,13 @@ def sync_run(run_dir: Path, uri: str | None = None, register_as: str | None = No
     settings.prepare_environment()
     started = time.monotonic()
     try:
-        syncer = _syncer(run_dir, resolved, _client(resolved), dict(settings.recorded(run_dir).get("git") or {}))
-        models = sync_pass(syncer, True, resolved, register)
-    except TrackingError:
-        raise
+        sync = worker.syncer(run_dir, resolved, worker.client(resolved))
+        models = worker.sync_pass(sync, True, resolved, register)
     except Exception as exc:
         raise TrackingError(f"MLflow at {settings.redact(resolved)}: {type(exc).__name__}: "
                             f"{(str(exc).splitlines() or [''])[0][:300]}") from None
     if not settings.recorded(run_dir).get("uri"):
         settings.remember(run_dir, resolved, register)
-    return {"run": str(run_dir), "uri": settings.redact(resolved), "experiment": syncer.view.config.get("name"),
-            "trials": len(syncer.children), "created": syncer.created, "models": models,
+    return {"run": str(run_dir), "uri": settings.redact(resolved), "experiment": sync.view.config.get("name"),
+            "trials": len(sync.children), "created": sync.created, "models": models,
             "seconds": round(time.monotonic() - started, 3)}
