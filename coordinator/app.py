@@ -40,6 +40,8 @@ from coordinator.schedule.speed import SpeedModel
 from coordinator.search import Search, count_trials, decisions, make_pruner, make_sampler, open_storage, sampler_seed
 from coordinator.store.files import disk_full, writing
 from coordinator.store.rundir import RunStore
+from coordinator.tracking.follower import Follower, start_tracking
+from coordinator.tracking.settings import TrackingOptions
 from coordinator.tracking.tracker import Tracker, Trackers
 
 log = logging.getLogger(__name__)
@@ -57,13 +59,13 @@ def _tracker(mode: str) -> Tracker:
     return Tracker()
 
 
-def run_search(opts: SearchOptions, mode: str = "quiet") -> dict[str, Any]:
+def run_search(opts: SearchOptions, mode: str = "quiet", tracking: TrackingOptions | None = None) -> dict[str, Any]:
     """Validate, create the run, search, report. Returns the summary with file paths."""
     exp = resolve(opts)  # every input error surfaces here, before anything is written
     store = RunStore.create(Path(opts.runs_root), exp.name, {**exp.snapshot(), "cwd": os.getcwd()},
                             Path(opts.run_dir) if opts.run_dir else None)
     store.lock()
-    return _drive(exp, store, _data(exp, store), mode, resume=False)
+    return _drive(exp, store, _data(exp, store), mode, resume=False, tracking=tracking)
 
 
 def run_cwd(cfg: dict[str, Any]) -> str:
@@ -72,7 +74,7 @@ def run_cwd(cfg: dict[str, Any]) -> str:
     return str(cwd) if isinstance(cwd, str) and Path(cwd).is_dir() else os.getcwd()
 
 
-def resume_run(path: Path, mode: str = "quiet") -> dict[str, Any]:
+def resume_run(path: Path, mode: str = "quiet", tracking: TrackingOptions | None = None) -> dict[str, Any]:
     """Continue a run whose coordinator stopped or died, with the options it was started with."""
     store = RunStore.open(path.resolve())
     cfg = store.config
@@ -93,7 +95,7 @@ def resume_run(path: Path, mode: str = "quiet") -> dict[str, Any]:
     if started and started.get("data") and data and started["data"].get("sha256") != data.get("sha256"):
         raise StoreError(f"the data file {data.get('path')} changed since the run started (sha256 "
                          f"{started['data'].get('sha256')}); restore it, or start a new run")
-    return _drive(exp, store, data, mode, resume=True)
+    return _drive(exp, store, data, mode, resume=True, tracking=tracking)
 
 
 def _data(exp: Experiment, store: RunStore) -> dict[str, Any] | None:
@@ -109,7 +111,7 @@ def _data(exp: Experiment, store: RunStore) -> dict[str, Any] | None:
 
 
 def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: str,
-           resume: bool) -> dict[str, Any]:
+           resume: bool, tracking: TrackingOptions | None = None) -> dict[str, Any]:
     import optuna
 
     from coordinator.schedule.resume import recover
@@ -135,7 +137,9 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     backend = build_backend(exp.registry.platforms, BackendContext(
         known_hosts_path(exp.registry), resources.folder("runners"), store.root.name, store.root,
         _parser_factory(exp), run_cwd(store.config)))
-    tracker = Trackers([_tracker(mode)])
+    # MLflow: a thread that follows the run directory (None: tracking off, the API's default)
+    follower: Follower | None = start_tracking(store.root, tracking) if tracking is not None else None
+    tracker = Trackers([_tracker(mode), *([follower.events] if follower else [])])
     try:
         coordinator = _coordinator(exp, store, plans, backend, tracker, data, resume)
         if resume:
@@ -155,6 +159,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     finally:
         store.close()
     result = {"run_dir": str(store.root), **summary, "files": files, **_best_config(files, summary["best_number"])}
+    if follower is not None:  # the final pass: the last trials, the searches' end, the best models
+        result["tracking"] = follower.close()
     if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
         errors = [r.result.error for r in store.trials() if r.result]
         last = next((e for e in reversed(errors) if e), "no error output")

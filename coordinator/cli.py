@@ -19,6 +19,7 @@ import click
 
 from coordinator import cli_runs
 from coordinator.cli_help import SectionedCommand
+from coordinator.cli_tracking import TRACKING_SECTION, pop_tracking, summary_line, sync, tracking_options
 from coordinator.errors import CoordError
 
 log = logging.getLogger("coordinator")
@@ -67,6 +68,7 @@ SEARCH_SECTIONS = [
                                 "pbt", "pbt_interval"]),
     ("Reliability", ["max_retries", "host_retry", "checkpoint_every"]),
     ("Output", ["run_dir", "runs_root", "name", "storage", "quiet", "as_json"]),
+    TRACKING_SECTION,
 ]
 SEARCH_EXAMPLES = [
     "coord search --model xgboost",
@@ -139,30 +141,33 @@ REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this mach
               help="learned: each trial goes where it should finish first (learned speeds); static: rule order.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
+@tracking_options()
 def search(quiet: bool, as_json: bool, **kw: Any) -> None:
     """Run a hyperparameter search: Optuna proposes configurations, the registry's
     platforms run them, and the run directory records every trial and the reports."""
     from coordinator.app import run_search
     from coordinator.config.experiment import SearchOptions
 
+    tracking = pop_tracking(kw)
     fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()}
     opts = SearchOptions(**fields)
     here = os.getcwd()
-    _finish(run_search(opts, _mode(quiet, as_json)), as_json, here)
+    _finish(run_search(opts, _mode(quiet, as_json), tracking=tracking), as_json, here)
 
 
 @main.command(short_help="Continue a run whose coordinator stopped or died.")
 @click.argument("run", type=click.Path())
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
-def resume(run: str, quiet: bool, as_json: bool) -> None:
+@tracking_options(register=False)
+def resume(run: str, quiet: bool, as_json: bool, **kw: Any) -> None:
     """Continue RUN after its coordinator stopped or died (even kill -9): re-attach to
     trials still running, collect those that finished, re-run lost ones with the same
     parameters, then go on with the search."""
     from coordinator.app import resume_run
 
     here = os.getcwd()  # resume_run moves to the run's own working directory
-    _finish(resume_run(Path(run), _mode(quiet, as_json)), as_json, here)
+    _finish(resume_run(Path(run), _mode(quiet, as_json), tracking=pop_tracking(kw)), as_json, here)
 
 
 def _mode(quiet: bool, as_json: bool) -> str:
@@ -200,6 +205,8 @@ def _print_summary(result: dict[str, Any]) -> None:
                    f"{': ' + params if params else ''})")
     for kind, path in result["files"].items():
         click.echo(f"  {kind:<24} {path}")
+    if (line := summary_line(result)) is not None:
+        click.echo(line)
     if result.get("interrupted"):
         click.echo(f"interrupted: unfinished trials are kept; continue with: {result['resume_command']}")
 
@@ -322,3 +329,4 @@ def _registry(path: str | None) -> Any:
 main.add_command(cli_runs.runs)
 main.add_command(cli_runs.report)
 main.add_command(cli_runs.show)
+main.add_command(sync)

@@ -131,3 +131,10 @@ class SearchFailed(CoordError):
     """The search ended without a single completed trial."""
 
     exit_code = 1
+
+
+class TrackingError(CoordError):
+    """MLflow cannot be reached, or refused what coord logged (``coord sync``). Exit code 69
+    (EX_UNAVAILABLE: the same command works once the tracking server is back)."""
+
+    exit_code = 69

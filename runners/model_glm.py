@@ -12,7 +12,8 @@ NEEDS_IMPUTE = True
 _L1_RATIO = {"l2": 0.0, "l1": 1.0}
 
 
-def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
+def make_model(params: dict[str, Any], ctx: trialkit.Context) -> Any:
+    """The unfitted pipeline these parameters describe (also refit for the model registry)."""
     p = dict(params)
     penalty = p.pop("penalty", None)
     l1_ratio = float(p.pop("l1_ratio", _L1_RATIO.get(penalty, 0.5) if penalty else 0.0))
@@ -26,11 +27,13 @@ def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trial
         p.pop("alpha", None)
         if C <= 0:
             raise trialkit.ParamError("C must be > 0")
-        est = LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", max_iter=max_iter,
-                                 random_state=ctx.seed)
-        model = make_pipeline(StandardScaler(), est).fit(X, y)
-        return model.predict_proba(X_valid)[:, 1]
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga",
+                                                                  max_iter=max_iter, random_state=ctx.seed))
     alpha = float(p.pop("alpha", 1.0 / float(p.pop("C", 1.0))))
-    model = make_pipeline(StandardScaler(), ElasticNet(alpha=alpha, l1_ratio=l1_ratio, max_iter=max_iter,
-                                                       random_state=ctx.seed)).fit(X, y)
-    return model.predict(X_valid)
+    return make_pipeline(StandardScaler(), ElasticNet(alpha=alpha, l1_ratio=l1_ratio, max_iter=max_iter,
+                                                      random_state=ctx.seed))
+
+
+def fit_predict(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialkit.Context) -> Any:
+    model = make_model(params, ctx).fit(X, y)
+    return model.predict_proba(X_valid)[:, 1] if ctx.task == "classification" else model.predict(X_valid)

@@ -11,6 +11,13 @@ import pytest
 from coordinator.config import datasets
 
 
+@pytest.fixture(autouse=True)
+def _no_mlflow_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`coord search` tracks to MLflow by default; the tests of other concerns run without it
+    (tests/tracking/ turn it back on), so they neither wait for MLflow nor share its database."""
+    monkeypatch.setenv("COORD_MLFLOW", "0")
+
+
 @pytest.fixture(scope="session")
 def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in generator, smaller: 6 seasons x 120 games (fast real training)."""

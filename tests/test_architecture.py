@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("reporting", "tracking", "analysis"),
     ("schedule",),
     ("app",),
-    ("cli", "cli_help", "cli_runs", "__main__"),
+    ("cli", "cli_help", "cli_runs", "cli_tracking", "__main__"),
 ]
 
 

@@ -51,7 +51,7 @@ def test_search_help_is_in_sections_and_ends_with_three_examples() -> None:
     out = CliRunner().invoke(main, ["search", "--help"], terminal_width=100).output
     titles = re.findall(r"^(\S[^\n]*):$", out, flags=re.M)
     assert titles == ["What to tune", "Data", "Budget", "Where it runs", "Early stopping and PBT", "Reliability",
-                      "Output", "Other options", "Examples"]
+                      "Output", "Tracking (MLflow)", "Other options", "Examples"]
     other = out.split("Other options:\n", 1)[1].split("\n\n", 1)[0]
     assert other.split() == ["-h,", "--help", "Show", "this", "message", "and", "exit."]  # nothing else unplaced
     assert out.split("Reliability:\n", 1)[1].split("\n\n")[0].count("--") == 3

@@ -1,0 +1,151 @@
+"""Where a run is tracked, and what the tracking knows about the machine and the code.
+
+The tracking URI, in order: ``--mlflow-uri``, ``MLFLOW_TRACKING_URI``, the URI the run was
+tracked to before (``mlflow.json`` in the run directory, so ``coord resume`` and ``coord sync``
+go on where the search logged), else a SQLite database shared by every run under the runs
+root: ``sqlite:///<runs>/mlflow.db``, its artefacts in ``<runs>/mlartifacts``.
+
+A password in a URI (``https://user:secret@host``) is never written anywhere: ``mlflow.json``
+and every message carry the URI without it; MLflow's own ``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD`` are the way to give credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordinator.store.files import RUN_FILE, read_json, write_json
+
+RECORD = "mlflow.json"  # in the run directory: the URI, the registered name, the run's key, the git state
+DB_NAME = "mlflow.db"
+ARTIFACTS = "mlartifacts"
+LIBRARIES = ("optuna", "xgboost", "scikit-learn", "torch", "numpy", "pandas", "mlflow")
+# MLflow's defaults retry an unreachable server for minutes; the follower retries by itself
+ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_LOGGING_LEVEL": "WARNING",
+                "MLFLOW_DISABLE_TELEMETRY": "true"}
+QUIET = ("mlflow", "alembic", "sqlalchemy", "urllib3", "git", "databricks")
+_PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """What the user asked for: on (the default) or off, a URI, a registered model name."""
+
+    enabled: bool = True
+    uri: str | None = None  # --mlflow-uri
+    register_as: str | None = None  # --register-as
+
+
+def redact(uri: str) -> str:
+    """The URI without a password."""
+    return _PASSWORD.sub(r"\1:***@", uri)
+
+
+def default_uri(run_dir: Path) -> str:
+    """``sqlite:///<runs root>/mlflow.db``: the runs root the run was started with (``--runs``,
+    relative to the directory coord ran in), else the folder holding the run."""
+    cfg = read_json(run_dir / RUN_FILE)
+    root = (cfg.get("options") or {}).get("runs_root")
+    base = Path(cfg.get("cwd") or run_dir.parent)
+    folder = (base / root) if root else run_dir.parent
+    return "sqlite:///" + str(folder.absolute() / DB_NAME)
+
+
+def recorded(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = read_json(run_dir / RECORD)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def resolve_uri(run_dir: Path, uri: str | None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or recorded(run_dir).get("uri") or default_uri(run_dir)
+
+
+def run_key(run_dir: Path) -> str:
+    """The run's stable name in MLflow (tag ``coord.run_id``): its directory's name and a hash
+    of its run.json (written once, when the run was created), so two runs of the same name
+    and second, in two runs folders, stay apart; kept in mlflow.json once made."""
+    key = recorded(run_dir).get("key")
+    if isinstance(key, str) and key:
+        return key
+    digest = hashlib.sha256((run_dir / RUN_FILE).read_bytes()).hexdigest()[:10]
+    return f"{run_dir.name}-{digest}"
+
+
+def remember(run_dir: Path, uri: str, register_as: str | None, git: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write mlflow.json (URI without password, registered name, key, git state at the start)."""
+    data = recorded(run_dir)
+    data.update({"uri": redact(uri), "key": run_key(run_dir)})
+    if register_as:
+        data["register_as"] = register_as
+    if git is not None and "git" not in data:  # the state when the search started, kept
+        data["git"] = git
+    write_json(run_dir / RECORD, data, durable=False)
+    return data
+
+
+def artifact_root(uri: str) -> str | None:
+    """For a SQLite (or other local database file) store: ``<its folder>/mlartifacts``; a
+    server decides for itself (None). MLflow's own default, ``./mlruns`` under whatever
+    directory coord runs in, would scatter the artefacts."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).parent / ARTIFACTS).absolute().as_uri()
+
+
+def prepare_environment() -> None:
+    """Before MLflow is imported (on the caller's thread: the environment is not changed
+    while other threads may start processes): quiet, quick to give up, no telemetry. A
+    value the user set wins."""
+    for key, value in ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def quiet_loggers() -> None:
+    """MLflow and alembic log each database migration and registration at INFO, urllib3 each
+    retry against a server that is down as a warning, on the user's terminal; coord says
+    what matters itself, once (``-vv`` shows them again)."""
+    level = logging.DEBUG if logging.getLogger("coordinator").getEffectiveLevel() < logging.INFO else logging.ERROR
+    for name in QUIET:
+        logging.getLogger(name).setLevel(level)
+
+
+def git_state(cwd: str | None) -> dict[str, str]:
+    """The commit and dirty flag of the git repository ``cwd`` is in; {} when none."""
+    if not cwd or not Path(cwd).is_dir():
+        return {}
+    try:
+        head = subprocess.run(["git", "-C", cwd, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return {}
+        dirty = subprocess.run(["git", "-C", cwd, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": head.stdout.strip(), "dirty": "true" if dirty.stdout.strip() else "false"}
+
+
+def versions() -> dict[str, str]:
+    """This host's Python and library versions (the coordinator's host)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "python_executable": sys.executable}
+    for lib in LIBRARIES:
+        for dist in (lib, f"{lib}-cpu"):
+            with contextlib.suppress(PackageNotFoundError):
+                out[lib] = version(dist)
+                break
+    return out
