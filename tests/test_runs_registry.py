@@ -55,6 +55,8 @@ def _runs(base: Path) -> dict[str, list[Path]]:
     """Run directories by run.json name, in start order (the first event)."""
     out: dict[str, list[Path]] = {}
     for d in (base / "runs").iterdir():
+        if not (d / "run.json").is_file():  # the runs root also holds MLflow's store (mlflow.db, mlartifacts)
+            continue
         first = json.loads((d / "events.jsonl").read_text().splitlines()[0])
         out.setdefault(json.loads((d / "run.json").read_text())["name"], []).append((first["t"], d))
     return {k: [d for _, d in sorted(v)] for k, v in out.items()}
