@@ -11,8 +11,6 @@ season is scored by a model trained on the whole window and mapped by the calibr
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,15 +24,8 @@ METHODS = ("none", "platt", "isotonic")
 TrainPredict = Callable[[Any, Any], Any]
 
 
-@functools.lru_cache(maxsize=1)
 def _impl() -> Any:
-    path = resources.folder("runners") / "calibrate.py"
-    spec = importlib.util.spec_from_file_location("coord_runners_calibrate", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return resources.runner_module("calibrate")  # the rule the job uses on the host, written once
 
 
 def _check(method: str) -> None:

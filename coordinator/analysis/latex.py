@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator import resources
 from coordinator.analysis.tables import Cell, Column, Table
-from coordinator.reporting.fmt import tex_escape
+from coordinator.reporting.fmt import latex_env, tex_escape
 
 _SYMBOLS = {"±": r"$\pm$", "×": r"$\times$", "Δ": r"$\Delta$", "²": r"\textsuperscript{2}", "−": "-",
             "≥": r"$\geq$", "≤": r"$\leq$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--"}
@@ -71,21 +70,10 @@ def header_tex(col: Column) -> str:
     return text + _ARROWS.get(col.arrow or "", "")
 
 
-def _jinja() -> Any:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resources.folder("reports"))),
-        block_start_string=r"\BLOCK{", block_end_string="}", variable_start_string=r"\VAR{",
-        variable_end_string="}", comment_start_string=r"\#{", comment_end_string="}",
-        trim_blocks=True, lstrip_blocks=True, autoescape=False, keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined)
-
-
 def render_table(table: Table, label_prefix: str = "") -> str:
     align = "".join("r" if c.numeric else "l" for c in table.columns)
     groups = [[" & ".join(cell_tex(c) for c in row) for row in group] for group in table.groups]
-    rendered: str = _jinja().get_template("compare_table.tex.j2").render(
+    rendered: str = latex_env().get_template("compare_table.tex.j2").render(
         caption=tex_text(table.caption), label=label(label_prefix, "tab:" + table.name.replace("_", "-")),
         align=align, header=" & ".join(header_tex(c) for c in table.columns),
         groups=groups)
@@ -95,7 +83,7 @@ def render_table(table: Table, label_prefix: str = "") -> str:
 def preview_document(title: str, tables: Sequence[str], figures: Sequence[FigureRef]) -> str:
     """A standalone document that ``\\input``s the tables (paths relative to it) and shows
     the figures; compile it in its own folder."""
-    rendered: str = _jinja().get_template("compare_preview.tex.j2").render(
+    rendered: str = latex_env().get_template("compare_preview.tex.j2").render(
         title=tex_text(title), tables=list(tables),
         figures=[{"path": f.path, "caption": tex_text(f.caption), "label": f.label, "width": f.width}
                  for f in figures])

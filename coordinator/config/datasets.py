@@ -15,9 +15,7 @@ refused here, with the fold and what would work, instead of failing every trial.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +76,8 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=1)
 def _dataprep() -> Any:
-    """``runners/dataprep.py`` as a module of its own (the coordinator never imports the
-    ``runners`` folder as a package; dataprep imports nothing from it)."""
-    path = resources.folder("runners") / "dataprep.py"
-    spec = importlib.util.spec_from_file_location("coord_runners_dataprep", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return resources.runner_module("dataprep")
 
 
 def positive_class(classes: list[Any], chosen: str | None, target: str, file: str | None = None) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 from coordinator.errors import StoreError
 from coordinator.reporting import runs as registry
 from coordinator.reporting import tables
-from coordinator.reporting.fmt import csv_cell, tex_escape
+from coordinator.reporting.fmt import csv_cell, latex_env, tex_escape
 from coordinator.store.files import atomic_write, write_json
 from coordinator.store.rundir import RunStore
 
@@ -74,7 +74,7 @@ def write_merged(paths: Iterable[Path], out: Path) -> dict[str, Path]:
     files["trials"] = _csv(out / "trials.csv", trial_cols, trial_rows)
     summary = _summary(merged)
     files["models"] = _csv(out / "models.csv", SUMMARY_COLUMNS, summary)
-    env = tables._jinja()
+    env = latex_env()
     files["tex:model_summary"] = _tex(out / "tables" / "model_summary.tex", env,
                                       f"Best value per model and run ({len(merged)} runs)", "tab:merged-model-summary",
                                       ["Model", "Run", "Metric", "Trials", "Complete", "Best", "Best trial",

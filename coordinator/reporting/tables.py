@@ -11,10 +11,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from coordinator import crashpoint, resources
+from coordinator import crashpoint
 from coordinator.config.models import BUILTIN
 from coordinator.records import TrialStatus
-from coordinator.reporting.fmt import csv_cell, tex_escape
+from coordinator.reporting.fmt import csv_cell, latex_env, tex_escape
 from coordinator.store.files import atomic_write, write_json
 from coordinator.store.rundir import RunStore, TrialRecord
 
@@ -108,7 +108,7 @@ def write_report(store: RunStore) -> dict[str, Path]:
     crashpoint.reached("mid_report")
     best = best_trials(table, cfg)
     write_json(files["best"], best)
-    env = _jinja()
+    env = latex_env()
     tex_files = []
     for study in cfg["studies"]:
         name = study["name"]
@@ -301,18 +301,7 @@ def _label(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name)
 
 
-def _jinja() -> Any:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resources.folder("reports"))),
-        block_start_string=r"\BLOCK{", block_end_string="}", variable_start_string=r"\VAR{",
-        variable_end_string="}", comment_start_string=r"\#{", comment_end_string="}",
-        trim_blocks=True, lstrip_blocks=True, autoescape=False, keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined)
-
-
 def standalone_document(tables: list[Path]) -> str:
     """A minimal LaTeX document that inputs the given tables (used to prove they compile)."""
-    rendered: str = _jinja().get_template("standalone.tex.j2").render(tables=[str(t) for t in tables])
+    rendered: str = latex_env().get_template("standalone.tex.j2").render(tables=[str(t) for t in tables])
     return rendered

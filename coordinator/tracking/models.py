@@ -16,7 +16,6 @@ Done once: a model version whose run is the best trial's MLflow run is not made 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import resources
+from coordinator.config.datasets import sha256
 from coordinator.store.files import read_json
 from coordinator.tracking.mlflowlog import Syncer
 from coordinator.tracking.runview import KEY, STUDY, TRIAL
@@ -41,14 +41,6 @@ def registered_name(syncer: Syncer, study: str, register_as: str | None) -> str:
     return name.replace("/", "-").replace(":", "-")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _data(syncer: Syncer, number: int, attempt: int) -> dict[str, Any]:
     """The data spec the trial trained on (its last attempt's spec.json), checked unchanged."""
     spec = read_json(syncer.view.store.attempt_dir(number, attempt) / "spec.json")
@@ -56,7 +48,7 @@ def _data(syncer: Syncer, number: int, attempt: int) -> dict[str, Any]:
     path = Path(str(data.get("path", "")))
     if not path.is_file():
         raise RuntimeError(f"trial {number}'s data file {path} is gone; its model cannot be refit")
-    if data.get("sha256") and _sha256(path) != data["sha256"]:
+    if data.get("sha256") and sha256(path) != data["sha256"]:
         raise RuntimeError(f"trial {number}'s data file {path} changed since the run (sha256 was "
                            f"{data['sha256']}); its model is not refit")
     return data
