@@ -21,6 +21,7 @@ from coordinator import resources
 from coordinator.app import run_search
 from coordinator.config.experiment import SearchOptions
 from coordinator.store.rundir import RunStore
+from tests.tmpfs import tmpfs
 
 RUNNERS = resources.folder("runners")
 MLP = {"epochs": 8, "hidden_size": 16, "dropout": 0.2, "batch_size": 64}
@@ -106,14 +107,8 @@ def test_a_checkpoint_of_other_parameters_is_never_loaded(tmp_path: Path, small_
 
 @pytest.fixture
 def tiny_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (the test needs root): {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "tmpfs", "256k") as mount:
+        yield mount
 
 
 def test_disk_full_keeps_the_previous_checkpoint_and_the_trial_goes_on(tmp_path: Path, small_csv: Path,

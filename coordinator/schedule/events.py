@@ -25,7 +25,7 @@ from coordinator.schedule.plans import Pending, Running, history_entry
 from coordinator.schedule.routing import Ledger
 from coordinator.schedule.speed import SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
-from coordinator.store.files import tail
+from coordinator.store.files import last_lines, tail
 from coordinator.store.rundir import RunStore
 from coordinator.tracking.tracker import Snapshot, Tracker
 
@@ -73,7 +73,7 @@ class AttemptEvents:
                 continue
             crashpoint.reached("after_end")
             # the tail came with the end (the agent's); else the run directory's copy
-            err = "\n".join(ev.outcome.stderr.splitlines()[-20:]) if ev.outcome.stderr else \
+            err = last_lines(ev.outcome.stderr) if ev.outcome.stderr else \
                 tail(self.store.attempt_dir(r.pending.number, r.pending.attempt) / "stderr")
             kind = decide.end_kind(ev.outcome, r.pending.plan.search.metrics, r.metrics, err,
                                      prune_requested=r.pruned, pruned_mark="pruned_step" in r.control,

@@ -80,6 +80,11 @@ def tail(path: Path, lines: int = 20) -> str:
             text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+    return last_lines(text, lines)
+
+
+def last_lines(text: str, lines: int = 20) -> str:
+    """The last ``lines`` lines of ``text`` (how much of a trial's stderr an error shows)."""
     return "\n".join(text.splitlines()[-lines:])
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.resume.invariants import SPACE, TRIAL, check, committed_bytes
+from tests.tmpfs import tmpfs
 
 RETRIES = 2
 
@@ -78,14 +79,8 @@ def _fill_when(ballast: Path, ready: Path, pattern: str, count: int) -> threadin
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (the test needs root): {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "small", "2m") as mount:
+        yield mount
 
 
 def _assert_one_line(done: subprocess.CompletedProcess[str], run: Path) -> str:
