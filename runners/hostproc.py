@@ -6,6 +6,7 @@ some inits never reap: containers whose PID 1 is not an init, such as this proje
 machines. Every liveness check here therefore treats a zombie as dead.
 """
 
+import json
 import os
 import signal
 import threading
@@ -22,6 +23,23 @@ def write_atomic(path, text, durable=True):
             fh.flush()
             os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+STARTED = "started"  # in an attempt's directory: when it was claimed; its run time counts from here
+
+
+def run_seconds(adir, fallback=None):
+    """Seconds since the attempt in ``adir`` was claimed: the one measure of its run time,
+    for its time limit and for the duration its end reports (so a trial stopped at its
+    limit never reports less than the limit). ``fallback``: a time.time() to count from
+    when the mark cannot be read; None then."""
+    try:
+        with open(os.path.join(adir, STARTED)) as fh:
+            began = json.load(fh)
+    except (OSError, ValueError):
+        return None if fallback is None else time.time() - fallback
+    since = time.monotonic() - began["mono"]  # system-wide: the same clock for every agent until a reboot
+    return since if since >= 0 else time.time() - began["wall"]
 
 
 def _stat_fields(pid):

@@ -46,7 +46,7 @@ POLL_S = 0.005  # how often a followed attempt's stdout is read (a stat and a re
 CLAIM = "claim"  # created exclusively before an attempt starts: a repeated run request never runs it twice
 CLAIM_STALE_S = 10.0  # a claim this old with no pid file: the agent died while starting it
 STDERR_TAIL = 64 * 1024
-STARTED = "started"  # when the attempt was claimed: its run time counts from here
+STARTED = hostproc.STARTED
 TIMED_OUT = "timed_out"  # written when the agent stops an attempt at its time limit
 MAX_LINE = 1 << 20  # longer stdout lines are cut in the stream (the parser ignores them anyway)
 _out_lock = threading.Lock()
@@ -117,7 +117,7 @@ def start(adir):
         if hostproc.group_alive(child):  # children the trial left behind end with it
             hostproc.end_group(child, grace=1.0)
         # not fsync'd: after a host crash the trial's output is gone too, and it is run again
-        end = {"exit": code, "attempt": launch.get("attempt"), "seconds": round(time.time() - began, 4)}
+        end = {"exit": code, "attempt": launch.get("attempt"), "seconds": round(hostproc.run_seconds(adir, began), 4)}
         _write_atomic(os.path.join(adir, "exit.json"), json.dumps(end), durable=False)
     finally:
         os._exit(0)
@@ -135,13 +135,7 @@ def _stderr_tail(adir):
 
 def _elapsed(adir):
     """Seconds since the attempt was claimed (the start of its run time on this host)."""
-    try:
-        with open(os.path.join(adir, STARTED)) as fh:
-            began = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    since = time.monotonic() - began["mono"]  # system-wide: the same clock for every agent until a reboot
-    return since if since >= 0 else time.time() - began["wall"]
+    return hostproc.run_seconds(adir)
 
 
 def _timeout(adir):

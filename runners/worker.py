@@ -17,6 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import hostproc  # noqa: E402
 import slots  # noqa: E402
 import trialkit  # noqa: E402
 
@@ -48,7 +49,8 @@ def _run_job(line):
     tmp = os.path.join(adir, f"exit.json.{os.getpid()}.tmp")
     with open(tmp, "w") as fh:
         # not fsync'd, as in remote.py; the trial's own duration, right also after a re-attach
-        json.dump({"exit": code, "attempt": spec["attempt"], "seconds": round(time.time() - began, 4)}, fh)
+        json.dump({"exit": code, "attempt": spec["attempt"],
+                   "seconds": round(hostproc.run_seconds(adir, began), 4)}, fh)
     os.replace(tmp, os.path.join(adir, "exit.json"))
 
 
