@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from coordinator import resources
+from coordinator import provenance, resources
 from coordinator.backends.base import Backend
 from coordinator.backends.hosts import foreign_gpus, probe
 from coordinator.backends.registry import BackendContext
@@ -62,7 +62,9 @@ def _tracker(mode: str) -> Tracker:
 def run_search(opts: SearchOptions, mode: str = "quiet", tracking: TrackingOptions | None = None) -> dict[str, Any]:
     """Validate, create the run, search, report. Returns the summary with file paths."""
     exp = resolve(opts)  # every input error surfaces here, before anything is written
-    store = RunStore.create(Path(opts.runs_root), exp.name, {**exp.snapshot(), "cwd": os.getcwd()},
+    snapshot = exp.snapshot()
+    snapshot["provenance"] = provenance.run(snapshot["registry"], os.getcwd())
+    store = RunStore.create(Path(opts.runs_root), exp.name, {**snapshot, "cwd": os.getcwd()},
                             Path(opts.run_dir) if opts.run_dir else None)
     store.lock()
     return _drive(exp, store, _data(exp, store), mode, resume=False, tracking=tracking)
@@ -213,6 +215,7 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
     still runs the others."""
     _warn_oversubscribed(exp, coordinator.store)
     models = [s.model for s in exp.studies if s.model is not None]
+    _probe_local(exp.registry, coordinator)
 
     ssh = [k for k, p in exp.registry.platforms.items() if p.connection == "ssh"]
     if not ssh:
@@ -223,13 +226,15 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
             backend.prepare(platform)
         except HostError as exc:
             return platform, exc, {}
-        return platform, None, probe(exp.registry.platforms[platform], exp.registry) if models else {}
+        return platform, None, probe(exp.registry.platforms[platform], exp.registry)
 
     with ThreadPoolExecutor(max_workers=len(ssh)) as pool:
         for platform, exc, info in pool.map(check, ssh):
             if exc is not None:
                 coordinator.host_failed(platform, exc)
                 continue
+            facts = provenance.host_facts(info) if info.get("python") else None
+            coordinator.note_host(platform, lambda facts=facts: facts)
             libs = info.get("libraries", {})
             for model in models:
                 missing = [lib for lib in model.libraries if not libs.get(lib)]
@@ -237,6 +242,19 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
                     why = (f"{platform}: {exp.registry.platforms[platform].python} lacks {', '.join(missing)} "
                            f"for {model.name} (see coord hosts)")
                     coordinator.mark_incapable(model.model_type, platform, why, model=model.name)
+
+
+def _probe_local(registry: Registry, coordinator: Coordinator) -> None:
+    """Probe the local platforms in the background (a Python start, ~0.2 s, that the first
+    trial need not wait for): their facts are the provenance of the results they make."""
+    local = [p for p in registry.platforms.values() if p.connection == "local"]
+    if not local:
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+    for p in local:
+        future = pool.submit(probe, p, registry)
+        coordinator.note_host(p.key, lambda f=future: provenance.host_facts(f.result(timeout=30)))
+    pool.shutdown(wait=False)
 
 
 def oversubscribed(registry: Registry, parallel: int | None = None) -> list[dict[str, Any]]:

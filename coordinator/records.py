@@ -188,6 +188,7 @@ class Result:
     total_s: float
     error: str = ""
     lineage: tuple[dict[str, Any], ...] | None = None  # PBT runs: every exploit, in order
+    provenance: dict[str, Any] | None = None  # its host's facts, GPU and seeds (``provenance.for_result``)
     extra: dict[str, Any] = field(default_factory=dict)  # fields a newer version wrote: kept as they are
 
     def to_json(self) -> dict[str, Any]:
@@ -199,6 +200,8 @@ class Result:
             "duration_s": self.duration_s, "total_s": self.total_s, "error": self.error}
         if self.lineage is not None:
             out["lineage"] = list(self.lineage)
+        if self.provenance is not None:
+            out["provenance"] = self.provenance
         return {**self.extra, **out}
 
     @classmethod
@@ -210,7 +213,7 @@ class Result:
                    tuple(AttemptRecord.from_json(a) for a in d.get("attempts") or ()), str(d.get("platform", "")),
                    str(d.get("host", "")), float(d.get("duration_s") or 0.0), float(d.get("total_s") or 0.0),
                    str(d.get("error") or ""), tuple(d["lineage"]) if d.get("lineage") is not None else None,
-                   {k: v for k, v in d.items() if k not in known})
+                   d.get("provenance"), {k: v for k, v in d.items() if k not in known})
 
     @property
     def value(self) -> float | None:

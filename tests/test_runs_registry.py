@@ -315,13 +315,13 @@ def test_show_prints_what_the_run_recorded_for_a_trial(three: Path, small_csv: P
 
 
 def test_show_prints_provenance_it_does_not_know_by_name(three: Path, tmp_path: Path) -> None:
-    """Fields other parts of coord add (provenance) are shown, not hidden."""
+    """Fields a newer coord adds (say energy use) are shown, not hidden."""
     run = tmp_path / "run"
     shutil.copytree(_runs(three)["alpha"][0], run)
     path = run / "trials" / "0" / "result.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "provenance": {"python": "3.11.7", "git": "abc1"}}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "energy": {"joules": "3.5", "meter": "rapl"}}))
     text = _coord("show", str(run), "0")
-    assert "recorded also\n  provenance (result.json):\n    git: abc1\n    python: 3.11.7" in text
+    assert "recorded also\n  energy (result.json):\n    joules: 3.5\n    meter: rapl" in text
     res = CliRunner().invoke(main, ["show", str(run), "7"])
     assert res.exit_code == 2 and res.output == f"coord: error: TRIAL: {run} has no trial 7 (it has trials 0-2)\n"
 

@@ -7,20 +7,25 @@ same probe before dispatching and routes around hosts that fail it.
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from coordinator import provenance
 from coordinator.backends.sshconn import HostConnection
 from coordinator.config.knownhosts import check_known_hosts, known_hosts_path
 from coordinator.config.registry import Platform, Registry
 from coordinator.errors import HostError
 
-# Runs on the host with its own Python: stdlib only, prints one JSON object.
+# Runs on the host with its own Python: stdlib only, prints one JSON object. The CPU's name
+# is found by the very function the coordinator uses for its own host (its source is sent).
 PROBE = r"""
-import json, os, shutil, subprocess, sys, time, importlib.util
+import contextlib, json, os, platform, shutil, socket, subprocess, sys, time, importlib.util
+from pathlib import Path
+""" + inspect.getsource(provenance.cpu_model) + r"""
 def version(mod):
     if importlib.util.find_spec(mod) is None:
         return None
@@ -57,6 +62,8 @@ if smi:
     except Exception as exc:
         gpus = [{"error": str(exc)}]
 print(json.dumps({"python": sys.version.split()[0], "executable": sys.executable, "cores": os.cpu_count(),
+                  "hostname": socket.gethostname(), "os": platform.platform(), "machine": platform.machine(),
+                  "cpu_model": cpu_model(),
                   "memory_gb": round(mem, 1) if mem else None,
                   "disk_free_gb": round(shutil.disk_usage(work).free / 2**30, 1), "time": time.time(),
                   "libraries": {m: version(m) for m in ("numpy", "pandas", "sklearn", "xgboost", "torch")},
@@ -99,20 +106,10 @@ def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict
     info.update(data, ok=not missing, latency_ms=round((time.monotonic() - t0) * 1000))
     if missing:
         info["error"] = f"missing libraries: {', '.join(missing)} (pip install them for {platform.python})"
-    local = {m: _local_version(m) for m in data["libraries"]}
+    local = {m: provenance.library_version({"sklearn": "scikit-learn"}.get(m, m)) for m in data["libraries"]}
     info["differs"] = {m: [local[m], v] for m, v in data["libraries"].items() if v and local[m] and v != local[m]}
     return info
 
-
-def _local_version(mod: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    for name in ({"sklearn": "scikit-learn"}.get(mod, mod), mod + "-cpu"):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            continue
-    return None
 
 
 def foreign_gpus(info: dict[str, Any]) -> set[int]:

@@ -16,9 +16,9 @@ from coordinator.store.rundir import RunStore
 
 _TRIAL_KNOWN = {"number", "model", "optuna_number", "params", "seed", "study"}
 _RESULT_KNOWN = {"schema", "attempt", "attempts", "duration_s", "error", "host", "kind", "metrics", "model", "number",
-                 "optuna_number", "params", "platform", "seed", "status", "study", "total_s", "values", "lineage"}
+                 "optuna_number", "params", "platform", "seed", "status", "study", "total_s", "values", "lineage", "provenance"}
 _CONFIG_KNOWN = {"command", "cwd", "data", "directions", "format", "metrics", "name", "options", "parallel",
-                 "registry", "studies", "trials"}
+                 "registry", "studies", "trials", "provenance"}
 _ATTEMPT_FILES = ("allocation.json", "spec.json", "exit.json")
 
 
@@ -71,6 +71,7 @@ def render(rec: dict[str, Any]) -> str:
     out = [f"{k:<10} {v}" for k, v in lines]
     out.append(f"attempts   {len(rec['attempts'])}")
     out.extend(f"  {line}" for a in rec["attempts"] for line in _attempt(a, cfg))
+    out.extend(_provenance_lines(res.get("provenance")))
     out.extend(_data_lines(cfg, rec["attempts"]))
     out.extend(_config_lines(cfg))
     extra = [*_extra(trial, _TRIAL_KNOWN, "trial.json"), *_extra(res, _RESULT_KNOWN, "result.json"),
@@ -135,7 +136,40 @@ def _config_lines(cfg: dict[str, Any]) -> list[str]:
             f"  metrics  {', '.join(f'{m} ({d})' for m, d in zip(cfg['metrics'], cfg['directions'], strict=False))}",
             f"  registry {reg.get('source', '-')}: {', '.join(reg.get('platforms', {})) or '-'}",
             f"  cwd      {cfg.get('cwd') or '-'}",
-            *([f"  options  {rest}"] if rest else [])]
+            *([f"  options  {rest}"] if rest else []), *_run_provenance(cfg.get("provenance"))]
+
+
+def _provenance_lines(prov: dict[str, Any] | None) -> list[str]:
+    """Where the result was made: the host's hardware, Python and libraries, its GPU, its seeds."""
+    if not prov:
+        return ["made on    (not recorded: a run from an older coord)"] if prov is None else []
+    host, out = prov.get("host") or {}, []
+    if host:
+        out.append(f"made on    {host.get('hostname', '-')}: {host.get('cpu_model', '-')}, {fmt(host.get('cores'))} "
+                   f"cores, {fmt(host.get('memory_gb'))} GB; {host.get('os', '-')}")
+        libs = ", ".join(f"{k} {v}" for k, v in sorted((host.get("libraries") or {}).items()) if v)
+        out.append(f"  python   {host.get('python', '-')} ({host.get('executable', '-')}){'; ' + libs if libs else ''}")
+    else:
+        out.append("made on    (the host was not probed in the session that committed it)")
+    if prov.get("gpu"):
+        out.append(f"  gpu      {fmt(prov['gpu'].get('index'))}: {prov['gpu'].get('model') or 'model not known'}")
+    if prov.get("seeds"):
+        out.append("  seeds    " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(prov["seeds"].items())
+                                           if v is not None))
+    return out
+
+
+def _run_provenance(prov: dict[str, Any] | None) -> list[str]:
+    if not prov:
+        return []
+    git = prov.get("git") or {}
+    where = (f"{git['commit'][:12]}{' (dirty)' if git.get('dirty') == 'true' else ''}" if git.get("commit")
+             else "(not a git repository)")
+    me = prov.get("coordinator") or {}
+    return [f"  coord    {prov.get('coord_version', '-')} on {me.get('hostname', '-')} (python {me.get('python', '-')}, "
+            f"optuna {me.get('optuna', '-')})",
+            f"  registry sha256 {prov.get('registry_sha256', '-')}",
+            f"  git      {where}"]
 
 
 def _extra(d: dict[str, Any], known: set[str], where: str) -> list[str]:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from coordinator import crashpoint, protocol
+from coordinator import crashpoint, protocol, provenance
 from coordinator.backends.base import Backend, EndEvent, MetricEvent
 from coordinator.config.registry import Registry
 from coordinator.errors import HostError
@@ -149,8 +149,12 @@ class AttemptEvents:
             self._commit(p, r, kind, tail, duration)
 
     def _commit(self, p: Pending, r: Running, kind: decide.Kind, tail: str, duration: float) -> None:
-        result = build_result(p, r.metrics, kind, tail, duration, self.registry.platforms[r.handle.allocation.platform],
-                              self.pbt is not None, self._printed(p, kind))
+        alloc = r.handle.allocation
+        seeds = {"trial": p.plan.trial_seed(p.number), "sampler": p.plan.seed,
+                 "split": int((p.plan.data or {}).get("split_seed", 0)) if p.plan.data else None}
+        result = build_result(p, r.metrics, kind, tail, duration, self.registry.platforms[alloc.platform],
+                              self.pbt is not None, self._printed(p, kind),
+                              provenance.for_result(self.hosts.facts(alloc.platform), alloc.gpu, seeds))
         if not self.store.commit_result(result):
             log.warning("trial %d already has a committed result; duplicate ignored", p.number)
             return

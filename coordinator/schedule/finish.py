@@ -3,6 +3,8 @@ is only "write it, tell Optuna, tell the trackers"."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from coordinator.config.registry import Platform
 from coordinator.records import Result, TrialStatus
 from coordinator.schedule import decide
@@ -10,7 +12,8 @@ from coordinator.schedule.plans import Pending
 
 
 def build_result(p: Pending, metrics: dict[str, float], kind: decide.Kind, stderr_tail: str, duration_s: float,
-                 platform: Platform, pbt: bool, printed: tuple[str, ...] = ()) -> Result:
+                 platform: Platform, pbt: bool, printed: tuple[str, ...] = (),
+                 provenance: dict[str, Any] | None = None) -> Result:
     """The result of trial ``p`` whose last attempt ended as ``kind`` on ``platform``.
     ``metrics``: every metric it reported (no control marker); ``printed``: metric-like
     names in its output, for the error of a trial that did not report its objective."""
@@ -25,4 +28,4 @@ def build_result(p: Pending, metrics: dict[str, float], kind: decide.Kind, stder
                   seed=p.plan.trial_seed(p.number), attempt=p.attempt, attempts=tuple(p.history),
                   platform=platform.key, host=platform.host or "localhost", duration_s=round(duration_s, 4),
                   total_s=round(sum(h.duration_s for h in p.history), 4), error=error,
-                  lineage=tuple(p.lineage) if pbt else None)
+                  lineage=tuple(p.lineage) if pbt else None, provenance=provenance)

@@ -6,6 +6,9 @@
   for the rest of the run;
 - *incapable* of one model type (its Python lacks the model's library): the host still
   runs the other models.
+
+It also keeps what the pre-flight probe found on each host (``facts``), for the provenance
+of every result that host makes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ class HostState:
         self.down: dict[str, float] = {}  # platform -> monotonic time it may be tried again
         self.quarantined: dict[str, str] = {}  # platform -> why
         self.incapable: dict[tuple[str, str], str] = {}  # (model type, platform) -> why
+        self._facts: dict[str, Callable[[], dict[str, Any] | None]] = {}
+
+    def note_facts(self, platform: str, facts: Callable[[], dict[str, Any] | None]) -> None:
+        """What the probe of ``platform`` found, as a function: a probe still running in the
+        background (the local host's) is waited for by the first result that needs it."""
+        self._facts[platform] = facts
+
+    def facts(self, platform: str) -> dict[str, Any] | None:
+        get = self._facts.get(platform)
+        try:
+            return get() if get is not None else None
+        except Exception as exc:  # provenance is never worth a trial: the result says it is missing
+            log.debug("no facts for %s: %s", platform, exc)
+            return None
 
     def failed(self, platform: str, exc: HostError | str) -> None:
         reason = str(exc)

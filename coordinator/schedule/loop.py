@@ -170,6 +170,10 @@ class Coordinator(AttemptEvents):
         """``platform`` cannot run ``model_type`` (its Python lacks the library): none of its trials go there."""
         self.hosts.mark_incapable(model_type, platform, why, **fields)
 
+    def note_host(self, platform: str, facts: Callable[[], dict[str, Any] | None]) -> None:
+        """What the pre-flight probe of ``platform`` found (``provenance.host_facts``)."""
+        self.hosts.note_facts(platform, facts)
+
     def share_gpus(self, platform: str, busy: set[int]) -> None:
         """GPUs of ``platform`` that other users' processes hold: no trial gets them."""
         self.ledger.foreign_gpus[platform] = busy

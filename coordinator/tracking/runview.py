@@ -236,5 +236,9 @@ def _provenance(result: dict[str, Any]) -> dict[str, str]:
         elif value is not None and len(out) < 100:
             out[clean_name(prefix)] = str(value)[:5000]
 
-    walk("host", result.get("provenance") or {})
+    prov = result.get("provenance") or {}
+    walk("host", prov.get("host") or {})  # the hardware, Python and libraries of the host it ran on
+    walk("coord.seeds", prov.get("seeds") or {})
+    if (prov.get("gpu") or {}).get("model"):
+        out["host.gpu_model"] = str(prov["gpu"]["model"])
     return out

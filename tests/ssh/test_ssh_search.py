@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -267,6 +268,10 @@ def test_builtin_models_run_in_warm_workers_on_the_hosts(cluster: Cluster, tmp_p
     assert out["complete"] == 8 and {r["platform"] for r in results} == {"alpha", "beta"}
     for r in results:
         assert 0.55 < r["metrics"]["auc"] < 1.0
+        # provenance: the facts of the host it ran on, as that host's own probe found them
+        host = r["provenance"]["host"]
+        assert host["python"] == platform.python_version() and host["libraries"]["sklearn"]
+        assert host["cores"] == os.cpu_count() and r["provenance"]["seeds"]["trial"] == r["seed"]
     # one warm worker per slot served every trial on it: all trials of a slot share a pid
     pids: dict[str, set[str]] = {}
     for h in cluster.hosts.values():
