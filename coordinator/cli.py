@@ -329,4 +329,5 @@ def _registry(path: str | None) -> Any:
 main.add_command(cli_runs.runs)
 main.add_command(cli_runs.report)
 main.add_command(cli_runs.show)
+main.add_command(cli_runs.rerun)
 main.add_command(sync)

@@ -113,3 +113,34 @@ def show(run: str, trial: int, as_json: bool) -> None:
         click.echo(json.dumps(record, indent=2, sort_keys=True, default=str))
     else:
         click.echo(trial_show.render(record))
+
+
+@click.command(short_help="Train recorded trials again and check they give the same metrics.")
+@click.argument("run", type=click.Path())
+@click.argument("trials", type=click.IntRange(min=0), nargs=-1)
+@click.option("--all", "all_trials", is_flag=True, help="Every complete trial of RUN.")
+@click.option("--host", metavar="PLATFORM", help="Rerun on this platform of the registry (default: where it ran).")
+@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(),
+              help="Registry YAML for --host [env COORD_REGISTRY] (default: the run's, else this machine).")
+@click.option("--keep", type=click.Path(file_okay=False), help="Keep the rerun's files in this folder.")
+@click.option("--json", "as_json", is_flag=True, help="The checks as JSON (every digit).")
+def rerun(run: str, trials: tuple[int, ...], all_trials: bool, host: str | None, registry: str | None,
+          keep: str | None, as_json: bool) -> None:
+    """Train TRIAL(S) of RUN again from their recorded recipes (same parameters, seeds and
+    data, the data's sha256 checked first) and print the recorded and new metrics side by
+    side. The run itself is only read. Deterministic CPU models (GLM, random forest,
+    XGBoost, the MLP) must match bit for bit; a trial that cannot (trained on a GPU, resumed
+    from a checkpoint, a --command script) says why. Exit 1 when a trial that should match
+    does not, or a rerun fails."""
+    from coordinator import rerun as reruns
+
+    if bool(trials) == all_trials:
+        raise ConfigError("name the trials to rerun, or give --all (not both)", key="TRIAL")
+    checks = reruns.rerun(Path(run), None if all_trials else list(trials), host, registry,
+                          Path(keep) if keep else None)
+    if as_json:
+        click.echo(json.dumps([c.to_json() for c in checks], indent=2, sort_keys=True))
+    else:
+        click.echo(reruns.render(Path(run), checks))
+    if any(c.bad for c in checks):
+        raise click.exceptions.Exit(1)
