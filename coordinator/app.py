@@ -7,7 +7,8 @@ import dataclasses
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,7 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
                 coordinator.host_failed(platform, exc)
                 continue
             facts = provenance.host_facts(info) if info.get("python") else None
-            coordinator.note_host(platform, lambda facts=facts: facts)
+            coordinator.note_host(platform, _given(facts))
             libs = info.get("libraries", {})
             for model in models:
                 missing = [lib for lib in model.libraries if not libs.get(lib)]
@@ -253,8 +254,16 @@ def _probe_local(registry: Registry, coordinator: Coordinator) -> None:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
     for p in local:
         future = pool.submit(probe, p, registry)
-        coordinator.note_host(p.key, lambda f=future: provenance.host_facts(f.result(timeout=30)))
+        coordinator.note_host(p.key, _awaited(future))
     pool.shutdown(wait=False)
+
+
+def _given(facts: dict[str, Any] | None) -> Callable[[], dict[str, Any] | None]:
+    return lambda: facts
+
+
+def _awaited(future: Future[dict[str, Any]]) -> Callable[[], dict[str, Any] | None]:
+    return lambda: provenance.host_facts(future.result(timeout=30))
 
 
 def oversubscribed(registry: Registry, parallel: int | None = None) -> list[dict[str, Any]]:

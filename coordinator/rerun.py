@@ -148,8 +148,9 @@ def _target(registry: Registry, host: str | None, recorded: str) -> Platform:
 
 def _slots(p: Platform, gpu: bool) -> list[tuple[int, int | None]]:
     """The target's slots, those of the trial's kind (GPU or CPU) first."""
-    gpus = [(s, g.index) for s in range(p.gpu_slots) if (g := p.slot_gpu(s)) is not None]
-    cpus = [(s, None) for s in range(p.gpu_slots, p.max_concurrent_jobs)]
+    gpus: list[tuple[int, int | None]] = [(s, g.index) for s in range(p.gpu_slots)
+                                          if (g := p.slot_gpu(s)) is not None]
+    cpus: list[tuple[int, int | None]] = [(s, None) for s in range(p.gpu_slots, p.max_concurrent_jobs)]
     return (gpus or cpus) if gpu else (cpus or gpus)
 
 

@@ -13,7 +13,7 @@ MAX_LINES = 400
 
 # lowest first; a module may import its own layer and the ones below, never one above
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "protocol", "resources", "crashpoint", "records"),
+    ("errors", "protocol", "resources", "crashpoint", "records", "provenance"),
     ("config",),
     ("store", "search"),
     ("backends",),

@@ -343,7 +343,7 @@ def test_every_command_of_the_readme_section_runs(three: Path, tmp_path: Path,
     monkeypatch.delenv("COORD_RUNS_DIR", raising=False)
     real = {name: f"runs/{dirs[0].name}" for name, dirs in _runs(work).items()}
     lines = _readme_lines()
-    assert len(lines) == 6
+    assert len(lines) == 7
     for line in lines:
         args = [real.get(a.split("/")[-1].split("-")[0], a) if a.startswith("runs/") else a
                 for a in shlex.split(line, comments=True)[1:]]

@@ -16,7 +16,8 @@ from coordinator.store.rundir import RunStore
 
 _TRIAL_KNOWN = {"number", "model", "optuna_number", "params", "seed", "study"}
 _RESULT_KNOWN = {"schema", "attempt", "attempts", "duration_s", "error", "host", "kind", "metrics", "model", "number",
-                 "optuna_number", "params", "platform", "seed", "status", "study", "total_s", "values", "lineage", "provenance"}
+                 "optuna_number", "params", "platform", "seed", "status", "study", "total_s", "values", "lineage",
+                 "provenance"}
 _CONFIG_KNOWN = {"command", "cwd", "data", "directions", "format", "metrics", "name", "options", "parallel",
                  "registry", "studies", "trials", "provenance"}
 _ATTEMPT_FILES = ("allocation.json", "spec.json", "exit.json")
@@ -166,8 +167,8 @@ def _run_provenance(prov: dict[str, Any] | None) -> list[str]:
     where = (f"{git['commit'][:12]}{' (dirty)' if git.get('dirty') == 'true' else ''}" if git.get("commit")
              else "(not a git repository)")
     me = prov.get("coordinator") or {}
-    return [f"  coord    {prov.get('coord_version', '-')} on {me.get('hostname', '-')} (python {me.get('python', '-')}, "
-            f"optuna {me.get('optuna', '-')})",
+    return [f"  coord    {prov.get('coord_version', '-')} on {me.get('hostname', '-')} "
+            f"(python {me.get('python', '-')}, optuna {me.get('optuna', '-')})",
             f"  registry sha256 {prov.get('registry_sha256', '-')}",
             f"  git      {where}"]
 
