@@ -237,7 +237,9 @@ def _provenance(result: dict[str, Any]) -> dict[str, str]:
             out[clean_name(prefix)] = str(value)[:5000]
 
     prov = result.get("provenance") or {}
-    walk("host", prov.get("host") or {})  # the hardware, Python and libraries of the host it ran on
+    host = dict(prov.get("host") or {})  # the hardware, Python and libraries of the host it ran on
+    walk("host", {k: v for k, v in host.items() if k != "libraries"})
+    walk("host", host.get("libraries") or {})  # host.xgboost, as for a run from before provenance
     walk("coord.seeds", prov.get("seeds") or {})
     if (prov.get("gpu") or {}).get("model"):
         out["host.gpu_model"] = str(prov["gpu"]["model"])
