@@ -21,6 +21,10 @@ else
   where="$(command -v "$PY" || echo "$PY")"
 fi
 APT_PKGS="openssh-server openssh-client texlive-latex-base texlive-latex-recommended"
+# headless Chromium checks the HTML reports in the tests; Debian packages it so (Ubuntu only as a snap)
+if [ -f /etc/debian_version ] && ! grep -qi ubuntu /etc/os-release 2>/dev/null; then
+  APT_PKGS="$APT_PKGS chromium-headless-shell"
+fi
 
 if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
   missing=""

@@ -52,9 +52,10 @@ def _table(table: Table) -> dict[str, Any]:
 
 
 def render(title: str, summary: Sequence[tuple[str, str]], tables: Sequence[Table], images: Sequence[Image],
-           files: Sequence[str]) -> str:
-    """The page: ``summary`` as (term, value) pairs, then the tables, the figures and the
-    list of output files (relative paths)."""
+           files: Sequence[str], links: Sequence[tuple[str, Sequence[tuple[str, str]]]] = ()) -> str:
+    """The page: ``summary`` as (term, value) pairs, then the tables, the figures, the
+    list of output files (relative paths) and ``links``: (label, [(name, relative href)])
+    per item, e.g. a search's trials and their logs."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resources.folder("reports"))),
@@ -64,5 +65,6 @@ def render(title: str, summary: Sequence[tuple[str, str]], tables: Sequence[Tabl
                 "src": "data:image/png;base64," + base64.b64encode(im.png.read_bytes()).decode("ascii")}
                for im in images]
     rendered: str = env.get_template("compare.html.j2").render(
-        title=title, summary=list(summary), tables=[_table(t) for t in tables], figures=figures, files=list(files))
+        title=title, summary=list(summary), tables=[_table(t) for t in tables], figures=figures, files=list(files),
+        links=[(label, list(hrefs)) for label, hrefs in links])
     return rendered

@@ -156,6 +156,9 @@ def write_report(store: RunStore) -> dict[str, Path]:
                                                    "median_s")) for r in host_rows]))
     tex_files.append(path)
     files.update({f"tex:{p.stem}": p for p in tex_files})
+    from coordinator.reporting.page import write_page  # the page shows what the files above hold
+
+    files["html"] = write_page(store, table, best, host_rows, files)
     return files
 
 
