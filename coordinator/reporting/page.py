@@ -78,7 +78,7 @@ def _links(store: RunStore) -> list[tuple[str, list[tuple[str, str]]]]:
     links: list[tuple[str, list[tuple[str, str]]]] = []
     for rec in store.trials():
         res = rec.result
-        attempt = res.attempt if res else max(store.attempts(rec.number) or {1: None})
+        attempt = res.attempt if res else max(store.attempts(rec.number), default=1)
         status = res.status.value if res else TrialStatus.UNFINISHED.value
         value = f" {fmt(res.value)}" if res and res.value is not None else ""
         label = f"trial {rec.number} ({rec.info.model or rec.info.study}) {status}{value}"
