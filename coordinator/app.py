@@ -11,12 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from coordinator import resources
+from coordinator import app_compare, resources
 from coordinator.backends.base import Backend
 from coordinator.backends.hosts import foreign_gpus, probe
 from coordinator.backends.registry import BackendContext
 from coordinator.backends.registry import build as build_backend
 from coordinator.config import datasets
+from coordinator.config.compare import CompareRequest, CompareSpec
 from coordinator.config.experiment import Experiment, SearchOptions, resolve
 from coordinator.config.knownhosts import known_hosts_path
 from coordinator.config.models import BUILTIN, get_model
@@ -68,6 +69,16 @@ def run_search(opts: SearchOptions, mode: str = "quiet", tracking: TrackingOptio
     return _drive(exp, store, _data(exp, store), mode, resume=False, tracking=tracking)
 
 
+def run_compare(req: CompareRequest, mode: str = "quiet") -> dict[str, Any]:
+    """``coord compare``: validate, choose the configurations, run every job through the
+    search loop (routing, retries, checkpoints, resume), then write the comparison."""
+    exp = app_compare.resolve_compare(req)  # every input error here, before anything is written
+    store = RunStore.create(Path(req.runs_root), exp.name, {**exp.snapshot(), "cwd": os.getcwd()},
+                            Path(req.run_dir) if req.run_dir else None)
+    store.lock()
+    return _drive(exp, store, _data(exp, store), mode, resume=False)
+
+
 def run_cwd(cfg: dict[str, Any]) -> str:
     """The directory a run was started in (its trials start there), or this one if it is gone."""
     cwd = cfg.get("cwd")
@@ -88,7 +99,10 @@ def resume_run(path: Path, mode: str = "quiet", tracking: TrackingOptions | None
         if isinstance(fields.get(key), str) and not Path(fields[key]).expanduser().is_absolute():
             fields[key] = str(Path(base) / fields[key])
     opts = SearchOptions(**fields)
-    exp = resolve(opts)
+    if app_compare.is_compare_run(cfg):  # the same jobs as it started with; a comparison is not tracked
+        exp, tracking = app_compare.experiment(opts, CompareSpec.from_json(cfg["compare"])), None
+    else:
+        exp = resolve(opts)
     store.lock()
     data = _data(exp, store)
     started = next((e for e in store.events_read() if e.get("event") == "search_start"), None)
@@ -133,7 +147,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
             and study.model is not None else None
         plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
                                data, opts.seed, promote_step=promote,
-                               decisions=decisions(opts.pruner, min_resource, opts.reduction_factor)))
+                               decisions=decisions(opts.pruner, min_resource, opts.reduction_factor),
+                               compare=study.compare, job_seed=study.seed))
     backend = build_backend(exp.registry.platforms, BackendContext(
         known_hosts_path(exp.registry), resources.folder("runners"), store.root.name, store.root,
         _parser_factory(exp), run_cwd(store.config)))
@@ -156,9 +171,11 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
         tracker.close()
     try:
         files = {k: str(v) for k, v in write_report(store).items()}
+        compared = app_compare.summary(store) if exp.compare is not None and not summary["interrupted"] else {}
     finally:
         store.close()
-    result = {"run_dir": str(store.root), **summary, "files": files, **_best_config(files, summary["best_number"])}
+    result = {"run_dir": str(store.root), **summary, "files": {**files, **compared.pop("files", {})},
+              **_best_config(files, summary["best_number"]), **compared}
     if follower is not None:  # the final pass: the last trials, the searches' end, the best models
         result["tracking"] = follower.close()
     if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
