@@ -168,8 +168,8 @@ def compare(quiet: bool, as_json: bool, **kw: Any) -> None:
     from coordinator.config.compare import CompareRequest
 
     here = os.getcwd()
-    request = CompareRequest(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()})
-    _finish(run_compare(request, _mode(quiet, as_json)), as_json, here)
+    fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()}
+    _finish(run_compare(CompareRequest(**fields), _mode(quiet, as_json)), as_json, here)
 
 
 @main.command(short_help="Continue a run whose coordinator stopped or died.")
