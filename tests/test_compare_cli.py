@@ -157,3 +157,33 @@ def test_the_built_in_data_has_no_odds_column(tmp_path: Path) -> None:
     proc = coord("compare", "--model", "glm", "--odds-col", "odds_home", cwd=tmp_path, timeout=60)
     assert proc.returncode == 2 and "--odds-col: the built-in data set has no odds column" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_configurations_come_from_a_searchs_best_trials(data: Path, tmp_path: Path) -> None:
+    """--from RUN --top 2: the search's two best XGBoost trials, each with the boosting rounds
+    it was scored at (its best step), named xgboost and xgboost-top2; GLM, which the search
+    did not run, with its defaults, said in the summary."""
+    (tmp_path / "space.yaml").write_text("params:\n  n_estimators: {type: int, low: 20, high: 60}\n"
+                                         "  learning_rate: {type: float, low: 0.05, high: 0.5, log: true}\n")
+    searched = coord("search", "--model", "xgboost", "--space", "space.yaml", "--trials", "3", "--data", str(data),
+                     "--target", "home_win", "--time-col", "season", "--folds", "2", "--run-dir", "search",
+                     "--quiet", cwd=tmp_path)
+    assert searched.returncode == 0, searched.stderr[-2000:]
+    trials = sorted((json.loads(p.read_text()) for p in (tmp_path / "search").glob("trials/*/result.json")),
+                    key=lambda r: -r["values"][0])
+    proc = coord("compare", "--from", "search", "--model", "xgboost", "--model", "glm", "--top", "2",
+                 "--calibration", "none", "--data", str(data), "--target", "home_win", "--time-col", "season",
+                 "--folds", "2", "--resamples", "100", "--run-dir", "cmp", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "note: glm: no completed trial in the --from runs; its defaults are compared" in proc.stdout
+    configs = json.loads((tmp_path / "cmp" / "compare" / "configs.json").read_text())["configs"]
+    assert [c["name"] for c in configs] == ["xgboost", "xgboost-top2", "glm"]
+    for config, trial in zip(configs, trials[:2], strict=False):
+        assert config["params"] == {**trial["params"], "n_estimators": int(trial["metrics"]["best_step"])}
+        assert config["source"].startswith(f"search trial {trial['number']} (auc ")
+    jobs = {json.loads(p.read_text())["study"]: json.loads(p.read_text())
+            for p in (tmp_path / "cmp").glob("trials/*/attempt-1/recipe.json")}
+    assert jobs["xgboost-top2-seed0"]["params"] == configs[1]["params"] and jobs["glm-seed0"]["params"] == {}
+    table = pd.read_csv(tmp_path / "cmp" / "compare" / "comparison.csv")
+    assert list(table["model"]) == ["xgboost", "xgboost-top2", "glm"]
