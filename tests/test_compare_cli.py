@@ -29,11 +29,12 @@ def coord(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPr
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
 
 
-def compare_args(data: Path, run: Path, *extra: str) -> list[str]:
+def compare_args(data: Path, run: Path | None, *extra: str) -> list[str]:
+    """GLM and a small random forest, none and platt, 2 seeds, 2 test seasons (run None: in runs/)."""
     return ["compare", "--model", "glm", "--model", "random_forest", "--calibration", "none", "--calibration", "platt",
             "--seeds", "2", "--data", str(data), "--target", "home_win", "--time-col", "season", "--folds", "2",
             "--odds-col", "odds_home", "--param", "random_forest.n_estimators=30", "--resamples", "300",
-            "--run-dir", str(run), *extra]
+            *(["--run-dir", str(run)] if run is not None else []), *extra]
 
 
 @pytest.fixture(scope="module")

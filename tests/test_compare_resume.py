@@ -21,6 +21,7 @@ from coordinator.analysis.predictions import read_document
 from tests.compare_data import odds_csv
 from tests.resume.invariants import committed_bytes
 from tests.test_compare_cli import compare_args, coord
+from tests.test_compare_docs import RESUME, run_shown
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +38,14 @@ def _ckpt_lines(trial: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_an_interrupted_compare_resumes_with_no_job_done_twice(data: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    args = [a.replace("n_estimators=30", "n_estimators=150") for a in compare_args(data, run, "--parallel", "1")]
+    args = [a.replace("n_estimators=30", "n_estimators=150") for a in compare_args(data, None, "--parallel", "1")]
     proc = subprocess.Popen([sys.executable, "-m", "coordinator", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     deadline = time.monotonic() + 200
+    while not (runs := list(tmp_path.glob("runs/compare-*"))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (run,) = runs
     while time.monotonic() < deadline:  # one job committed, the next one past its first fold
         done = {p.parent.name for p in run.glob("trials/*/result.json")}
         halfway = {p.parent.parent.name for p in run.glob("trials/*/checkpoint/step-00000001.ckpt")}
@@ -57,11 +60,11 @@ def test_an_interrupted_compare_resumes_with_no_job_done_twice(data: Path, tmp_p
     held = sorted(int(d.name) for d in run.glob("trials/*") if not (d / "result.json").exists())
     assert held, "the stop should have left the running job uncommitted"
     assert not (run / "compare").exists()  # no comparison of half the jobs
-    again = coord("resume", str(run), "--json", cwd=tmp_path)
+    again = run_shown(RESUME, tmp_path)  # as docs/compare.md shows it
     assert again.returncode == 0, again.stderr[-3000:]
-    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert "complete" in again.stdout and "compare:report.html" in again.stdout
     results = {int(p.parent.name): json.loads(p.read_text()) for p in run.glob("trials/*/result.json")}
-    assert len(results) == 4 and summary["complete"] == 4
+    assert len(results) == 4
     studies = [r["study"] for r in results.values()]
     assert sorted(studies) == sorted({*studies}) == ["glm-seed0", "glm-seed1", "random_forest-seed0",
                                                      "random_forest-seed1"]  # each job asked once
@@ -78,7 +81,7 @@ def test_an_interrupted_compare_resumes_with_no_job_done_twice(data: Path, tmp_p
     resumed = next(i for i, e in enumerate(events) if e["event"] == "resumed")
     relaunched = {e["number"] for e in events[resumed:] if e["event"] in ("launched", "reattached")}
     assert relaunched.isdisjoint(int(Path(k).parent.name) for k in before)
-    assert (run / "compare" / "report.html").is_file() and summary["files"]["compare:comparison.csv"]
+    assert (run / "compare" / "report.html").is_file()
 
 
 @pytest.mark.slow
