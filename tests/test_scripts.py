@@ -20,7 +20,7 @@ ROOT = resources.folder("runners").parent
 def _env(tmp_path: Path) -> dict[str, str]:
     # `coord` as the scripts call it: this interpreter's, so the suite tests this checkout
     bindir = tmp_path / "bin"
-    bindir.mkdir()
+    bindir.mkdir(exist_ok=True)
     (bindir / "coord").write_text(f"#!/bin/sh\nexec {sys.executable} -m coordinator \"$@\"\n")
     (bindir / "coord").chmod(0o755)
     return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "COORD_RUNS_DIR": str(tmp_path / "runs"),
