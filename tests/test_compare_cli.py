@@ -188,3 +188,20 @@ def test_configurations_come_from_a_searchs_best_trials(data: Path, tmp_path: Pa
     assert jobs["xgboost-top2-seed0"]["params"] == configs[1]["params"] and jobs["glm-seed0"]["params"] == {}
     table = pd.read_csv(tmp_path / "cmp" / "compare" / "comparison.csv")
     assert list(table["model"]) == ["xgboost", "xgboost-top2", "glm"]
+
+
+@pytest.mark.slow
+def test_split_folds_runs_a_job_per_fold_and_gives_the_same_comparison(data: Path, tmp_path: Path) -> None:
+    base = ["compare", "--model", "glm", "--calibration", "none", "--calibration", "isotonic", "--data", str(data),
+            "--target", "home_win", "--time-col", "season", "--folds", "2", "--resamples", "200", "--quiet"]
+    whole = coord(*base, "--run-dir", "whole", cwd=tmp_path)
+    split = coord(*base, "--split-folds", "--run-dir", "split", cwd=tmp_path)
+    assert whole.returncode == 0 and split.returncode == 0, (whole.stderr[-2000:], split.stderr[-2000:])
+    studies = sorted(json.loads(p.read_text())["study"] for p in (tmp_path / "split").glob("trials/*/result.json"))
+    assert studies == ["glm-seed0-fold1", "glm-seed0-fold2"]
+    specs = sorted(json.loads(p.read_text())["compare"]["folds"]
+                   for p in (tmp_path / "split").glob("trials/*/attempt-1/spec.json"))
+    assert specs == [[1], [2]]
+    for name in ("comparison.csv", "per_season.csv", "significance.csv", "tables/comparison.tex"):
+        assert (tmp_path / "split" / "compare" / name).read_bytes() == \
+            (tmp_path / "whole" / "compare" / name).read_bytes(), name
