@@ -7,17 +7,17 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from coordinator import provenance, resources
+from coordinator import app_compare, provenance, resources
 from coordinator.backends.base import Backend
-from coordinator.backends.hosts import foreign_gpus, probe
+from coordinator.backends.hosts import foreign_gpus, given, local_facts, probe
 from coordinator.backends.registry import BackendContext
 from coordinator.backends.registry import build as build_backend
 from coordinator.config import datasets
+from coordinator.config.compare import CompareRequest, CompareSpec
 from coordinator.config.experiment import Experiment, SearchOptions, resolve
 from coordinator.config.knownhosts import known_hosts_path
 from coordinator.config.models import BUILTIN, get_model
@@ -71,6 +71,16 @@ def run_search(opts: SearchOptions, mode: str = "quiet", tracking: TrackingOptio
     return _drive(exp, store, _data(exp, store), mode, resume=False, tracking=tracking)
 
 
+def run_compare(req: CompareRequest, mode: str = "quiet") -> dict[str, Any]:
+    """``coord compare``: validate, choose the configurations, run every job through the
+    search loop (routing, retries, checkpoints, resume), then write the comparison."""
+    exp = app_compare.resolve_compare(req)  # every input error here, before anything is written
+    store = RunStore.create(Path(req.runs_root), exp.name, {**exp.snapshot(), "cwd": os.getcwd()},
+                            Path(req.run_dir) if req.run_dir else None)
+    store.lock()
+    return _drive(exp, store, _data(exp, store), mode, resume=False)
+
+
 def run_cwd(cfg: dict[str, Any]) -> str:
     """The directory a run was started in (its trials start there), or this one if it is gone."""
     cwd = cfg.get("cwd")
@@ -91,7 +101,10 @@ def resume_run(path: Path, mode: str = "quiet", tracking: TrackingOptions | None
         if isinstance(fields.get(key), str) and not Path(fields[key]).expanduser().is_absolute():
             fields[key] = str(Path(base) / fields[key])
     opts = SearchOptions(**fields)
-    exp = resolve(opts)
+    if app_compare.is_compare_run(cfg):  # the same jobs as it started with; a comparison is not tracked
+        exp, tracking = app_compare.experiment(opts, CompareSpec.from_json(cfg["compare"])), None
+    else:
+        exp = resolve(opts)
     store.lock()
     data = _data(exp, store)
     started = next((e for e in store.events_read() if e.get("event") == "search_start"), None)
@@ -136,7 +149,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
             and study.model is not None else None
         plans.append(StudyPlan(search, study.needs, study.model.name if study.model else None, exp.command,
                                data, opts.seed, promote_step=promote,
-                               decisions=decisions(opts.pruner, min_resource, opts.reduction_factor)))
+                               decisions=decisions(opts.pruner, min_resource, opts.reduction_factor),
+                               compare=study.compare, job_seed=study.seed))
     backend = build_backend(exp.registry.platforms, BackendContext(
         known_hosts_path(exp.registry), resources.folder("runners"), store.root.name, store.root,
         _parser_factory(exp), run_cwd(store.config)))
@@ -159,9 +173,11 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
         tracker.close()
     try:
         files = {k: str(v) for k, v in write_report(store).items()}
+        compared = app_compare.summary(store) if exp.compare is not None and not summary["interrupted"] else {}
     finally:
         store.close()
-    result = {"run_dir": str(store.root), **summary, "files": files, **_best_config(files, summary["best_number"])}
+    result = {"run_dir": str(store.root), **summary, "files": {**files, **compared.pop("files", {})},
+              **_best_config(files, summary["best_number"]), **compared}
     if follower is not None:  # the final pass: the last trials, the searches' end, the best models
         result["tracking"] = follower.close()
     if summary["complete"] == 0 and summary["pruned"] == 0 and not summary["interrupted"]:
@@ -216,7 +232,8 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
     still runs the others."""
     _warn_oversubscribed(exp, coordinator.store)
     models = [s.model for s in exp.studies if s.model is not None]
-    _probe_local(exp.registry, coordinator)
+    for platform, waiting in local_facts(exp.registry).items():  # probed in the background
+        coordinator.note_host(platform, waiting)
 
     ssh = [k for k, p in exp.registry.platforms.items() if p.connection == "ssh"]
     if not ssh:
@@ -235,7 +252,7 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
                 coordinator.host_failed(platform, exc)
                 continue
             facts = provenance.host_facts(info) if info.get("python") else None
-            coordinator.note_host(platform, _given(facts))
+            coordinator.note_host(platform, given(facts))
             libs = info.get("libraries", {})
             for model in models:
                 missing = [lib for lib in model.libraries if not libs.get(lib)]
@@ -243,27 +260,6 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
                     why = (f"{platform}: {exp.registry.platforms[platform].python} lacks {', '.join(missing)} "
                            f"for {model.name} (see coord hosts)")
                     coordinator.mark_incapable(model.model_type, platform, why, model=model.name)
-
-
-def _probe_local(registry: Registry, coordinator: Coordinator) -> None:
-    """Probe the local platforms in the background (a Python start, ~0.2 s, that the first
-    trial need not wait for): their facts are the provenance of the results they make."""
-    local = [p for p in registry.platforms.values() if p.connection == "local"]
-    if not local:
-        return
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
-    for p in local:
-        future = pool.submit(probe, p, registry)
-        coordinator.note_host(p.key, _awaited(future))
-    pool.shutdown(wait=False)
-
-
-def _given(facts: dict[str, Any] | None) -> Callable[[], dict[str, Any] | None]:
-    return lambda: facts
-
-
-def _awaited(future: Future[dict[str, Any]]) -> Callable[[], dict[str, Any] | None]:
-    return lambda: provenance.host_facts(future.result(timeout=30))
 
 
 def oversubscribed(registry: Registry, parallel: int | None = None) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from coordinator import cli_runs
+from coordinator.cli_compare import COMPARE_EXAMPLES, COMPARE_SECTIONS, compare_options
 from coordinator.cli_help import SectionedCommand
 from coordinator.cli_tracking import TRACKING_SECTION, pop_tracking, summary_line, sync, tracking_options
 from coordinator.errors import CoordError
@@ -155,6 +156,22 @@ def search(quiet: bool, as_json: bool, **kw: Any) -> None:
     _finish(run_search(opts, _mode(quiet, as_json), tracking=tracking), as_json, here)
 
 
+@main.command(cls=SectionedCommand, sections=COMPARE_SECTIONS, examples=COMPARE_EXAMPLES,
+              short_help="Compare models: calibrated, seeded, with tables and figures.")
+@compare_options
+def compare(quiet: bool, as_json: bool, **kw: Any) -> None:
+    """Compare models out of sample: each model x configuration x seed is one job (every
+    calibration, every walk-forward fold), run on the registry's platforms like a search's
+    trials (retried, checkpointed, resumable with coord resume); then the metrics, the
+    season-block bootstrap, LaTeX tables, figures and an HTML report in RUN/compare/."""
+    from coordinator.app import run_compare
+    from coordinator.config.compare import CompareRequest
+
+    here = os.getcwd()
+    fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()}
+    _finish(run_compare(CompareRequest(**fields), _mode(quiet, as_json)), as_json, here)
+
+
 @main.command(short_help="Continue a run whose coordinator stopped or died.")
 @click.argument("run", type=click.Path())
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
@@ -198,13 +215,17 @@ def _print_summary(result: dict[str, Any]) -> None:
     click.echo(f"\nrun: {result['run_dir']}")
     click.echo(f"trials: {result['complete']} complete, {result['pruned']} pruned, {result['failed']} failed, "
                f"{result['cancelled']} cancelled, {result['retries']} retries, {result['elapsed_s']:.1f}s")
-    if result.get("best_value") is not None:
+    compared = result.get("comparison")  # coord compare: its own table instead of a best trial
+    if result.get("best_value") is not None and compared is None:
         model = f", {result['best_model']}" if result.get("best_model") else ""
         params = ", ".join(f"{k}={fmt(v)}" for k, v in (result.get("best_params") or {}).items())
         click.echo(f"best {result['metric']}: {fmt(result['best_value'])} (trial {result['best_number']}{model}"
                    f"{': ' + params if params else ''})")
     for kind, path in result["files"].items():
-        click.echo(f"  {kind:<24} {path}")
+        if compared is None or kind.startswith("compare:") or kind == "csv":
+            click.echo(f"  {kind:<24} {path}")
+    for line in compared or ():
+        click.echo(line)
     if (line := summary_line(result)) is not None:
         click.echo(line)
     if result.get("interrupted"):

@@ -51,10 +51,13 @@ def runs(runs_root: str, as_json: bool) -> None:
 @_runs_option
 def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: tuple[str, ...],
            runs_root: str) -> None:
-    """With one RUN: (re)build trials.csv, best.json and LaTeX tables in RUN/report. With
+    """With one RUN: (re)build trials.csv, best.json and LaTeX tables in RUN/report (and,
+    for a coord compare run, every output in RUN/compare from its jobs' predictions). With
     several RUNs, --all or --name and -o DIR: one set of tables over them all in DIR: every
     trial, a per-model summary, the top configurations and per-host time, each with its run.
     The same runs give the same bytes."""
+    from coordinator.app_compare import is_compare_run
+    from coordinator.app_compare import write_outputs as compare_outputs
     from coordinator.store.rundir import RunStore
 
     if not run_paths and not all_runs and not names:
@@ -64,7 +67,10 @@ def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: t
 
         store = RunStore.open(Path(run_paths[0]))
         _note_live(store, run_paths[0])
-        _echo_files(write_report(store))
+        files = write_report(store)
+        if is_compare_run(store.config):  # a coord compare run: its comparison too, from the saved predictions
+            files.update(compare_outputs(store)[0])
+        _echo_files(files)
         return
     if out is None:
         raise ConfigError("merging runs writes one set of tables: give the folder for them, e.g. -o merged",

@@ -85,18 +85,23 @@ class Recipe:
     stop_at: int | None = None  # PBT: end this segment at this step (checkpoint, exit 75)
     timeout_s: float | None = None  # the attempt's limit on its own run time, enforced on its host
     decisions: dict[str, Any] | None = None  # where built-in runners wait for the pruner's answer
+    compare: dict[str, Any] | None = None  # a comparison job (runners/compare_job.py): calibrations, odds, name
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "number": self.number, "study": self.study, "params": self.params,
-                "seed": self.seed, "model": self.model, "command": list(self.command) if self.command else None,
-                "data": self.data, "metrics": list(self.metrics), "checkpoint_every_s": self.checkpoint_every_s,
-                "stop_at": self.stop_at, "timeout_s": self.timeout_s, "decisions": self.decisions}
+        out = {"schema": SCHEMA, "number": self.number, "study": self.study, "params": self.params,
+               "seed": self.seed, "model": self.model, "command": list(self.command) if self.command else None,
+               "data": self.data, "metrics": list(self.metrics), "checkpoint_every_s": self.checkpoint_every_s,
+               "stop_at": self.stop_at, "timeout_s": self.timeout_s, "decisions": self.decisions}
+        if self.compare is not None:  # only then: a search's recipe.json and spec.json stay as they were
+            out["compare"] = self.compare
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Recipe:
         return cls(int(d["number"]), str(d["study"]), dict(d["params"]), int(d["seed"]), d.get("model"),
                    tuple(d["command"]) if d.get("command") else None, d.get("data"), tuple(d.get("metrics") or ()),
-                   float(d.get("checkpoint_every_s", 30.0)), d.get("stop_at"), d.get("timeout_s"), d.get("decisions"))
+                   float(d.get("checkpoint_every_s", 30.0)), d.get("stop_at"), d.get("timeout_s"), d.get("decisions"),
+                   d.get("compare"))
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("backends",),
     ("reporting", "tracking", "analysis"),
     ("schedule",),
-    ("app", "rerun"),
-    ("cli", "cli_help", "cli_runs", "cli_tracking", "__main__"),
+    ("app", "app_compare", "rerun"),
+    ("cli", "cli_compare", "cli_help", "cli_runs", "cli_tracking", "__main__"),
 ]
 
 

@@ -11,7 +11,8 @@ import inspect
 import json
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from coordinator import provenance
@@ -110,6 +111,27 @@ def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict
     info["differs"] = {m: [local[m], v] for m, v in data["libraries"].items() if v and local[m] and v != local[m]}
     return info
 
+
+
+def given(facts: dict[str, Any] | None) -> Callable[[], dict[str, Any] | None]:
+    return lambda: facts
+
+
+def local_facts(registry: Registry) -> dict[str, Callable[[], dict[str, Any] | None]]:
+    """Probe the local platforms in the background (a Python start, ~0.2 s, that the first
+    trial need not wait for); their facts (``provenance.host_facts``) as functions that wait
+    for the probe, for the provenance of the results those platforms make."""
+    local = [p for p in registry.platforms.values() if p.connection == "local"]
+    if not local:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+    out = {p.key: _awaited(pool.submit(probe, p, registry)) for p in local}
+    pool.shutdown(wait=False)
+    return out
+
+
+def _awaited(future: Future[dict[str, Any]]) -> Callable[[], dict[str, Any] | None]:
+    return lambda: provenance.host_facts(future.result(timeout=30))
 
 
 def foreign_gpus(info: dict[str, Any]) -> set[int]:

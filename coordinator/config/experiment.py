@@ -15,6 +15,7 @@ from typing import Any
 
 from coordinator import resources
 from coordinator.config import datasets
+from coordinator.config.compare import CompareSpec
 from coordinator.config.models import CUSTOM_MODEL_TYPE, ModelInfo, get_model
 from coordinator.config.objectives import PRUNERS, SAMPLERS, infer_direction
 from coordinator.config.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
@@ -87,6 +88,8 @@ class StudyConfig:
     model: ModelInfo | None
     space: Space
     needs: Needs
+    seed: int | None = None  # a comparison job's seed (coord compare); None: derived per trial
+    compare: dict[str, Any] | None = None  # a comparison job's ``compare`` object (runners/compare_job.py)
 
 
 @dataclass(frozen=True)
@@ -101,16 +104,20 @@ class Experiment:
     parallel: int
     trials: int
     name: str
+    compare: CompareSpec | None = None  # coord compare: the jobs' configurations, seeds and calibrations
 
     def snapshot(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {"options": asdict(self.options), "registry": self.registry.to_json(),
-                "studies": [{"name": s.name, "model": s.model.name if s.model else None,
-                             "model_type": s.needs.model_type, "space": s.space.to_json()} for s in self.studies],
-                "metrics": list(self.metrics), "directions": list(self.directions),
-                "command": list(self.command) if self.command else None, "data": self.data,
-                "parallel": self.parallel, "trials": self.trials, "name": self.name}
+        out = {"options": asdict(self.options), "registry": self.registry.to_json(),
+               "studies": [{"name": s.name, "model": s.model.name if s.model else None,
+                            "model_type": s.needs.model_type, "space": s.space.to_json()} for s in self.studies],
+               "metrics": list(self.metrics), "directions": list(self.directions),
+               "command": list(self.command) if self.command else None, "data": self.data,
+               "parallel": self.parallel, "trials": self.trials, "name": self.name}
+        if self.compare is not None:
+            out["compare"] = self.compare.to_json()
+        return out
 
 
 def resolve(o: SearchOptions) -> Experiment:

@@ -148,8 +148,9 @@ def _summarise(path: Path) -> RunSummary:
 
 
 def study_models(cfg: dict[str, Any]) -> list[str]:
-    """The run's models: built-in model names, or the study's name (``custom``) for a script."""
-    return [s.get("model") or s["name"] for s in cfg["studies"]]
+    """The run's models: built-in model names, or the study's name (``custom``) for a script;
+    once each (a coord compare run has a study per job)."""
+    return list(dict.fromkeys(s.get("model") or s["name"] for s in cfg["studies"]))
 
 
 def run_state(tail: list[dict[str, Any]]) -> str:

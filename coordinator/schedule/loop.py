@@ -278,7 +278,7 @@ class Coordinator(AttemptEvents):
                       checkpoint_every_s=self.limits.checkpoint_every_s,
                       stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None,
                       timeout_s=self.limits.trial_timeout_s,
-                      decisions=p.plan.decisions.to_json() if p.plan.model else None)
+                      decisions=p.plan.decisions.to_json() if p.plan.model else None, compare=p.plan.compare)
 
     def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False, interrupted: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running

@@ -27,11 +27,13 @@ class StudyPlan:
     asked: int = 0
     promote_step: int | None = None  # a trial that reaches it passed the first rung: it may move
     decisions: Decisions = Decisions()  # where the pruner decides; built-in runners wait there for it
+    compare: dict[str, Any] | None = None  # a comparison job's ``compare`` object (coord compare)
+    job_seed: int | None = None  # a comparison job's own seed: the same for every model, so seeds pair up
 
     def trial_seed(self, number: int) -> int:
         """Trial ``number``'s seed (its model's and, for built-in runners, its folds' shuffle):
         the one place it is derived, so a resume and a rerun derive the same."""
-        return self.seed + number
+        return self.job_seed if self.job_seed is not None else self.seed + number
 
 
 def history_entry(attempt: int, where: dict[str, Any], ended: dict[str, Any] | None) -> AttemptRecord:
