@@ -4,6 +4,7 @@ and reported."""
 
 from __future__ import annotations
 
+import csv as csvlib
 import json
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from coordinator.app import run_search
 from coordinator.config.experiment import SearchOptions
 from coordinator.errors import ConfigError
+from coordinator.reporting.fmt import fmt
+from coordinator.reporting.show import render, trial_record
 from coordinator.store.rundir import RunStore
 
 SPACE = ("params:\n  lr: {type: float, low: 0.0001, high: 0.05, log: true}\n"
@@ -43,6 +46,17 @@ def test_pbt_exploits_and_explores_with_lineage(tmp_path: Path, small_csv: Path,
     for n in exploited:  # the trial ends with the parameters of its last exploit
         assert records[n].result.params == records[n].result.lineage[-1]["params"]
         assert records[n].info.params != records[n].result.params  # trial.json keeps where it began
+    # the reports pair each score with the parameters it came from: the last segment's
+    table = {int(r["number"]): r for r in csvlib.DictReader((run / "report/trials.csv").open())}
+    for n, rec in records.items():
+        assert {k: float(table[n][k]) for k in ("lr", "dropout")} == \
+            {k: rec.result.params[k] for k in ("lr", "dropout")}
+    best = json.loads((run / "report/best.json").read_text())["mlp"]
+    winner = records[best["number"]]
+    assert {k: best["params"][k] for k in ("lr", "dropout")} == {k: winner.result.params[k] for k in ("lr", "dropout")}
+    assert best.get("lineage", []) == list(winner.result.lineage or [])
+    shown = render(trial_record(RunStore.open(run), min(exploited)))
+    assert f"lr={fmt(records[min(exploited)].result.params['lr'])}" in shown.split("began with")[0]
     csv = (run / "report/lineage.csv").read_text().splitlines()
     assert csv[0] == "study,trial,generation,step,donor,params" and len(csv) == 1 + len(lineage)
     assert (run / "report/tables/lineage_mlp.tex").exists()

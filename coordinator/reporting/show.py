@@ -56,7 +56,10 @@ def render(rec: dict[str, Any]) -> str:
     if values:
         lines.append(("value", ", ".join(f"{m} {fmt(v)} ({d})" for m, v, d in
                                          zip(cfg["metrics"], values, cfg["directions"], strict=False))))
-    lines.append(("params", _pairs(trial.get("params") or {}) or "-"))
+    # the parameters its result came from: a PBT member's after its last exploit
+    lines.append(("params", _pairs(res.get("params") or trial.get("params") or {}) or "-"))
+    if res.get("lineage"):
+        lines.append(("began with", _pairs(trial.get("params") or {})))
     lines.append(("seed", fmt(trial.get("seed"))))
     if res.get("metrics"):
         lines.append(("metrics", _pairs(res["metrics"])))
