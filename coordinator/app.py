@@ -37,7 +37,8 @@ from coordinator.schedule.loop import Coordinator
 from coordinator.schedule.plans import Limits, StudyPlan
 from coordinator.schedule.routing import plan_lines
 from coordinator.schedule.speed import SpeedModel
-from coordinator.search import Search, count_trials, decisions, make_pruner, make_sampler, open_storage, sampler_seed
+from coordinator.search import (Search, count_trials, decisions, make_pruner, make_sampler, open_database, open_storage,
+                                sampler_seed)
 from coordinator.store.files import disk_full, writing
 from coordinator.store.rundir import RunStore
 from coordinator.tracking.follower import Follower, start_tracking
@@ -62,6 +63,8 @@ def _tracker(mode: str) -> Tracker:
 def run_search(opts: SearchOptions, mode: str = "quiet", tracking: TrackingOptions | None = None) -> dict[str, Any]:
     """Validate, create the run, search, report. Returns the summary with file paths."""
     exp = resolve(opts)  # every input error surfaces here, before anything is written
+    if opts.storage:  # a database that cannot be used, too (the check connects: not resolve's to do)
+        open_database(opts.storage)
     store = RunStore.create(Path(opts.runs_root), exp.name, {**exp.snapshot(), "cwd": os.getcwd()},
                             Path(opts.run_dir) if opts.run_dir else None)
     store.lock()

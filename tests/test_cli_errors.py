@@ -40,6 +40,11 @@ CASES = [
     (["--metric", "wobble"], 2, "--metric: built-in runners do not report 'wobble'"),
     (["--data", "{multi}", "--target", "team"], 2, "{multi}: --target: target 'team' has more than two classes"),
     (["--data", "{data}", "--target", "y", "--cv", "walk-forward"], 2, "--time-col: walk-forward validation needs --time-col COLUMN (valid: a, b, y)"),
+    (["--storage", "notaurl"], 2, "--storage: 'notaurl' is not a database URL (leave --storage out for the run's "
+                                  "own journal file, study.journal) (valid: mysql://user@host/db, "
+                                  "postgresql://user@host/db, sqlite:///path/to/file.db)"),
+    (["--storage", "sqlite:///{tmp}/no/such/dir/x.db"], 2,
+     "--storage: cannot use sqlite:///{tmp}/no/such/dir/x.db: unable to open database file"),
 ]
 
 
@@ -83,3 +88,24 @@ def test_help_does_not_import_heavy_libraries() -> None:
             "print(sorted(m for m in ('optuna', 'mlflow', 'torch', 'xgboost', 'sklearn', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_unusable_database_url_names_storage_hides_the_password_and_leaves_no_run(tmp_path: Path) -> None:
+    """No server listens on port 1; without the driver installed, that is the error instead:
+    either way one line naming --storage, before a run directory exists."""
+    runs = tmp_path / "runs"
+    res = CliRunner().invoke(main, ["search", "--runs", str(runs), "--model", "glm", "--trials", "2",
+                                    "--storage", "postgresql://u:secret@127.0.0.1:1/db"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "secret" not in res.output
+    assert res.output.startswith("coord: error: --storage: cannot use postgresql://u:***@127.0.0.1:1/db: ")
+    assert len(res.output.strip().splitlines()) == 1 and not runs.exists()
+
+
+def test_a_database_url_holds_the_study(tmp_path: Path, small_csv: Path) -> None:
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    res = CliRunner().invoke(main, ["search", "--runs", str(tmp_path / "runs"), "--model", "glm", "--trials", "2",
+                                    "--data", str(small_csv), "--target", "home_win", "--storage", url, "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert len(optuna.load_study(study_name="glm", storage=url).trials) == 2
