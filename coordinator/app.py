@@ -27,8 +27,7 @@ from coordinator.config.registry import (
     detect_memory_gb,
     load_registry,
 )
-from coordinator.config.yamlcfg import load_yaml
-from coordinator.errors import ConfigError, DiskFull, HostError, SearchFailed, StoreError
+from coordinator.errors import DiskFull, HostError, SearchFailed, StoreError
 from coordinator.protocol import MetricParser
 from coordinator.records import Needs, TrialStatus
 from coordinator.reporting.tables import write_report
@@ -37,8 +36,16 @@ from coordinator.schedule.loop import Coordinator
 from coordinator.schedule.plans import Limits, StudyPlan
 from coordinator.schedule.routing import plan_lines
 from coordinator.schedule.speed import SpeedModel
-from coordinator.search import (Search, count_trials, decisions, make_pruner, make_sampler, open_database, open_storage,
-                                sampler_seed)
+from coordinator.search import (
+    Search,
+    count_trials,
+    decisions,
+    make_pruner,
+    make_sampler,
+    open_database,
+    open_storage,
+    sampler_seed,
+)
 from coordinator.store.files import disk_full, writing
 from coordinator.store.rundir import RunStore
 from coordinator.tracking.follower import Follower, start_tracking
@@ -340,24 +347,3 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
         lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))
     lines.extend(f"\nwarning: {message}" for _, message in reg.warnings)
     return "\n".join(lines)
-
-
-def validate_file(path: str, kind: str) -> str:
-    from coordinator.config.registry import parse_registry
-    from coordinator.config.space import parse_space
-    from coordinator.errors import RegistryError, SpaceError
-
-    data, source = load_yaml(path)
-    if kind == "auto":
-        kind = "registry" if isinstance(data, dict) and "platforms" in data else \
-            "space" if isinstance(data, dict) and "params" in data else ""
-        if not kind:
-            raise ConfigError("neither a registry (no 'platforms') nor a search space (no 'params')", file=path)
-    if kind == "registry":
-        source.error = RegistryError
-        reg = parse_registry(data, source)
-        return "\n".join([f"{path}: valid registry: {len(reg.platforms)} platforms ({', '.join(reg.platforms)}), "
-                          f"{len(reg.rules)} routing rules", *(f"warning: {m}" for _, m in reg.warnings)])
-    source.error = SpaceError
-    space = parse_space(data, source)
-    return f"{path}: valid search space: {len(space.params)} parameters ({', '.join(space.params)})"

@@ -27,13 +27,14 @@ def bad_inputs(tmp_path: Path) -> dict[str, Path]:
 
 CASES = [
     (["--registry", "{tmp}/missing.yaml"], 2, "{tmp}/missing.yaml: file not found"),
-    (["--registry", "{reg}"], 2, "{reg}:4: platforms.laptop.max_concurent_jobs: unknown key (valid: "),
+    (["--registry", "{reg}"], 2, "{reg}:4: platforms.laptop.max_concurent_jobs: unknown key; did you mean "
+                                "'max_concurrent_jobs'? (valid: "),
     (["--model", "lightgbm"], 2, "--model: unknown model type 'lightgbm'; for your own script use --command "
                                  "(valid: glm, mlp, random_forest, xgboost)"),
     (["--data", "{data}", "--target", "label"], 2, "{data}: --target: no column 'label' (valid: a, b, y)"),
     (["--data", "{tmp}/nope.csv", "--target", "y"], 2, "{tmp}/nope.csv: data file not found"),
     (["--data", "{data}"], 2, "{data}: --target: name the column to predict with --target (valid: a, b, y)"),
-    (["--space", "{space}"], 2, "{space}: params.num_leaves: xgboost has no parameter 'num_leaves'"),
+    (["--space", "{space}"], 2, "{space}:2: params.num_leaves: xgboost has no parameter 'num_leaves'"),
     (["--model", "mlp", "--registry", "{tiny}"], 3, "no platform can ever run a NeuralNetwork trial: laptop: needs "
                                                     "1 GB memory, platform has 0.2 GB"),
     (["--command", "python x.py"], 2, "--space: a --command search needs --space FILE"),
