@@ -110,3 +110,16 @@ def test_a_database_url_holds_the_study(tmp_path: Path, small_csv: Path) -> None
                                     "--data", str(small_csv), "--target", "home_win", "--storage", url, "--quiet"])
     assert res.exit_code == 0, res.output
     assert len(optuna.load_study(study_name="glm", storage=url).trials) == 2
+
+
+@pytest.mark.parametrize(("metric", "direction", "warned"), [
+    ("auc", "minimize", True), ("rmse", "maximize", True), ("auc", "maximize", False)])
+def test_a_direction_against_the_metric_name_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                       metric: str, direction: str, warned: bool) -> None:
+    from coordinator.config.experiment import SearchOptions, resolve
+
+    exp = resolve(SearchOptions(models=("glm",), metrics=(metric,), direction=direction,
+                                runs_root=str(tmp_path)))
+    assert exp.directions == (direction,)  # allowed: a metric may be misnamed
+    text = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert (f"--direction {direction} for {metric}, which its name says to " in text) is warned, text
