@@ -115,13 +115,16 @@ def test_trial_timeout_kills_the_whole_process_group(runs: Path, script, space_f
         time.sleep(60)
     """
     t0 = time.monotonic()
-    with pytest.raises(SearchFailed, match="no trial completed"):
+    with pytest.raises(SearchFailed, match="no trial completed") as failed:
         run_search(SearchOptions(command=script(body), space=space_file("params:\n  a: {type: int, low: 0, high: 1}\n"),
                                  metrics=("loss",), trials=1, trial_timeout=1.0, max_retries=0,
                                  run_dir=str(runs / "t")))
     assert time.monotonic() - t0 < 20
     result = _results(str(runs / "t"))[0]
     assert result["kind"] == "timeout" and result["status"] == "FAILED"
+    # the error says why (a trial stopped at its limit rarely says anything on its stderr)
+    assert result["error"] == "timed out: stopped after 1 s (--trial-timeout)"
+    assert str(failed.value).endswith("last error:\ntimed out: stopped after 1 s (--trial-timeout)")
     child = int(pidfile.read_text())
     for _ in range(50):
         try:

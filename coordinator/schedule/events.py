@@ -21,7 +21,7 @@ from coordinator.schedule.finish import build_result
 from coordinator.schedule.hoststate import HostState
 from coordinator.schedule.pbt import PBT
 from coordinator.schedule.placement import Placement
-from coordinator.schedule.plans import Pending, Running, history_entry
+from coordinator.schedule.plans import Limits, Pending, Running, history_entry
 from coordinator.schedule.routing import Ledger
 from coordinator.schedule.speed import SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
@@ -38,6 +38,7 @@ class AttemptEvents:
     backend: Backend
     tracker: Tracker
     policy: decide.RetryPolicy
+    limits: Limits
     runnable: tuple[str, ...]
     clock: Callable[[], float]
     running: dict[str, Running]
@@ -150,7 +151,7 @@ class AttemptEvents:
 
     def _commit(self, p: Pending, r: Running, kind: decide.Kind, tail: str, duration: float) -> None:
         result = build_result(p, r.metrics, kind, tail, duration, self.registry.platforms[r.handle.allocation.platform],
-                              self.pbt is not None, self._printed(p, kind))
+                              self.pbt is not None, self._printed(p, kind), self.limits.trial_timeout_s)
         if not self.store.commit_result(result):
             log.warning("trial %d already has a committed result; duplicate ignored", p.number)
             return
