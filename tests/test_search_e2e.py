@@ -137,6 +137,17 @@ def test_trial_timeout_kills_the_whole_process_group(runs: Path, script, space_f
         pytest.fail("the trial's child process outlived the timeout")
 
 
+@pytest.mark.parametrize(("command", "why"), [("coord-no-such-program x.py", "not found on PATH"),
+                                               ("./no-such-script.py", "no such file")])
+def test_a_command_that_cannot_start_says_why_in_words(runs: Path, space_file, command: str, why: str) -> None:
+    res = CliRunner().invoke(main, ["search", "--command", command, "--metric", "loss", "--trials", "1",
+                                    "--max-retries", "0", "--space", space_file("params:\n  a: {type: int, low: 0, high: 1}\n"),
+                                    "--runs", str(runs)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.rstrip().endswith(f"coord: cannot run {command.split()[0]}: {why}"), res.output
+    assert "b'" not in res.output  # execvpe's bytes path of the last PATH entry tried
+
+
 @pytest.mark.slow
 def test_builtin_models_train_for_real_with_warm_workers(runs: Path, small_csv: Path, space_file) -> None:
     spaces = {
