@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -327,7 +328,7 @@ def run_status(path: Path) -> dict[str, Any]:
             best = (value, rec.number)
     ended = any(e.get("event") == "search_end" and not e.get("interrupted") for e in store.events_read()[-3:])
     state = f"live (coordinator pid {pid})" if pid else "finished" if ended else \
-        "stopped (coord resume RUN continues it)"
+        f"stopped (coord resume {shlex.quote(str(path))} continues it)"
     return {"run": str(path), "state": state, "name": run.name, "metric": run.metrics[0],
             "planned": run.trials * len(run.studies), **{k.lower(): v for k, v in sorted(counts.items())},
             "best_value": best[0] if best else None, "best_trial": best[1] if best else None}
