@@ -187,7 +187,7 @@ def _coordinator(exp: Experiment, store: RunStore, plans: list[StudyPlan], backe
     if not resume:
         store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
     tracker.on_search_start({"name": exp.name, "parallel": exp.parallel, "trials": exp.trials, "data": data,
-                             "resume": resume})
+                             "resume": resume, "studies": [s.name for s in exp.studies]})
     limits = Limits(exp.parallel, opts.timeout, opts.trial_timeout, opts.host_retry, opts.checkpoint_every)
     pbt = None
     if opts.pbt:
