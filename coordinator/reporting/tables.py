@@ -14,7 +14,7 @@ from typing import Any
 from coordinator import crashpoint
 from coordinator.config.models import BUILTIN
 from coordinator.records import TrialStatus
-from coordinator.reporting.fmt import csv_cell, latex_env, tex_escape
+from coordinator.reporting.fmt import csv_cell, fmt, latex_env, tex_escape
 from coordinator.store.files import atomic_write, write_json
 from coordinator.store.rundir import RunStore, TrialRecord
 
@@ -304,7 +304,7 @@ def _lineage_files(store: RunStore, out: Path, env: Any) -> dict[str, Path]:
 
 
 def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+    return ", ".join(f"{k}={fmt(v)}" for k, v in sorted(params.items()))
 
 
 def _label(name: str) -> str:
