@@ -31,6 +31,7 @@ from coordinator.config.registry import (
 from coordinator.errors import DiskFull, HostError, SearchFailed, StoreError
 from coordinator.protocol import MetricParser
 from coordinator.records import Needs, TrialStatus
+from coordinator.reporting.fmt import plural
 from coordinator.reporting.tables import write_report
 from coordinator.schedule import decide
 from coordinator.schedule.loop import Coordinator
@@ -341,8 +342,8 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
     for name, p in reg.platforms.items():
         gpus = ", ".join(f"{g.model}" for g in p.specs.gpus) or "no GPU"
         usable = "" if p.connection in RUNNABLE_CONNECTIONS else f"  [{p.connection}: not runnable yet]"
-        lines.append(f"  {name:<16} {p.name}: {p.specs.cpu_cores} cores, {p.specs.memory_gb:g} GB, {gpus}, "
-                     f"{p.max_concurrent_jobs} slots{usable}")
+        lines.append(f"  {name:<16} {p.name}: {plural(p.specs.cpu_cores, 'core')}, {p.specs.memory_gb:g} GB, {gpus}, "
+                     f"{plural(p.max_concurrent_jobs, 'slot')}{usable}")
     for info in infos:
         lines.append(f"\n{info.name} (model type {info.model_type}, GPU {info.gpu}):")
         lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))

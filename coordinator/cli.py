@@ -249,7 +249,7 @@ def plan(models: tuple[str, ...], registry: str | None) -> None:
                               "(default: the space's own 'model:').")
 def validate(file: str, kind: str, model: str | None) -> None:
     """Check a registry or search-space YAML file; print what it defines."""
-    from coordinator.config.validate import validate_file
+    from coordinator.validate import validate_file
 
     click.echo(validate_file(file, kind, model))
 

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("backends",),
     ("reporting", "tracking", "analysis"),
     ("schedule",),
-    ("app",),
+    ("app", "validate"),
     ("cli", "cli_help", "cli_runs", "cli_tracking", "__main__"),
 ]
 

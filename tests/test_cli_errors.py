@@ -123,3 +123,12 @@ def test_a_direction_against_the_metric_name_is_warned(tmp_path: Path, caplog: p
     assert exp.directions == (direction,)  # allowed: a metric may be misnamed
     text = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert (f"--direction {direction} for {metric}, which its name says to " in text) is warned, text
+
+
+def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    reg = tmp_path / "one.yaml"
+    reg.write_text("platforms:\n  solo:\n    specs: {cpu_cores: 1, memory_gb: 4}\n    max_concurrent_jobs: 1\n")
+    res = CliRunner().invoke(main, ["validate", str(reg)])
+    assert res.exit_code == 0 and res.output == f"{reg}: valid registry: 1 platform (solo), 0 routing rules\n"
+    plan = CliRunner().invoke(main, ["plan", "--registry", str(reg), "--model", "glm"]).output
+    assert "solo: 1 core, 4 GB, no GPU, 1 slot\n" in plan and "local  1 slot  -- " in plan, plan

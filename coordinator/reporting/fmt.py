@@ -30,6 +30,11 @@ def fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 platform``, ``2 platforms``: a count with its noun (regular plurals only)."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def csv_cell(value: Any) -> Any:
     """Neutralise text cells that a spreadsheet would run as a formula."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):

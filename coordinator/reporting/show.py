@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import ConfigError
-from coordinator.reporting.fmt import fmt
+from coordinator.reporting.fmt import fmt, plural
 from coordinator.store.files import read_json
 from coordinator.store.rundir import RunStore
 
@@ -70,7 +70,7 @@ def render(rec: dict[str, Any]) -> str:
     if res.get("error"):
         lines.append(("error", str(res["error"]).strip().splitlines()[-1][:300]))
     if res.get("lineage"):
-        lines.append(("lineage", f"{len(res['lineage'])} PBT exploits (report/lineage.csv)"))
+        lines.append(("lineage", f"{plural(len(res['lineage']), 'PBT exploit')} (report/lineage.csv)"))
     out = [f"{k:<10} {v}" for k, v in lines]
     out.append(f"attempts   {len(rec['attempts'])}")
     out.extend(f"  {line}" for a in rec["attempts"] for line in _attempt(a, cfg))

@@ -14,7 +14,7 @@ from typing import Any
 from coordinator import crashpoint
 from coordinator.config.models import BUILTIN
 from coordinator.records import TrialStatus
-from coordinator.reporting.fmt import csv_cell, fmt, latex_env, tex_escape
+from coordinator.reporting.fmt import csv_cell, fmt, latex_env, plural, tex_escape
 from coordinator.store.files import atomic_write, write_json
 from coordinator.store.rundir import RunStore, TrialRecord
 
@@ -293,8 +293,8 @@ def _lineage_files(store: RunStore, out: Path, env: Any) -> dict[str, Path]:
         mine = [r for r in rows if r["study"] == study]
         path = out / "tables" / f"lineage_{study}.tex"
         atomic_write(path, env.get_template("top_configs.tex.j2").render(
-            caption=tex_escape(f"Population-based training of {study}: {len(mine)} exploits (the trial took the "
-                               "donor's checkpoint at that step and went on with the parameters shown)"),
+            caption=tex_escape(f"Population-based training of {study}: {plural(len(mine), 'exploit')} (the trial "
+                               "took the donor's checkpoint at that step and went on with the parameters shown)"),
             label=f"tab:lineage-{_label(study)}", align="rrrrl", wide=True,
             header=" & ".join(tex_escape(h) for h in ("Trial", "Generation", "Step", "Donor", "Parameters")),
             rows=[" & ".join(tex_escape(v) for v in (r["number"], r["generation"], r["step"], r["donor"],

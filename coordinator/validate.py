@@ -10,6 +10,7 @@ from coordinator.config import space as space_cfg
 from coordinator.config.models import BUILTIN, get_model
 from coordinator.config.yamlcfg import load_yaml
 from coordinator.errors import ConfigError, RegistryError, SpaceError
+from coordinator.reporting.fmt import plural
 
 
 def validate_file(path: str, kind: str, model: str | None = None) -> str:
@@ -41,7 +42,3 @@ def validate_file(path: str, kind: str, model: str | None = None) -> str:
     if fits:
         return f"{head}; fits {', '.join(fits)} (--model NAME checks one)"
     return f"{head}; for --command only: no built-in model has all of them (--model NAME says which it lacks)"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
