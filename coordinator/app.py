@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,26 @@ from coordinator.config.registry import (
     detect_memory_gb,
     load_registry,
 )
-from coordinator.config.yamlcfg import load_yaml
-from coordinator.errors import ConfigError, DiskFull, HostError, SearchFailed, StoreError
+from coordinator.errors import DiskFull, HostError, SearchFailed, StoreError
 from coordinator.protocol import MetricParser
 from coordinator.records import Needs, TrialStatus
+from coordinator.reporting.fmt import plural
 from coordinator.reporting.tables import write_report
 from coordinator.schedule import decide
 from coordinator.schedule.loop import Coordinator
 from coordinator.schedule.plans import Limits, StudyPlan
 from coordinator.schedule.routing import plan_lines
 from coordinator.schedule.speed import SpeedModel
-from coordinator.search import Search, count_trials, decisions, make_pruner, make_sampler, open_storage, sampler_seed
+from coordinator.search import (
+    Search,
+    count_trials,
+    decisions,
+    make_pruner,
+    make_sampler,
+    open_database,
+    open_storage,
+    sampler_seed,
+)
 from coordinator.store.files import disk_full, writing
 from coordinator.store.rundir import RunStore
 from coordinator.tracking.follower import Follower, start_tracking
@@ -63,6 +73,8 @@ def _tracker(mode: str) -> Tracker:
 def run_search(opts: SearchOptions, mode: str = "quiet", tracking: TrackingOptions | None = None) -> dict[str, Any]:
     """Validate, create the run, search, report. Returns the summary with file paths."""
     exp = resolve(opts)  # every input error surfaces here, before anything is written
+    if opts.storage:  # a database that cannot be used, too (the check connects: not resolve's to do)
+        open_database(opts.storage)
     snapshot = exp.snapshot()
     snapshot["provenance"] = provenance.run(snapshot["registry"], os.getcwd())
     store = RunStore.create(Path(opts.runs_root), exp.name, {**snapshot, "cwd": os.getcwd()},
@@ -195,7 +207,7 @@ def _coordinator(exp: Experiment, store: RunStore, plans: list[StudyPlan], backe
     if not resume:
         store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
     tracker.on_search_start({"name": exp.name, "parallel": exp.parallel, "trials": exp.trials, "data": data,
-                             "resume": resume})
+                             "resume": resume, "studies": [s.name for s in exp.studies]})
     limits = Limits(exp.parallel, opts.timeout, opts.trial_timeout, opts.host_retry, opts.checkpoint_every)
     pbt = None
     if opts.pbt:
@@ -340,7 +352,7 @@ def run_status(path: Path) -> dict[str, Any]:
             best = (value, rec.number)
     ended = any(e.get("event") == "search_end" and not e.get("interrupted") for e in store.events_read()[-3:])
     state = f"live (coordinator pid {pid})" if pid else "finished" if ended else \
-        "stopped (coord resume RUN continues it)"
+        f"stopped (coord resume {shlex.quote(str(path))} continues it)"
     return {"run": str(path), "state": state, "name": run.name, "metric": run.metrics[0],
             "planned": run.trials * len(run.studies), **{k.lower(): v for k, v in sorted(counts.items())},
             "best_value": best[0] if best else None, "best_trial": best[1] if best else None}
@@ -353,31 +365,10 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
     for name, p in reg.platforms.items():
         gpus = ", ".join(f"{g.model}" for g in p.specs.gpus) or "no GPU"
         usable = "" if p.connection in RUNNABLE_CONNECTIONS else f"  [{p.connection}: not runnable yet]"
-        lines.append(f"  {name:<16} {p.name}: {p.specs.cpu_cores} cores, {p.specs.memory_gb:g} GB, {gpus}, "
-                     f"{p.max_concurrent_jobs} slots{usable}")
+        lines.append(f"  {name:<16} {p.name}: {plural(p.specs.cpu_cores, 'core')}, {p.specs.memory_gb:g} GB, {gpus}, "
+                     f"{plural(p.max_concurrent_jobs, 'slot')}{usable}")
     for info in infos:
         lines.append(f"\n{info.name} (model type {info.model_type}, GPU {info.gpu}):")
         lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))
     lines.extend(f"\nwarning: {message}" for _, message in reg.warnings)
     return "\n".join(lines)
-
-
-def validate_file(path: str, kind: str) -> str:
-    from coordinator.config.registry import parse_registry
-    from coordinator.config.space import parse_space
-    from coordinator.errors import RegistryError, SpaceError
-
-    data, source = load_yaml(path)
-    if kind == "auto":
-        kind = "registry" if isinstance(data, dict) and "platforms" in data else \
-            "space" if isinstance(data, dict) and "params" in data else ""
-        if not kind:
-            raise ConfigError("neither a registry (no 'platforms') nor a search space (no 'params')", file=path)
-    if kind == "registry":
-        source.error = RegistryError
-        reg = parse_registry(data, source)
-        return "\n".join([f"{path}: valid registry: {len(reg.platforms)} platforms ({', '.join(reg.platforms)}), "
-                          f"{len(reg.rules)} routing rules", *(f"warning: {m}" for _, m in reg.warnings)])
-    source.error = SpaceError
-    space = parse_space(data, source)
-    return f"{path}: valid search space: {len(space.params)} parameters ({', '.join(space.params)})"

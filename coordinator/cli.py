@@ -266,11 +266,13 @@ def plan(models: tuple[str, ...], registry: str | None) -> None:
 @click.argument("file", type=click.Path())
 @click.option("--kind", type=click.Choice(["auto", "registry", "space"]), default="auto", show_default=True,
               help="What FILE is (auto: a registry has 'platforms', a search space 'params').")
-def validate(file: str, kind: str) -> None:
+@click.option("--model", help="Check a search space for this built-in model, as coord search --model does "
+                              "(default: the space's own 'model:').")
+def validate(file: str, kind: str, model: str | None) -> None:
     """Check a registry or search-space YAML file; print what it defines."""
-    from coordinator.app import validate_file
+    from coordinator.validate import validate_file
 
-    click.echo(validate_file(file, kind))
+    click.echo(validate_file(file, kind, model))
 
 
 @main.group(invoke_without_command=True, short_help="Check every host of the registry (the doctor).")

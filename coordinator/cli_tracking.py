@@ -60,6 +60,7 @@ def sync(runs: tuple[str, ...], mlflow_uri: str | None, register_as: str | None,
     the best models registered. Runs and trials are found again by their tags, so syncing
     twice, or after a search that tracked live, creates nothing twice and fills in what a
     failure left out."""
+    from coordinator.reporting.fmt import plural
     from coordinator.tracking.follower import sync_run
 
     for run in runs:
@@ -68,5 +69,5 @@ def sync(runs: tuple[str, ...], mlflow_uri: str | None, register_as: str | None,
             click.echo(json.dumps(out, default=str))
             continue
         models = ", ".join(f"{m['name']} v{m['version']}" for m in out["models"]) or "none"
-        click.echo(f"{run}: {out['trials']} trials in {out['uri']} (experiment {out['experiment']}), "
+        click.echo(f"{run}: {plural(out['trials'], 'trial')} in {out['uri']} (experiment {out['experiment']}), "
                    f"{out['created']} new; registered models: {models}; {out['seconds']:.1f}s")

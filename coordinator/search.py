@@ -156,13 +156,42 @@ def open_storage(run_dir: Path, url: str | None, store: RunStore | None = None) 
     from optuna.storages.journal import JournalFileBackend
 
     if url:
-        return optuna.storages.RDBStorage(url)
+        return open_database(url)
     path = run_dir / JOURNAL
     if store is None:
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     store.repair_journal()
     with writing(path, store.root):
         return optuna.storages.JournalStorage(_journal_backend(path, store.root))
+
+
+STORAGE_VALID = ("sqlite:///path/to/file.db", "postgresql://user@host/db", "mysql://user@host/db")
+
+
+def open_database(url: str) -> Any:
+    """Optuna's storage in the database at ``url``, or ``ConfigError`` on ``--storage`` if it
+    cannot be used (not a URL, no driver, not reachable): raised before a run directory is
+    made, so a bad URL leaves nothing for ``coord status`` or ``resume`` to find."""
+    import optuna
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect().import_dbapi()  # the driver, which the URL names or implies
+    except sqlalchemy.exc.ArgumentError:  # also an unknown scheme (NoSuchModuleError)
+        raise ConfigError(f"{url!r} is not a database URL (leave --storage out for the run's own journal "
+                          "file, study.journal)", key="--storage",
+                          valid=STORAGE_VALID) from None
+    except ImportError as exc:
+        raise ConfigError(f"cannot use {parsed.render_as_string(hide_password=True)}: its driver "
+                          f"{parsed.get_driver_name()} is not installed ({exc})", key="--storage") from None
+    try:
+        return optuna.storages.RDBStorage(url)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
+        why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(f"cannot use {parsed.render_as_string(hide_password=True)}: {why}",
+                          key="--storage") from None
 
 
 def _journal_backend(path: Path, run: Path) -> Any:

@@ -53,6 +53,8 @@ def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialki
     if resume is not None:
         net.load_state_dict(resume["net"])
         opt.load_state_dict(resume["opt"])
+        for group in opt.param_groups:  # the optimiser's state, with this trial's settings: after a PBT
+            group["lr"], group["weight_decay"] = lr, wd  # exploit the loaded ones are the donor's
         gen.set_state(resume["gen"])
         torch.set_rng_state(resume["rng"])
         first = int(resume["epochs"])

@@ -106,7 +106,8 @@ def start(adir):
                     os.chdir(os.path.expanduser(launch["cwd"]))
                 os.execvpe(launch["argv"][0], launch["argv"], env)
             except OSError as exc:
-                os.write(2, ("coord: cannot run %s: %s\n" % (launch["argv"][0], exc)).encode())
+                os.write(2, ("coord: cannot run %s: %s\n" % (launch["argv"][0], _exec_error(launch["argv"][0], exc)))
+                         .encode())
                 os._exit(127)
         _write_atomic(os.path.join(adir, "pid"), str(child), durable=False)  # for kill only: no fsync
         while True:
@@ -121,6 +122,14 @@ def start(adir):
         _write_atomic(os.path.join(adir, "exit.json"), json.dumps(end), durable=False)
     finally:
         os._exit(0)
+
+
+def _exec_error(program, exc):
+    """Why ``program`` could not start, in words: execvpe's own error names the last PATH
+    entry it tried, as bytes (b'/bin/x'), which is neither the program nor where it looked."""
+    if exc.errno == errno.ENOENT:
+        return "no such file" if os.sep in program else "not found on PATH"
+    return exc.strerror or str(exc)
 
 
 def _stderr_tail(adir):

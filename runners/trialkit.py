@@ -173,28 +173,34 @@ def _run_folds(module: Any, params: dict[str, Any], ds: Dataset, ctx: Context, o
     ckpt_dir, key = spec.get("checkpoint_dir"), checkpoint.params_key(spec["params"])
     restored = checkpoint.load_latest(ckpt_dir, key) if ckpt_dir else None
     states: list[Any] = [None] * len(folds)
-    best = None
+    best, inherited = None, 0
     if restored is not None and len(restored[1].get("folds", [])) == len(folds):
         print(f"coord: resuming from the checkpoint at step {restored[0]}", file=sys.stderr)
         states, best = restored[1]["folds"], restored[1].get("best")
+        if restored[1].get("key", key) != key:
+            # a PBT exploit: another member's checkpoint, re-keyed for these parameters. Its best
+            # so far, and the model it saved, came from the donor's parameters: only the steps
+            # trained from here on, with these, can be this trial's result
+            best, inherited = None, restored[0]
     else:
         restored = None
     gens = [module.fit_steps(dict(params), Xt, yt, Xv, ctx, **({"resume": st} if st is not None else {}))
             for (Xt, yt, Xv, _), st in zip(folds, states, strict=True)]
     term = _TermFlag()
     try:
-        return _steps(gens, folds, ds, objective, spec, out, term, restored[0] if restored else 0, best)
+        return _steps(gens, folds, ds, objective, spec, out, term, restored[0] if restored else 0, best, inherited)
     finally:
         term.restore()
 
 
 def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None, spec: dict[str, Any], out: Any,
-           term: _TermFlag, saved_step: int, best: Any) -> Any:
+           term: _TermFlag, saved_step: int, best: Any, inherited: int = 0) -> Any:
     """The lockstep loop of ``_run_folds``: report, check for stop requests, checkpoint.
 
     As ``xgb.cv`` picks the best iteration, the trial's result is its best step by the
     objective's mean over folds (recorded as ``best_step``), and each report carries the
     best value so far: the curve the pruner sees never falls below what the trial ends with.
+    Steps up to ``inherited`` (a donor's, after a PBT exploit) are neither scored nor reported.
     """
     ckpt_dir, key = spec.get("checkpoint_dir"), checkpoint.params_key(spec["params"])
     every_s = float(spec.get("checkpoint_every_s", 30.0))
@@ -213,7 +219,7 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
         if step is None:
             break
         done = step
-        if objective in CLASSIFICATION_METRICS + REGRESSION_METRICS:
+        if objective in CLASSIFICATION_METRICS + REGRESSION_METRICS and step > inherited:
             scores = [score(ds.task, f[3], pred)[objective] for f, pred in zip(folds, last, strict=True)]
             value = sum(scores) / len(scores)
             sign = 1.0 if objective in HIGHER_IS_BETTER else -1.0
@@ -227,17 +233,17 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
             emit({"pruned_step": step}, out)  # the coordinator records PRUNED, even after a restart
             return None
         if ckpt_dir and step != saved_step and (term.set or time.monotonic() - saved_at >= every_s):
-            checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers], "best": best}, key, out)
+            checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers], "best": best, "key": key}, key, out)
             saved_at, saved_step = time.monotonic(), step
         if term.set:
             return "requeue"
         if spec.get("stop_at") and step >= int(spec["stop_at"]):  # PBT: the end of a segment
             if ckpt_dir and step != saved_step:
-                checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers], "best": best}, key, out)
+                checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers], "best": best, "key": key}, key, out)
             emit({"segment_step": step}, out)
             return "requeue"
     if ckpt_dir and done != saved_step:  # the trained model: the best trial's is kept
-        checkpoint.save(ckpt_dir, done, {"folds": [s() for s in savers], "best": best}, key, out)
+        checkpoint.save(ckpt_dir, done, {"folds": [s() for s in savers], "best": best, "key": key}, key, out)
     preds = best[2] if best is not None else last
     results = [score(ds.task, f[3], pred) for f, pred in zip(folds, preds, strict=True)]
     for r in results:

@@ -27,19 +27,25 @@ def bad_inputs(tmp_path: Path) -> dict[str, Path]:
 
 CASES = [
     (["--registry", "{tmp}/missing.yaml"], 2, "{tmp}/missing.yaml: file not found"),
-    (["--registry", "{reg}"], 2, "{reg}:4: platforms.laptop.max_concurent_jobs: unknown key (valid: "),
+    (["--registry", "{reg}"], 2, "{reg}:4: platforms.laptop.max_concurent_jobs: unknown key; did you mean "
+                                "'max_concurrent_jobs'? (valid: "),
     (["--model", "lightgbm"], 2, "--model: unknown model type 'lightgbm'; for your own script use --command "
                                  "(valid: glm, mlp, random_forest, xgboost)"),
     (["--data", "{data}", "--target", "label"], 2, "{data}: --target: no column 'label' (valid: a, b, y)"),
     (["--data", "{tmp}/nope.csv", "--target", "y"], 2, "{tmp}/nope.csv: data file not found"),
     (["--data", "{data}"], 2, "{data}: --target: name the column to predict with --target (valid: a, b, y)"),
-    (["--space", "{space}"], 2, "{space}: params.num_leaves: xgboost has no parameter 'num_leaves'"),
+    (["--space", "{space}"], 2, "{space}:2: params.num_leaves: xgboost has no parameter 'num_leaves'"),
     (["--model", "mlp", "--registry", "{tiny}"], 3, "no platform can ever run a NeuralNetwork trial: laptop: needs "
                                                     "1 GB memory, platform has 0.2 GB"),
     (["--command", "python x.py"], 2, "--space: a --command search needs --space FILE"),
     (["--metric", "wobble"], 2, "--metric: built-in runners do not report 'wobble'"),
     (["--data", "{multi}", "--target", "team"], 2, "{multi}: --target: target 'team' has more than two classes"),
     (["--data", "{data}", "--target", "y", "--cv", "walk-forward"], 2, "--time-col: walk-forward validation needs --time-col COLUMN (valid: a, b, y)"),
+    (["--storage", "notaurl"], 2, "--storage: 'notaurl' is not a database URL (leave --storage out for the run's "
+                                  "own journal file, study.journal) (valid: mysql://user@host/db, "
+                                  "postgresql://user@host/db, sqlite:///path/to/file.db)"),
+    (["--storage", "sqlite:///{tmp}/no/such/dir/x.db"], 2,
+     "--storage: cannot use sqlite:///{tmp}/no/such/dir/x.db: unable to open database file"),
 ]
 
 
@@ -83,3 +89,46 @@ def test_help_does_not_import_heavy_libraries() -> None:
             "print(sorted(m for m in ('optuna', 'mlflow', 'torch', 'xgboost', 'sklearn', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_unusable_database_url_names_storage_hides_the_password_and_leaves_no_run(tmp_path: Path) -> None:
+    """No server listens on port 1; without the driver installed, that is the error instead:
+    either way one line naming --storage, before a run directory exists."""
+    runs = tmp_path / "runs"
+    res = CliRunner().invoke(main, ["search", "--runs", str(runs), "--model", "glm", "--trials", "2",
+                                    "--storage", "postgresql://u:secret@127.0.0.1:1/db"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "secret" not in res.output
+    assert res.output.startswith("coord: error: --storage: cannot use postgresql://u:***@127.0.0.1:1/db: ")
+    assert len(res.output.strip().splitlines()) == 1 and not runs.exists()
+
+
+def test_a_database_url_holds_the_study(tmp_path: Path, small_csv: Path) -> None:
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    res = CliRunner().invoke(main, ["search", "--runs", str(tmp_path / "runs"), "--model", "glm", "--trials", "2",
+                                    "--data", str(small_csv), "--target", "home_win", "--storage", url, "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert len(optuna.load_study(study_name="glm", storage=url).trials) == 2
+
+
+@pytest.mark.parametrize(("metric", "direction", "warned"), [
+    ("auc", "minimize", True), ("rmse", "maximize", True), ("auc", "maximize", False)])
+def test_a_direction_against_the_metric_name_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                       metric: str, direction: str, warned: bool) -> None:
+    from coordinator.config.experiment import SearchOptions, resolve
+
+    exp = resolve(SearchOptions(models=("glm",), metrics=(metric,), direction=direction,
+                                runs_root=str(tmp_path)))
+    assert exp.directions == (direction,)  # allowed: a metric may be misnamed
+    text = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert (f"--direction {direction} for {metric}, which its name says to " in text) is warned, text
+
+
+def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    reg = tmp_path / "one.yaml"
+    reg.write_text("platforms:\n  solo:\n    specs: {cpu_cores: 1, memory_gb: 4}\n    max_concurrent_jobs: 1\n")
+    res = CliRunner().invoke(main, ["validate", str(reg)])
+    assert res.exit_code == 0 and res.output == f"{reg}: valid registry: 1 platform (solo), 0 routing rules\n"
+    plan = CliRunner().invoke(main, ["plan", "--registry", str(reg), "--model", "glm"]).output
+    assert "solo: 1 core, 4 GB, no GPU, 1 slot\n" in plan and "local  1 slot  -- " in plan, plan

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from coordinator.cli import SEARCH_EXAMPLES, main
+from coordinator.reporting.fmt import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,7 +137,7 @@ def test_summary_names_the_best_model_and_parameters(finished_run: tuple[str, Pa
     params = json.loads((run / "trials" / "0" / "trial.json").read_text())["params"]
     line = next(ln for ln in output.splitlines() if ln.startswith("best val_loss:"))
     assert line.startswith("best val_loss: 0.1235 (trial 0, custom: ")
-    assert f"depth={params['depth']}" in line and f"x={params['x']:.4g}" in line, line
+    assert f"depth={params['depth']}" in line and f"x={fmt(params['x'])}" in line, line
 
 
 def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]

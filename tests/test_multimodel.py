@@ -44,8 +44,10 @@ def test_compare_models_line_of_the_readme_finishes(runs: Path) -> None:
     """The README's compare line, with the trial count cut down, through the CLI and the
     built-in data: glm, xgboost and random_forest on every slot of this machine."""
     res = CliRunner().invoke(main, ["search", "--model", "xgboost", "--model", "glm", "--model", "random_forest",
-                                    "--trials", "1", "--parallel", "1", "--runs", str(runs), "--quiet"])
+                                    "--trials", "1", "--parallel", "1", "--runs", str(runs)])
     assert res.exit_code == 0, res.output
+    lines = [x for x in res.output.splitlines() if x.startswith("trial ")]  # the plain progress lines
+    assert sorted(x.split()[2] for x in lines) == ["(glm)", "(random_forest)", "(xgboost)"], lines
     run_dir = next(runs.iterdir())
     results = [r.result and r.result.to_json() for r in RunStore.open(run_dir).trials()]
     assert len(results) == 3 and all(r and r["status"] == "COMPLETE" for r in results)

@@ -4,6 +4,7 @@ and reported."""
 
 from __future__ import annotations
 
+import csv as csvlib
 import json
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from coordinator.app import run_search
 from coordinator.config.experiment import SearchOptions
 from coordinator.errors import ConfigError
+from coordinator.reporting.fmt import fmt
+from coordinator.reporting.show import render, trial_record
 from coordinator.store.rundir import RunStore
 
 SPACE = ("params:\n  lr: {type: float, low: 0.0001, high: 0.05, log: true}\n"
@@ -43,6 +46,17 @@ def test_pbt_exploits_and_explores_with_lineage(tmp_path: Path, small_csv: Path,
     for n in exploited:  # the trial ends with the parameters of its last exploit
         assert records[n].result.params == records[n].result.lineage[-1]["params"]
         assert records[n].info.params != records[n].result.params  # trial.json keeps where it began
+    # the reports pair each score with the parameters it came from: the last segment's
+    table = {int(r["number"]): r for r in csvlib.DictReader((run / "report/trials.csv").open())}
+    for n, rec in records.items():
+        assert {k: float(table[n][k]) for k in ("lr", "dropout")} == \
+            {k: rec.result.params[k] for k in ("lr", "dropout")}
+    best = json.loads((run / "report/best.json").read_text())["mlp"]
+    winner = records[best["number"]]
+    assert {k: best["params"][k] for k in ("lr", "dropout")} == {k: winner.result.params[k] for k in ("lr", "dropout")}
+    assert best.get("lineage", []) == list(winner.result.lineage or [])
+    shown = render(trial_record(RunStore.open(run), min(exploited)))
+    assert f"lr={fmt(records[min(exploited)].result.params['lr'])}" in shown.split("began with")[0]
     csv = (run / "report/lineage.csv").read_text().splitlines()
     assert csv[0] == "study,trial,generation,step,donor,params" and len(csv) == 1 + len(lineage)
     assert (run / "report/tables/lineage_mlp.tex").exists()
@@ -63,3 +77,37 @@ def test_pbt_refuses_what_it_cannot_do(tmp_path: Path, opts: dict, message: str)
     with pytest.raises(ConfigError, match=message):
         resolve(SearchOptions(pbt=True, runs_root=str(tmp_path), **{"trials": 8, **opts,
                               **({"space": str(tmp_path / "s.yaml")} if "space" in opts else {})}))
+
+
+def test_an_exploiting_member_does_not_inherit_its_donors_best(tmp_path: Path, small_csv: Path) -> None:
+    """The donor's checkpoint carries the donor's best-so-far; a member that takes it scores
+    only the steps it trained with its own (explored) parameters, so its result pairs the
+    score with the parameters that produced it."""
+    from coordinator.schedule.pbt import rekey_checkpoint
+    from tests.test_checkpoints import _final, _run, _spec
+
+    donor = {"epochs": 8, "hidden_size": 16, "dropout": 0.1, "batch_size": 64, "lr": 0.003}
+    spec = _spec(tmp_path, "donor", "mlp", donor, small_csv)
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "stop_at": 4}))  # one PBT segment
+    assert _run(spec)[0] == 75
+    source = sorted((tmp_path / "donor" / "ckpt").glob("step-*.ckpt"))[-1]
+    assert source.name == "step-00000004.ckpt"
+    member = {**donor, "lr": 5.0}  # an explore that ruins training: every later step is worse
+    target = tmp_path / "member" / "ckpt"
+    target.mkdir(parents=True)
+    (target / source.name).write_bytes(rekey_checkpoint(source.read_bytes(), member))
+    rc, lines, err = _run(_spec(tmp_path, "member", "mlp", member, small_csv, target))
+    assert rc == 0 and "resuming from the checkpoint at step 4" in err
+    final = _final(lines)
+    assert final["best_step"] > 4  # scored on a step trained with lr=5.0, not the donor's model
+    curve = _curve(lines)
+    assert min(curve) > 4 and final["auc"] == curve[max(curve)]  # no report carries the donor's value
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "stop_at": None}))
+    rc, rest, _ = _run(spec)  # the donor goes on with its own parameters
+    assert rc == 0 and _curve(rest)[5] != curve[5]  # the explored lr took effect (not the optimiser's saved one)
+
+
+def _curve(lines: list[str]) -> dict[float, float]:
+    """A trial's reported objective by step (the best so far at each)."""
+    reports = [json.loads(x.split(" ", 1)[1]) for x in lines if x.startswith("[coord-metric]")]
+    return {r["step"]: r["auc"] for r in reports if "step" in r and "auc" in r}

@@ -37,7 +37,7 @@ def test_default_registry_describes_this_machine() -> None:
 
 @pytest.mark.parametrize(("text", "line", "fragment"), [
     ("platforms:\n  a:\n    specs: {cpu_cores: 2, memory_gb: 4, memroy: 3}\n", 3,
-     "platforms.a.specs.memroy: unknown key (valid: cpu_cores, cuda_version, gpu, gpus, memory_gb)"),
+     "platforms.a.specs.memroy: unknown key; did you mean 'memory_gb'? (valid: cpu_cores, cuda_version, gpu, gpus, memory_gb)"),
     ("platforms:\n  a:\n    specs:\n      cpu_cores: two\n      memory_gb: 4\n", 4,
      "platforms.a.specs.cpu_cores: expected an integer, got a string 'two'"),
     ("platforms:\n  a:\n    specs: {cpu_cores: 2, memory_gb: 4}\n    connection: ftp\n", 4,

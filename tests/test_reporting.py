@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.app import run_search
 from coordinator.config.experiment import SearchOptions
-from coordinator.reporting.fmt import csv_cell, tex_escape
+from coordinator.reporting.fmt import csv_cell, fmt, tex_escape
 from coordinator.reporting.tables import standalone_document, write_report
 from coordinator.store.rundir import RunStore
 
@@ -23,6 +23,15 @@ def test_escaping() -> None:
     assert tex_escape(NASTY) == (r"\textbackslash{}input\{/etc/passwd\} \& 100\% \$x\$ \#1 a\_b \{c\} "
                                  r"\textasciitilde{} \textasciicircum{}")
     assert csv_cell("=HYPERLINK(x)") == "'=HYPERLINK(x)" and csv_cell(-0.5) == -0.5 and csv_cell("ok") == "ok"
+
+
+@pytest.mark.parametrize(("value", "shown"), [(0.84, "0.8400"), (0.8395, "0.8395"), (0.5, "0.5000"),
+                                               (12.5, "12.50"), (0.001517, "0.001517"), (7.0, "7"), (0.0, "0"),
+                                               (7, "7"), (123456.0, "1.2346e+05"), (True, "True"), (None, "")])
+def test_one_precision_for_every_float(value: object, shown: str) -> None:
+    """4 significant digits with the trailing zeros: 0.8400 next to 0.8395, not 0.84; a whole
+    number (a step count reported as a float) as one."""
+    assert fmt(value) == shown and tex_escape(value) == shown
 
 
 @pytest.fixture

@@ -115,13 +115,16 @@ def test_trial_timeout_kills_the_whole_process_group(runs: Path, script, space_f
         time.sleep(60)
     """
     t0 = time.monotonic()
-    with pytest.raises(SearchFailed, match="no trial completed"):
+    with pytest.raises(SearchFailed, match="no trial completed") as failed:
         run_search(SearchOptions(command=script(body), space=space_file("params:\n  a: {type: int, low: 0, high: 1}\n"),
                                  metrics=("loss",), trials=1, trial_timeout=1.0, max_retries=0,
                                  run_dir=str(runs / "t")))
     assert time.monotonic() - t0 < 20
     result = _results(str(runs / "t"))[0]
     assert result["kind"] == "timeout" and result["status"] == "FAILED"
+    # the error says why (a trial stopped at its limit rarely says anything on its stderr)
+    assert result["error"] == "timed out: stopped after 1 s (--trial-timeout)"
+    assert str(failed.value).endswith("last error:\ntimed out: stopped after 1 s (--trial-timeout)")
     child = int(pidfile.read_text())
     for _ in range(50):
         try:
@@ -132,6 +135,17 @@ def test_trial_timeout_kills_the_whole_process_group(runs: Path, script, space_f
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the trial's child process outlived the timeout")
+
+
+@pytest.mark.parametrize(("command", "why"), [("coord-no-such-program x.py", "not found on PATH"),
+                                               ("./no-such-script.py", "no such file")])
+def test_a_command_that_cannot_start_says_why_in_words(runs: Path, space_file, command: str, why: str) -> None:
+    res = CliRunner().invoke(main, ["search", "--command", command, "--metric", "loss", "--trials", "1",
+                                    "--max-retries", "0", "--space", space_file("params:\n  a: {type: int, low: 0, high: 1}\n"),
+                                    "--runs", str(runs)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.rstrip().endswith(f"coord: cannot run {command.split()[0]}: {why}"), res.output
+    assert "b'" not in res.output  # execvpe's bytes path of the last PATH entry tried
 
 
 @pytest.mark.slow

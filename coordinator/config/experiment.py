@@ -173,6 +173,10 @@ def resolve(o: SearchOptions) -> Experiment:
         raise ConfigError("--direction applies to one metric; with several, each is inferred from its name",
                           key="--direction")
     directions = tuple(o.direction or infer_direction(m) for m in metrics)
+    natural = _natural_direction(metrics[0])
+    if o.direction and natural not in (None, o.direction):  # allowed (a metric may be misnamed), but said
+        log.warning("--direction %s for %s, which its name says to %s: the search looks for the worst %s",
+                    o.direction, metrics[0], natural, metrics[0])
     if len(metrics) > 1 and o.sampler not in ("nsga2", "random", "grid", "qmc", "tpe", "gp"):
         raise ConfigError(f"sampler {o.sampler!r} is single-objective; use nsga2 for several metrics",
                           key="--sampler", valid=("nsga2", "tpe", "random", "grid", "qmc", "gp"))
@@ -194,6 +198,14 @@ def resolve(o: SearchOptions) -> Experiment:
         _check_pbt(o, studies, metrics, trials)
     name = o.name or (studies[0].name if len(studies) == 1 else "compare")
     return Experiment(o, registry, tuple(studies), tuple(metrics), directions, command, data, parallel, trials, name)
+
+
+def _natural_direction(metric: str) -> str | None:
+    """The direction a metric's name says, or None when it says neither."""
+    try:
+        return infer_direction(metric)
+    except ConfigError:
+        return None
 
 
 def _grid_size(space: Space) -> int:

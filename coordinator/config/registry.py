@@ -168,6 +168,9 @@ def never_fits(p: Platform, needs: Needs) -> str | None:
     return None
 
 
+KEYS = ("platforms", "task_routing_rules", "allow_local_fallback", "known_hosts")
+
+
 def load_registry(path: str | Path) -> Registry:
     """Load and validate a registry file; every error names file, line and key path."""
     data, source = load_yaml(path, RegistryError)
@@ -176,6 +179,7 @@ def load_registry(path: str | Path) -> Registry:
 
 def parse_registry(data: Any, source: Source) -> Registry:
     root = Section(data, source)
+    root.only(KEYS)  # a typo of 'platforms' is an unknown key, not a missing one
     plats = root.section("platforms")
     platforms: dict[str, Platform] = {}
     for key, _ in plats.items():

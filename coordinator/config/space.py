@@ -13,6 +13,8 @@ Format (``registry/spaces/<model>.yaml`` or ``--space FILE``)::
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
 TYPES = ("int", "float", "categorical")
+KEYS = ("model", "params", "fixed")
+PARAM_KEYS = {"categorical": ("type", "choices"), "int": ("type", "low", "high", "log", "step", "grid")}
+PARAM_KEYS["float"] = PARAM_KEYS["int"]
 MAX_GRID = 100_000
 
 
@@ -70,6 +75,12 @@ class Space:
     fixed: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     source: str = ""
+    where: Source | None = field(default=None, compare=False, repr=False)  # the line of every key
+
+    def fail(self, path: tuple[str, ...], message: str, valid: Iterable[str] | None = None) -> SpaceError:
+        """An error at ``path`` (e.g. ``("params", "max_depth")``) with its file and line."""
+        line = self.where.line(path) if self.where is not None and path else None
+        return SpaceError(message, file=self.source, line=line, key=".".join(path) or None, valid=valid)
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return {name: p.distribution() for name, p in self.params.items()}
@@ -81,8 +92,8 @@ class Space:
         for name, p in self.params.items():
             values = p.grid_values()
             if values is None:
-                raise SpaceError("the grid sampler needs finite values: give 'grid: [...]', a 'step', "
-                                 "or make it categorical", file=self.source, key=f"params.{name}")
+                raise self.fail(("params", name), "the grid sampler needs finite values: give 'grid: [...]', "
+                                "a 'step', or make it categorical")
             out[name] = list(values)
             size *= len(values)
         if size > MAX_GRID:
@@ -102,6 +113,9 @@ def load_space(path: str | Path) -> Space:
 
 def parse_space(data: Any, source: Source) -> Space:
     root = Section(data, source)
+    root.only(KEYS)
+    if not root.has("params"):
+        raise root.fail("params", "required key is missing")
     model = root.get("model", str, None)
     psec = root.section("params")
     params: dict[str, Param] = {}
@@ -117,14 +131,16 @@ def parse_space(data: Any, source: Source) -> Space:
     root.done()
     if not params:
         raise root.fail("params", "at least one parameter is required")
-    return Space(params, fixed, model, source.file)
+    return Space(params, fixed, model, source.file, source)
 
 
 def _parse_param(name: str, sec: Section) -> Param:
+    sec.only({k for keys in PARAM_KEYS.values() for k in keys})
     kind = sec.get("type", str, choices=TYPES)
+    sec.only(PARAM_KEYS[kind])  # e.g. choices of an int
     if kind == "categorical":
-        choices = sec.raw("choices")
-        if not isinstance(choices, list) or not choices:
+        choices = sec.get("choices", list)
+        if not choices:
             raise sec.fail("choices", "expected a non-empty list")
         if not all(c is None or isinstance(c, (str, int, float, bool)) for c in choices):
             raise sec.fail("choices", "choices must be strings, numbers, booleans or null")
@@ -154,9 +170,10 @@ def _parse_param(name: str, sec: Section) -> Param:
 def check_space_matches(space: Space, accepted: frozenset[str], model: str) -> None:
     """Refuse a space that names parameters the model does not have."""
     if space.model is not None and space.model.lower() != model.lower():
-        raise SpaceError(f"space is for model {space.model!r}, not {model!r}", file=space.source, key="model")
+        raise space.fail(("model",), f"space is for model {space.model!r}, not {model!r}")
     for name in [*space.params, *space.fixed]:
         if name not in accepted:
             section = "params" if name in space.params else "fixed"
-            raise SpaceError(f"{model} has no parameter {name!r}", file=space.source,
-                             key=f"{section}.{name}", valid=accepted)
+            close = difflib.get_close_matches(name, sorted(accepted), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise space.fail((section, name), f"{model} has no parameter {name!r}{hint}", valid=accepted)

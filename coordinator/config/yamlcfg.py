@@ -9,6 +9,7 @@ limited to ``MAX_CONFIG_BYTES``.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,10 +232,24 @@ class Section:
             self._known.add(str(key))
             yield str(key), value
 
+    def only(self, keys: Iterable[str]) -> None:
+        """Refuse any key but ``keys`` now, before a typo (``lo:``) could surface as a required
+        key missing (``low``) or an optional one silently defaulted."""
+        allowed = set(keys)
+        unknown = [str(k) for k in self.data if str(k) not in allowed]
+        if unknown:
+            raise self.unknown(unknown[0], allowed)
+
     def done(self) -> None:
         unknown = [str(k) for k in self.data if str(k) not in self._known]
         if unknown:
-            raise self.fail(unknown[0], "unknown key", valid=self._known)
+            raise self.unknown(unknown[0], self._known)
+
+    def unknown(self, key: str, valid: Iterable[str]) -> ConfigError:
+        """``key: unknown key; did you mean 'x'?`` with the valid keys."""
+        valid = sorted(valid)
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        return self.fail(key, "unknown key" + (f"; did you mean {close[0]!r}?" if close else ""), valid=valid)
 
 
 def type_name(value: Any) -> str:

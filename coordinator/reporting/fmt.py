@@ -19,13 +19,23 @@ def tex_escape(value: Any) -> str:
 
 
 def fmt(value: Any) -> str:
+    """Floats with 4 significant digits, trailing zeros kept ('#'), so 0.8400 stands next to
+    0.8395 as the same precision, not as 0.84; a whole number (a step count a runner reports
+    as a float, 7.0) as one (7)."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+        if abs(value) >= 1e5:
+            return f"{value:.4e}"
+        return str(int(value)) if value.is_integer() else f"{value:#.4g}"
     return "" if value is None else str(value)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 platform``, ``2 platforms``: a count with its noun (regular plurals only)."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def csv_cell(value: Any) -> Any:

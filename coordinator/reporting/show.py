@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import ConfigError
-from coordinator.reporting.fmt import fmt
+from coordinator.reporting.fmt import fmt, plural
 from coordinator.store.files import read_json
 from coordinator.store.rundir import RunStore
 
@@ -57,7 +57,10 @@ def render(rec: dict[str, Any]) -> str:
     if values:
         lines.append(("value", ", ".join(f"{m} {fmt(v)} ({d})" for m, v, d in
                                          zip(cfg["metrics"], values, cfg["directions"], strict=False))))
-    lines.append(("params", _pairs(trial.get("params") or {}) or "-"))
+    # the parameters its result came from: a PBT member's after its last exploit
+    lines.append(("params", _pairs(res.get("params") or trial.get("params") or {}) or "-"))
+    if res.get("lineage"):
+        lines.append(("began with", _pairs(trial.get("params") or {})))
     lines.append(("seed", fmt(trial.get("seed"))))
     if res.get("metrics"):
         lines.append(("metrics", _pairs(res["metrics"])))
@@ -68,7 +71,7 @@ def render(rec: dict[str, Any]) -> str:
     if res.get("error"):
         lines.append(("error", str(res["error"]).strip().splitlines()[-1][:300]))
     if res.get("lineage"):
-        lines.append(("lineage", f"{len(res['lineage'])} PBT exploits (report/lineage.csv)"))
+        lines.append(("lineage", f"{plural(len(res['lineage']), 'PBT exploit')} (report/lineage.csv)"))
     out = [f"{k:<10} {v}" for k, v in lines]
     out.append(f"attempts   {len(rec['attempts'])}")
     out.extend(f"  {line}" for a in rec["attempts"] for line in _attempt(a, cfg))

@@ -14,7 +14,7 @@ from typing import Any
 from coordinator import crashpoint
 from coordinator.config.models import BUILTIN
 from coordinator.records import TrialStatus
-from coordinator.reporting.fmt import csv_cell, latex_env, tex_escape
+from coordinator.reporting.fmt import csv_cell, fmt, latex_env, plural, tex_escape
 from coordinator.store.files import atomic_write, write_json
 from coordinator.store.rundir import RunStore, TrialRecord
 
@@ -36,7 +36,7 @@ def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
         for k in rec.result.metrics if rec.result else ():
             if k not in metric_cols:
                 metric_cols.append(k)
-        for k in [*rec.info.params, *[c for c in row if c.endswith(MAX_SUFFIX)]]:
+        for k in [*_params(rec), *[c for c in row if c.endswith(MAX_SUFFIX)]]:
             if k not in param_cols:
                 param_cols.append(k)
         out.append(row)
@@ -53,12 +53,14 @@ def _row(rec: TrialRecord) -> dict[str, Any]:
                            "status": (res.status if res else TrialStatus.UNFINISHED).value,
                            "value": res.value if res else None}
     row.update(res.metrics if res else {})
-    row.update(rec.info.params)
+    row.update(_params(rec))
     used = scored_steps(rec)
     if used is not None:
         param, steps = used
         row[param + MAX_SUFFIX] = row[param]
         row[param] = steps
+    if res and res.lineage:  # PBT: how it got its parameters (best.json; not a CSV column)
+        row["lineage"], row["initial_params"] = list(res.lineage), rec.info.params
     last_error = (res.error if res else "").strip().splitlines()[-1:]
     row.update({"platform": res.platform if res else None, "host": res.host if res else None,
                 "duration_s": res.duration_s if res else None, "total_s": res.total_s if res else None,
@@ -77,9 +79,15 @@ def scored_steps(rec: TrialRecord) -> tuple[str, int] | None:
     step = res.metrics.get("best_step") if res else None
     param = model.step_param if model else None
     if res is None or param is None or res.status != TrialStatus.COMPLETE or step is None \
-            or param not in rec.info.params:
+            or param not in _params(rec):
         return None
     return param, int(step)
+
+
+def _params(rec: TrialRecord) -> dict[str, Any]:
+    """The parameters a trial's score came from: those it ended with (a PBT member's after its
+    last exploit, ``result.json``), not those it began with (``trial.json``)."""
+    return rec.result.params if rec.result and rec.result.params else rec.info.params
 
 
 def _steps_note(study: dict[str, Any], done: list[dict[str, Any]], params: list[str]) -> str:
@@ -227,6 +235,8 @@ def _best_entry(r: dict[str, Any], study: dict[str, Any], metrics: list[str], cf
              "data": cfg.get("data"), "recipe": f"trials/{r['number']}/attempt-{r['attempts'] or 1}/recipe.json"}
     if any(p + MAX_SUFFIX in r for p in names):  # what the trial was configured with (its spec.json)
         entry["configured_params"] = {p: r.get(p + MAX_SUFFIX, r.get(p)) for p in names}
+    if r.get("lineage"):  # params are the last segment's; these say where it began and each exploit
+        entry["initial_params"], entry["lineage"] = r["initial_params"], r["lineage"]
     return entry
 
 
@@ -286,8 +296,8 @@ def _lineage_files(store: RunStore, out: Path, env: Any) -> dict[str, Path]:
         mine = [r for r in rows if r["study"] == study]
         path = out / "tables" / f"lineage_{study}.tex"
         atomic_write(path, env.get_template("top_configs.tex.j2").render(
-            caption=tex_escape(f"Population-based training of {study}: {len(mine)} exploits (the trial took the "
-                               "donor's checkpoint at that step and went on with the parameters shown)"),
+            caption=tex_escape(f"Population-based training of {study}: {plural(len(mine), 'exploit')} (the trial "
+                               "took the donor's checkpoint at that step and went on with the parameters shown)"),
             label=f"tab:lineage-{_label(study)}", align="rrrrl", wide=True,
             header=" & ".join(tex_escape(h) for h in ("Trial", "Generation", "Step", "Donor", "Parameters")),
             rows=[" & ".join(tex_escape(v) for v in (r["number"], r["generation"], r["step"], r["donor"],
@@ -297,7 +307,7 @@ def _lineage_files(store: RunStore, out: Path, env: Any) -> dict[str, Path]:
 
 
 def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+    return ", ".join(f"{k}={fmt(v)}" for k, v in sorted(params.items()))
 
 
 def _label(name: str) -> str:

@@ -92,10 +92,14 @@ def end_kind(outcome: Outcome, objective: tuple[str, ...], metrics: dict[str, fl
 
 
 def explain(kind: Kind, objective: tuple[str, ...], metrics: dict[str, float], stderr_tail: str,
-            printed: tuple[str, ...] = ()) -> str:
+            printed: tuple[str, ...] = (), timeout_s: float | None = None) -> str:
     """The error a failed trial is recorded with: its stderr tail, and for an attempt that
     exited 0 without a usable objective, what was expected and what it reported instead
-    (``printed``: names in its output that look like metrics)."""
+    (``printed``: names in its output that look like metrics); for one stopped at its time
+    limit (``timeout_s``), that it was (a stopped trial rarely says so on its stderr)."""
+    if kind == Kind.TIMEOUT:
+        limit = f" after {timeout_s:g} s (--trial-timeout)" if timeout_s else ""
+        return f"timed out: stopped{limit}\n{stderr_tail}".rstrip()
     if kind not in (Kind.NO_METRIC, Kind.NOT_FINITE):
         return stderr_tail
     names = [k for k in metrics if k != "step"] + [n for n in printed if n not in metrics]

@@ -21,7 +21,7 @@ from coordinator.schedule.finish import build_result
 from coordinator.schedule.hoststate import HostState
 from coordinator.schedule.pbt import PBT
 from coordinator.schedule.placement import Placement
-from coordinator.schedule.plans import Pending, Running, history_entry
+from coordinator.schedule.plans import Limits, Pending, Running, history_entry
 from coordinator.schedule.routing import Ledger
 from coordinator.schedule.speed import SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
@@ -38,6 +38,7 @@ class AttemptEvents:
     backend: Backend
     tracker: Tracker
     policy: decide.RetryPolicy
+    limits: Limits
     runnable: tuple[str, ...]
     clock: Callable[[], float]
     running: dict[str, Running]
@@ -153,7 +154,7 @@ class AttemptEvents:
         seeds = {"trial": p.plan.trial_seed(p.number), "sampler": p.plan.seed,
                  "split": int((p.plan.data or {}).get("split_seed", 0)) if p.plan.data else None}
         result = build_result(p, r.metrics, kind, tail, duration, self.registry.platforms[alloc.platform],
-                              self.pbt is not None, self._printed(p, kind),
+                              self.pbt is not None, self._printed(p, kind), self.limits.trial_timeout_s,
                               provenance.for_result(self.hosts.facts(alloc.platform), alloc.gpu, seeds))
         if not self.store.commit_result(result):
             log.warning("trial %d already has a committed result; duplicate ignored", p.number)

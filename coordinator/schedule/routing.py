@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from coordinator.config.registry import Platform, Registry, never_fits
 from coordinator.records import Allocation, Needs
+from coordinator.reporting.fmt import plural
 from coordinator.schedule.speed import Estimate
 
 
@@ -106,7 +107,7 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
             continue
         slot = _free_slot(p, needs, ledger)
         if slot is None:
-            waiting.append(f"{name} is full ({p.max_concurrent_jobs} slots)")
+            waiting.append(f"{name} is full ({plural(p.max_concurrent_jobs, 'slot')})")
             continue
         free.append(Allocation(name, slot, (g.index if (g := p.slot_gpu(slot)) else None),
                                reasons[name], fallback=name != preferred))
@@ -142,6 +143,6 @@ def plan_lines(registry: Registry, needs: Needs) -> list[str]:
         role = "preferred" if i == 0 else f"fallback {i}"
         why = never_fits(p, needs)
         state = f"never: {why}" if why else (
-            f"{p.max_concurrent_jobs} slots" + (f" ({p.gpu_slots} with GPU)" if p.gpu_slots else ""))
+            plural(p.max_concurrent_jobs, "slot") + (f" ({p.gpu_slots} with GPU)" if p.gpu_slots else ""))
         lines.append(f"  {role:<11} {name:<16} {p.connection:<6} {state}  -- {reason}")
     return lines

@@ -19,6 +19,12 @@ from coordinator.reporting.fmt import fmt  # the one value format: progress, sum
 from coordinator.tracking.tracker import Snapshot, Tracker
 
 
+def _which(info: dict[str, Any]) -> bool:
+    """Whether progress lines name each trial's study: in a search of several models, a
+    trial number alone does not say which model it was."""
+    return len(info.get("studies") or ()) > 1
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -37,15 +43,18 @@ class LiveDisplay(Tracker):
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
         self.last: list[str] = []
+        self.several = False
 
     def on_search_start(self, info: dict[str, Any]) -> None:
+        self.several = _which(info)
         line = describe(info.get("data"))
         if line:
             self.console.print(line, markup=False, highlight=False)
 
     def on_trial_end(self, result: Result) -> None:
-        self.last = ([f"#{result.number} {result.status.value.lower()} {fmt(result.value)} on {result.platform}"
-                      f" in {result.duration_s:.1f}s"] + self.last)[:5]
+        study = f" {result.study}" if self.several else ""
+        self.last = ([f"#{result.number}{study} {result.status.value.lower()} {fmt(result.value)} on "
+                      f"{result.platform} in {result.duration_s:.1f}s"] + self.last)[:5]
 
     def on_tick(self, snap: Snapshot) -> None:
         from rich.table import Table
@@ -75,8 +84,10 @@ class PlainLines(Tracker):
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout  # looked up now: a default bound at import outlives a swapped stdout
         self.snap: Snapshot | None = None
+        self.several = False
 
     def on_search_start(self, info: dict[str, Any]) -> None:
+        self.several = _which(info)
         line = describe(info.get("data"))
         if line:
             self.out.write(line + "\n")
@@ -87,7 +98,9 @@ class PlainLines(Tracker):
 
     def on_trial_end(self, result: Result) -> None:
         extra = "" if result.status == TrialStatus.COMPLETE else f" ({result.kind})"
-        self.out.write(f"trial {result.number} {result.status.value}{extra} {fmt(result.value)} on "
+        value = f" {fmt(result.value)}" if result.value is not None else ""
+        study = f" ({result.study})" if self.several else ""
+        self.out.write(f"trial {result.number}{study} {result.status.value}{extra}{value} on "
                        f"{result.platform} in {result.duration_s:.1f}s\n")
         self.out.flush()
 
@@ -109,5 +122,6 @@ class JsonLines(Tracker):
         self._emit({"event": "trial_start", "number": number, **info})
 
     def on_trial_end(self, result: Result) -> None:
-        self._emit({"event": "trial_end", "number": result.number, "status": result.status.value,
+        self._emit({"event": "trial_end", "number": result.number, "study": result.study,
+                    "status": result.status.value,
                     "values": result.values, "platform": result.platform, "duration_s": result.duration_s})
