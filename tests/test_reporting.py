@@ -144,3 +144,30 @@ def test_reports_show_the_boosting_rounds_of_the_scored_model(runs: Path, small_
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", doc.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_parameter_columns_keep_search_space_order_when_rebuilt(runs: Path, script, space_file) -> None:
+    """The search's own report and ``coord report RUN`` afterwards are the same bytes, with
+    the parameters in the space's order (x, lr, depth: not alphabetical). run.json used to be
+    written with sorted keys while the live run kept its in-memory order, so the top table's
+    columns changed order once, on the first rebuild."""
+    from click.testing import CliRunner
+
+    from coordinator.cli import main
+
+    body = "print('[coord-metric] {\"loss\": %r}' % ((p['x'] - 0.3) ** 2 + p['lr'] * p['depth']))\n"
+    space = space_file("params:\n  x: {type: float, low: 0, high: 1}\n"
+                       "  lr: {type: float, low: 0.001, high: 0.1, log: true}\n  depth: {type: int, low: 1, high: 4}\n")
+    out = run_search(SearchOptions(command=script(body), space=space, metrics=("loss",), sampler="random",
+                                   trials=3, parallel=2, run_dir=str(runs / "order")))
+    report = Path(out["run_dir"]) / "report"
+    first = {p.relative_to(report): p.read_bytes() for p in sorted(report.rglob("*")) if p.is_file()}
+    tex = first[Path("tables/top_custom.tex")].decode()
+    header = next(ln for ln in tex.splitlines() if ln.strip().startswith("Rank"))
+    assert [h.strip() for h in header.rstrip("\\ ").split("&")][2:5] == ["x", "lr", "depth"]
+    csv_header = first[Path("trials.csv")].decode().splitlines()[0].split(",")
+    assert csv_header.index("x") < csv_header.index("lr") < csv_header.index("depth")
+    res = CliRunner().invoke(main, ["report", out["run_dir"]])
+    assert res.exit_code == 0, res.output
+    again = {p.relative_to(report): p.read_bytes() for p in sorted(report.rglob("*")) if p.is_file()}
+    assert again == first

@@ -40,6 +40,10 @@ def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
             if k not in param_cols:
                 param_cols.append(k)
         out.append(row)
+    # search-space order (trial.json's keys are sorted), then any other parameter as first seen
+    space = [p for s in store.config["studies"] for p in s["space"]["params"]]
+    param_cols.sort(key=lambda c: space.index(c.removesuffix(MAX_SUFFIX)) if c.removesuffix(MAX_SUFFIX) in space
+                    else len(space))
     for col in [c for c in param_cols if c.endswith(MAX_SUFFIX)]:  # right after the value it qualifies
         param_cols.remove(col)
         base = col[: -len(MAX_SUFFIX)]
