@@ -48,13 +48,16 @@ def runs(runs_root: str, as_json: bool) -> None:
               "column); needed for more than one run.")
 @click.option("--all", "all_runs", is_flag=True, help="Merge every run under --runs.")
 @click.option("--name", "names", multiple=True, help="Merge every run of this name under --runs (repeatable).")
+@click.option("--figure-width", type=click.FloatRange(2, 12), help="One RUN: width of the search plots in inches "
+              "(default: the width the search used, else 4.5).")
 @_runs_option
 def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: tuple[str, ...],
-           runs_root: str) -> None:
-    """With one RUN: (re)build trials.csv, best.json and LaTeX tables in RUN/report. With
-    several RUNs, --all or --name and -o DIR: one set of tables over them all in DIR: every
-    trial, a per-model summary, the top configurations and per-host time, each with its run.
-    The same runs give the same bytes."""
+           figure_width: float | None, runs_root: str) -> None:
+    """With one RUN: (re)build trials.csv, best.json, LaTeX tables and the search plots
+    (PDF and PNG: history, parameter importances, parallel coordinates, slices, timeline,
+    Pareto front) in RUN/report. With several RUNs, --all or --name and -o DIR: one set of
+    tables over them all in DIR: every trial, a per-model summary, the top configurations
+    and per-host time, each with its run. The same runs give the same bytes."""
     from coordinator.store.rundir import RunStore
 
     if not run_paths and not all_runs and not names:
@@ -64,8 +67,11 @@ def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: t
 
         store = RunStore.open(Path(run_paths[0]))
         _note_live(store, run_paths[0])
-        _echo_files(write_report(store))
+        _echo_files(write_report(store, figure_width))
         return
+    if figure_width is not None:
+        raise ConfigError("merged reports have no plots; --figure-width is for one RUN's report",
+                          key="--figure-width")
     if out is None:
         raise ConfigError("merging runs writes one set of tables: give the folder for them, e.g. -o merged",
                           key="-o/--out")

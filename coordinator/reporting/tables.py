@@ -96,8 +96,9 @@ def _steps_note(study: dict[str, Any], done: list[dict[str, Any]], params: list[
             f"is in trials.csv, column {param}{MAX_SUFFIX})")
 
 
-def write_report(store: RunStore) -> dict[str, Path]:
-    """Write every report file; return their paths by kind."""
+def write_report(store: RunStore, figure_width: float | None = None) -> dict[str, Path]:
+    """Write every report file; return their paths by kind. The search plots are
+    ``figure_width`` inches wide (default: the width the search was started with)."""
     cfg = store.config
     metrics, directions = cfg["metrics"], cfg["directions"]
     table, columns = rows(store)
@@ -160,6 +161,12 @@ def write_report(store: RunStore) -> dict[str, Path]:
                                                    "median_s")) for r in host_rows]))
     tex_files.append(path)
     files.update({f"tex:{p.stem}": p for p in tex_files})
+    from coordinator.config.experiment import check_figure_width
+    from coordinator.reporting.plots import FIGURE_WIDTH, write_plots
+
+    check_figure_width(figure_width)
+    width = figure_width or cfg["options"].get("figure_width") or FIGURE_WIDTH
+    files.update(write_plots(store, out / "figures", float(width)))
     return files
 
 
