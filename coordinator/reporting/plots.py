@@ -270,7 +270,7 @@ def slice_figure(study: StudyData, imp: dict[str, float] | None, width: float) -
             ax.set_xlim(-0.5, len(p.choices) - 0.5)
         elif p.log:
             ax.set_xscale("log")
-        label = f"{n} (importance {imp[n]:.2f})" if imp and n in imp else n
+        label = f"{n}\nimportance {imp[n]:.2f}" if imp and n in imp else n  # two lines: never into the next panel
         ax.set_xlabel(label)
         if i % cols == 0:
             ax.set_ylabel(study.metrics[0])
