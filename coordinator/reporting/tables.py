@@ -165,7 +165,7 @@ def write_report(store: RunStore, figure_width: float | None = None) -> dict[str
     from coordinator.reporting.plots import FIGURE_WIDTH, write_plots
 
     check_figure_width(figure_width)
-    width = figure_width or cfg["options"].get("figure_width") or FIGURE_WIDTH
+    width = figure_width or (cfg.get("options") or {}).get("figure_width") or FIGURE_WIDTH
     files.update(write_plots(store, out / "figures", float(width)))
     return files
 

@@ -157,7 +157,7 @@ class RunStore:
             raise
         # what was written, read back: the live run and a later rebuild see one config (the
         # same key order, lists for tuples), so their reports are the same bytes
-        store._config = _read_config(run_dir / RUN_FILE)
+        store._config = dict(read_json(run_dir / RUN_FILE))
         return store
 
     @classmethod
