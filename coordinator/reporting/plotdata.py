@@ -168,7 +168,8 @@ def importances(study: StudyData, saved: Path | None = None) -> tuple[dict[str, 
         return None, f"{study.name} searches one parameter"
     points = [p for p in study.complete if set(study.space) <= set(p.params)]
     if len(points) < MIN_IMPORTANCE_TRIALS:
-        return None, f"{study.name} has {len(points)} complete trials (fANOVA needs {MIN_IMPORTANCE_TRIALS})"
+        many = "trial" if len(points) == 1 else "trials"
+        return None, f"{study.name} has {len(points)} complete {many} (fANOVA needs {MIN_IMPORTANCE_TRIALS})"
     import optuna
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.trial import create_trial
