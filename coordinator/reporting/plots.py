@@ -269,7 +269,11 @@ def slice_figure(study: StudyData, imp: dict[str, float] | None, width: float) -
             ax.set_xticks(range(len(p.choices)), [str(c) for c in p.choices])
             ax.set_xlim(-0.5, len(p.choices) - 0.5)
         elif p.log:
-            ax.set_xscale("log")
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
+            ax.set_xscale("log")  # ticks as plain numbers (0.001): mathtext's 10^-3 costs a parser per report
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(float(v))))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         label = f"{n}\nimportance {imp[n]:.2f}" if imp and n in imp else n  # two lines: never into the next panel
         ax.set_xlabel(label)
         if i % cols == 0:
