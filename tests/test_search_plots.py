@@ -75,6 +75,15 @@ def test_every_plot_is_a_valid_pdf_and_png(pruned_run: Path, tmp_path: Path) -> 
         assert width == round(plots.FIGURE_WIDTH * 150) and imread(figures / f"{stem}.png").shape[:2] == (height, width)
         check_pdf(figures / f"{stem}.pdf", tmp_path)
     assert not (figures / "pareto_custom.pdf").exists()  # one objective: no front
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (scripts/install.sh installs it)")
+    doc = tmp_path / "plots.tex"  # the PDFs as a thesis uses them: \includegraphics into a column
+    doc.write_text("\\documentclass{article}\n\\usepackage{graphicx}\n\\begin{document}\n" + "".join(
+        f"\\includegraphics[width=\\linewidth]{{{figures / s}.pdf}}\\clearpage\n" for s in stems) + "\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", doc.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Output written on plots.pdf (5 pages" in proc.stdout.replace("\n", "")
 
 
 def test_the_timeline_shows_every_attempt_and_the_pruned_trials(pruned_run: Path) -> None:
