@@ -68,7 +68,7 @@ SEARCH_SECTIONS = [
     ("Early stopping and PBT", ["pruner", "min_resource", "max_resource", "reduction_factor", "prune_threshold",
                                 "pbt", "pbt_interval"]),
     ("Reliability", ["max_retries", "host_retry", "checkpoint_every"]),
-    ("Output", ["run_dir", "runs_root", "name", "storage", "quiet", "as_json"]),
+    ("Output", ["run_dir", "runs_root", "name", "storage", "figure_width", "quiet", "as_json"]),
     TRACKING_SECTION,
 ]
 SEARCH_EXAMPLES = [
@@ -140,6 +140,8 @@ REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this mach
               help="Steps per PBT segment (default: twice the model's first rung: XGBoost 50 rounds, MLP 4 epochs).")
 @click.option("--placement", type=click.Choice(["learned", "static"]), default="learned", show_default=True,
               help="learned: each trial goes where it should finish first (learned speeds); static: rule order.")
+@click.option("--figure-width", type=click.FloatRange(2, 12), help="Width of the report's search plots in "
+              "inches (default 4.5: a thesis column); coord report keeps it.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
 @tracking_options()

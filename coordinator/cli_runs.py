@@ -48,14 +48,18 @@ def runs(runs_root: str, as_json: bool) -> None:
               "column); needed for more than one run.")
 @click.option("--all", "all_runs", is_flag=True, help="Merge every run under --runs.")
 @click.option("--name", "names", multiple=True, help="Merge every run of this name under --runs (repeatable).")
+@click.option("--figure-width", type=click.FloatRange(2, 12), help="One RUN: width of the search plots in inches "
+              "(default: the width the search used, else 4.5).")
 @_runs_option
 def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: tuple[str, ...],
-           runs_root: str) -> None:
-    """With one RUN: (re)build trials.csv, best.json and LaTeX tables in RUN/report (and,
-    for a coord compare run, every output in RUN/compare from its jobs' predictions). With
-    several RUNs, --all or --name and -o DIR: one set of tables over them all in DIR: every
-    trial, a per-model summary, the top configurations and per-host time, each with its run.
-    The same runs give the same bytes."""
+           figure_width: float | None, runs_root: str) -> None:
+    """With one RUN: (re)build trials.csv, best.json, LaTeX tables, the search plots (PDF
+    and PNG: history, parameter importances, parallel coordinates, slices, timeline, Pareto
+    front) and the offline page index.html in RUN/report (and, for a coord compare run,
+    every output in RUN/compare from its jobs' predictions). With several RUNs, --all or
+    --name and -o DIR: one set of tables over them all in DIR: every trial, a per-model
+    summary, the top configurations and per-host time, each with its run. The same runs give
+    the same bytes."""
     from coordinator.app_compare import is_compare_run
     from coordinator.app_compare import write_outputs as compare_outputs
     from coordinator.store.rundir import RunStore
@@ -67,11 +71,14 @@ def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: t
 
         store = RunStore.open(Path(run_paths[0]))
         _note_live(store, run_paths[0])
-        files = write_report(store)
+        files = write_report(store, figure_width)
         if is_compare_run(store.config):  # a coord compare run: its comparison too, from the saved predictions
             files.update(compare_outputs(store)[0])
         _echo_files(files)
         return
+    if figure_width is not None:
+        raise ConfigError("merged reports have no plots; --figure-width is for one RUN's report",
+                          key="--figure-width")
     if out is None:
         raise ConfigError("merging runs writes one set of tables: give the folder for them, e.g. -o merged",
                           key="-o/--out")

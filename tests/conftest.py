@@ -18,6 +18,18 @@ def _no_mlflow_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COORD_MLFLOW", "0")
 
 
+@pytest.fixture(autouse=True)
+def _no_plots_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every report draws its search plots (seconds of CPU each); the tests of other concerns
+    leave them out (COORD_PLOTS=0), those of the plots and the page turn them back on."""
+    monkeypatch.setenv("COORD_PLOTS", "0")
+
+
+@pytest.fixture
+def with_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COORD_PLOTS", "1")
+
+
 @pytest.fixture(scope="session")
 def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in generator, smaller: 6 seasons x 120 games (fast real training)."""

@@ -35,7 +35,7 @@ def test_one_precision_for_every_float(value: object, shown: str) -> None:
 
 
 @pytest.fixture
-def run_with_nasty_values(runs: Path, script, space_file) -> Path:
+def run_with_nasty_values(runs: Path, script, space_file, with_plots: None) -> Path:
     body = "print('[coord-metric] {\"loss\": %f}' % len(p['label']))\n"
     space = space_file(f"params:\n  label: {{type: categorical, choices: ['{NASTY}', '=cmd|calc', 'plain']}}\n")
     out = run_search(SearchOptions(command=script(body), space=space, metrics=("loss",), sampler="grid",
@@ -49,7 +49,8 @@ def test_reports_regenerate_byte_identically(run_with_nasty_values: Path) -> Non
     shutil.rmtree(report)
     write_report(RunStore.open(run_with_nasty_values))
     after = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
-    assert before == after and len(before) == 7  # csv, best, hosts.csv, three tables and index.html
+    # csv, best, hosts.csv, three tables, four plots as PDF and PNG (one parameter: no importances), index.html
+    assert before == after and len(before) == 15
     hosts = (report / "hosts.csv").read_text().splitlines()
     assert hosts[0] == "platform,model,trials,attempts,busy_s,utilisation,median_s"
     assert hosts[1].startswith("local,custom,3,3,")
@@ -153,3 +154,30 @@ def test_reports_show_the_boosting_rounds_of_the_scored_model(runs: Path, small_
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", doc.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_parameter_columns_keep_search_space_order_when_rebuilt(runs: Path, script, space_file) -> None:
+    """The search's own report and ``coord report RUN`` afterwards are the same bytes, with
+    the parameters in the space's order (x, lr, depth: not alphabetical). run.json used to be
+    written with sorted keys while the live run kept its in-memory order, so the top table's
+    columns changed order once, on the first rebuild."""
+    from click.testing import CliRunner
+
+    from coordinator.cli import main
+
+    body = "print('[coord-metric] {\"loss\": %r}' % ((p['x'] - 0.3) ** 2 + p['lr'] * p['depth']))\n"
+    space = space_file("params:\n  x: {type: float, low: 0, high: 1}\n"
+                       "  lr: {type: float, low: 0.001, high: 0.1, log: true}\n  depth: {type: int, low: 1, high: 4}\n")
+    out = run_search(SearchOptions(command=script(body), space=space, metrics=("loss",), sampler="random",
+                                   trials=3, parallel=2, run_dir=str(runs / "order")))
+    report = Path(out["run_dir"]) / "report"
+    first = {p.relative_to(report): p.read_bytes() for p in sorted(report.rglob("*")) if p.is_file()}
+    tex = first[Path("tables/top_custom.tex")].decode()
+    header = next(ln for ln in tex.splitlines() if ln.strip().startswith("Rank"))
+    assert [h.strip() for h in header.rstrip("\\ ").split("&")][2:5] == ["x", "lr", "depth"]
+    csv_header = first[Path("trials.csv")].decode().splitlines()[0].split(",")
+    assert csv_header.index("x") < csv_header.index("lr") < csv_header.index("depth")
+    res = CliRunner().invoke(main, ["report", out["run_dir"]])
+    assert res.exit_code == 0, res.output
+    again = {p.relative_to(report): p.read_bytes() for p in sorted(report.rglob("*")) if p.is_file()}
+    assert again == first

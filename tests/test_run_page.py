@@ -5,6 +5,7 @@ gives the same bytes; links to the trials' logs resolve."""
 from __future__ import annotations
 
 import hashlib
+import os
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -34,8 +35,12 @@ class _Links(HTMLParser):
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory, small_csv: Path) -> Path:
     tmp = tmp_path_factory.mktemp("page")
-    out = run_search(SearchOptions(models=("glm",), data=str(small_csv), target="home_win", time_col="season",
-                                   folds=2, trials=5, run_dir=str(tmp / "run")))
+    os.environ["COORD_PLOTS"] = "1"  # module-wide: monkeypatch is per test
+    try:
+        out = run_search(SearchOptions(models=("glm",), data=str(small_csv), target="home_win",
+                                       time_col="season", folds=2, trials=5, run_dir=str(tmp / "run")))
+    finally:
+        os.environ.pop("COORD_PLOTS", None)
     return Path(out["files"]["html"])
 
 
@@ -45,11 +50,11 @@ def test_the_page_links_every_trials_logs_and_embeds_every_figure(page: Path) ->
     logs = [h for h in parsed.hrefs if h.startswith("../trials/")]
     assert len(logs) == 10 and all((page.parent / h).resolve().is_file() for h in logs)  # stdout + stderr x 5
     assert all(src.startswith("data:image/png;base64,") for src in parsed.imgs)  # nothing outside the file
-    assert len(parsed.imgs) == len(list(page.parent.rglob("*.png")))
+    assert len(parsed.imgs) == len(list(page.parent.rglob("*.png"))) >= 5  # history, importances, ... timeline
     text = page.read_text(encoding="utf-8")
     assert "Top configurations: glm" in text and "Best per model" in text and "<h2>Hosts</h2>" in text
     before = hashlib.sha256(page.read_bytes()).hexdigest()
-    write_report(RunStore.open(page.parent.parent))  # coord report RUN: the same bytes
+    write_report(RunStore.open(page.parent.parent), plots=True)  # coord report RUN: the same bytes
     assert hashlib.sha256(page.read_bytes()).hexdigest() == before
 
 

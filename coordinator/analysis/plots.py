@@ -1,4 +1,5 @@
-"""ROC curves and calibration diagrams, as PDF and PNG, for a thesis column.
+"""ROC curves and calibration diagrams, as PDF and PNG, for a thesis column; the figures'
+style, canvas and writer, which the run reports' search plots (``reporting/plots.py``) share.
 
 matplotlib's object API with the Agg canvas (never pyplot: no global figure state, no
 display needed); fixed sizes and fonts, and no dates or versions in the files
@@ -65,7 +66,16 @@ def reliability(y: Array, p: Array, bins: int = metrics.ECE_BINS) -> tuple[Array
     return mean_p[keep] / n[keep], mean_y[keep] / n[keep], n[keep]
 
 
-def _figure(width: float, height: float) -> Figure:
+def style() -> Any:
+    """The figures' fonts, sizes and line widths, as a context to draw in (the run
+    reports' search plots draw in it too)."""
+    import matplotlib
+
+    return matplotlib.rc_context(_RC)  # type: ignore[arg-type]
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure on its own Agg canvas (no pyplot, no global figure state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -75,10 +85,8 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def roc_figure(curves: Sequence[Curve], title: str, width: float = 4.5) -> Figure:
-    import matplotlib
-
-    with matplotlib.rc_context(_RC):  # type: ignore[arg-type]
-        fig = _figure(width, width * 0.85)
+    with style():
+        fig = new_figure(width, width * 0.85)
         ax = fig.add_subplot(1, 1, 1)
         ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle=":", label="Chance")
         for c in curves:
@@ -100,10 +108,8 @@ def calibration_figure(curves: Sequence[Curve], title: str, width: float = 4.5,
     """Reliability curves (observed rate against mean predicted probability per bin; a
     point's area grows with its rows, so sparse bins look light) over a histogram of the
     predicted probabilities (rows per bin, one outline per curve)."""
-    import matplotlib
-
-    with matplotlib.rc_context(_RC):  # type: ignore[arg-type]
-        fig = _figure(width, width * 1.1)
+    with style():
+        fig = new_figure(width, width * 1.1)
         grid = fig.add_gridspec(2, 1, height_ratios=(3, 1), hspace=0.08)
         ax = fig.add_subplot(grid[0])
         hist = fig.add_subplot(grid[1], sharex=ax)

@@ -68,6 +68,7 @@ class SearchOptions:
     checkpoint_every: float = 30.0  # seconds between a built-in trial's checkpoints
     pbt: bool = False  # population-based training: the trials are the population
     pbt_interval: int | None = None  # steps per PBT segment (default: twice the model's first rung)
+    figure_width: float | None = None  # the report's search plots, inches (default: reporting.plots.FIGURE_WIDTH)
 
 
 def _check_pbt(o: SearchOptions, studies: list[StudyConfig], metrics: tuple[str, ...], trials: int) -> None:
@@ -120,10 +121,20 @@ class Experiment:
         return out
 
 
+FIGURE_WIDTHS = (2.0, 12.0)  # inches: from a narrow column to a landscape page
+
+
+def check_figure_width(width: float | None) -> None:
+    if width is not None and not FIGURE_WIDTHS[0] <= width <= FIGURE_WIDTHS[1]:
+        raise ConfigError(f"{width:g} inches is not a figure width: give {FIGURE_WIDTHS[0]:g} to "
+                          f"{FIGURE_WIDTHS[1]:g} inches", key="--figure-width")
+
+
 def resolve(o: SearchOptions) -> Experiment:
     """Validate every input and return the experiment, or raise a ConfigError subclass."""
     if o.pruner not in PRUNERS:
         raise ConfigError(f"unknown pruner {o.pruner!r}", key="--pruner", valid=PRUNERS)
+    check_figure_width(o.figure_width)
     if o.pruner == "threshold" and o.prune_threshold is None:
         raise ConfigError("the threshold pruner needs --prune-threshold VALUE", key="--prune-threshold")
     if o.sampler not in SAMPLERS:

@@ -48,7 +48,7 @@ def _scale(points: list[dict[str, Any]], metrics: list[str]) -> tuple[Any, Any, 
     return (lambda v: (float(v) - x0) / (x1 - x0) * W), (lambda v: (float(v) - y0) / (y1 - y0) * H), (x0, x1, y0, y1)
 
 
-def _staircase(pts: list[tuple[float, float]], directions: list[str]) -> list[tuple[float, float, float, float]]:
+def staircase(pts: list[tuple[float, float]], directions: list[str]) -> list[tuple[float, float, float, float]]:
     """Horizontal and vertical segments joining the front's points: the edge of what the
     front dominates, turning at the corner worse than both neighbours in each objective."""
     segs = []
@@ -79,7 +79,7 @@ def latex_picture(points: list[dict[str, Any]], best: list[dict[str, Any]], metr
         dot = "\\circle*{1.6}" if r["number"] in on_front else "\\circle{1.4}"
         out.append(f"\\put({sx(r[metrics[0]]):.2f},{sy(r[metrics[1]]):.2f}){{{dot}}}")
     pts = [(sx(r[metrics[0]]), sy(r[metrics[1]])) for r in best]
-    for xa, ya, xb, yb in _staircase(pts, directions):
+    for xa, ya, xb, yb in staircase(pts, directions):
         if abs(xb - xa) > 1e-9:
             out.append(f"\\put({min(xa, xb):.2f},{ya:.2f}){{\\line(1,0){{{abs(xb - xa):.2f}}}}}")
         elif abs(yb - ya) > 1e-9:
@@ -112,7 +112,7 @@ def svg(points: list[dict[str, Any]], best: list[dict[str, Any]], metrics: list[
                  f'{escape(metrics[0])}</text>')
     parts.append(f'<text x="20" y="{top + H * k / 2:g}" transform="rotate(-90 20 {top + H * k / 2:g})" '
                  f'text-anchor="middle">{escape(metrics[1])}</text>')
-    segs = _staircase([(sx(r[metrics[0]]), sy(r[metrics[1]])) for r in best], directions)
+    segs = staircase([(sx(r[metrics[0]]), sy(r[metrics[1]])) for r in best], directions)
     if segs:
         ends = [px(xa, ya) for xa, ya, _, _ in segs] + [px(segs[-1][2], segs[-1][3])]
         path = "M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in ends)

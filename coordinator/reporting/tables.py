@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ def rows(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
             if k not in param_cols:
                 param_cols.append(k)
         out.append(row)
+    # search-space order (trial.json's keys are sorted), then any other parameter as first seen
+    space = [p for s in store.config["studies"] for p in s["space"]["params"]]
+    param_cols.sort(key=lambda c: space.index(c.removesuffix(MAX_SUFFIX)) if c.removesuffix(MAX_SUFFIX) in space
+                    else len(space))
     for col in [c for c in param_cols if c.endswith(MAX_SUFFIX)]:  # right after the value it qualifies
         param_cols.remove(col)
         base = col[: -len(MAX_SUFFIX)]
@@ -100,8 +105,11 @@ def _steps_note(study: dict[str, Any], done: list[dict[str, Any]], params: list[
             f"is in trials.csv, column {param}{MAX_SUFFIX})")
 
 
-def write_report(store: RunStore) -> dict[str, Path]:
-    """Write every report file; return their paths by kind."""
+def write_report(store: RunStore, figure_width: float | None = None, plots: bool | None = None) -> dict[str, Path]:
+    """Write every report file; return their paths by kind. The search plots are
+    ``figure_width`` inches wide (default: the width the search was started with); ``plots``
+    False leaves them out (default: on unless ``COORD_PLOTS=0``: drawing them costs seconds,
+    see docs/performance.md)."""
     cfg = store.config
     metrics, directions = cfg["metrics"], cfg["directions"]
     table, columns = rows(store)
@@ -164,6 +172,13 @@ def write_report(store: RunStore) -> dict[str, Path]:
                                                    "median_s")) for r in host_rows]))
     tex_files.append(path)
     files.update({f"tex:{p.stem}": p for p in tex_files})
+    from coordinator.config.experiment import check_figure_width
+    from coordinator.reporting.plots import FIGURE_WIDTH, write_plots
+
+    check_figure_width(figure_width)
+    width = figure_width or (cfg.get("options") or {}).get("figure_width") or FIGURE_WIDTH
+    if plots if plots is not None else os.environ.get("COORD_PLOTS", "1") != "0":
+        files.update(write_plots(store, out / "figures", float(width)))
     from coordinator.reporting.page import write_page  # the page shows what the files above hold
 
     files["html"] = write_page(store, table, best, host_rows, files)

@@ -62,8 +62,10 @@ def atomic_write(path: Path, text: str, mode: int = 0o644, durable: bool = True)
             raise
 
 
-def write_json(path: Path, data: Any, durable: bool = True) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", durable=durable)
+def write_json(path: Path, data: Any, durable: bool = True, sort_keys: bool = True) -> None:
+    """``sort_keys=False`` keeps the mappings' order where it means something (run.json: the
+    search space's parameters in the order their YAML gave them)."""
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n", durable=durable)
 
 
 def read_json(path: Path) -> Any:

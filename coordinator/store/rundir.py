@@ -148,12 +148,16 @@ class RunStore:
         store = cls(run_dir)
         snapshot = {"format": FORMAT_VERSION, **config}
         try:
-            write_json(run_dir / RUN_FILE, snapshot)
+            # in the given order: the reports list parameters in search-space order, and the
+            # file is all a rebuild (coord report, resume) has of that order
+            write_json(run_dir / RUN_FILE, snapshot, sort_keys=False)
         except DiskFull:  # no run.json, no run: leave nothing half-made ("start again")
             if new:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        store._config = snapshot
+        # what was written, read back: the live run and a later rebuild see one config (the
+        # same key order, lists for tuples), so their reports are the same bytes
+        store._config = dict(read_json(run_dir / RUN_FILE))
         return store
 
     @classmethod
