@@ -21,7 +21,8 @@ from coordinator.config.experiment import SearchOptions
 from tests.tracking import docs
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "reproducibility.md"
-SEARCH = "coord search --name thesis --model glm --model random_forest --model xgboost --model mlp --trials 1"
+SEARCH = ("coord search --name thesis --model glm --model random_forest --model xgboost --model mlp --trials 1 "
+          "--data games.csv --target home_win --time-col season")
 SHOW = "coord show runs/thesis-* 3"
 RERUN_ONE = "coord rerun runs/thesis-* 3"
 RERUN_ALL = "coord rerun runs/thesis-* --all"
@@ -50,9 +51,10 @@ def test_every_command_the_page_shows_is_run_here() -> None:
 
 
 @pytest.mark.slow
-def test_the_page_every_builtin_model_reruns_bit_for_bit(tmp_path: Path) -> None:
+def test_the_page_every_builtin_model_reruns_bit_for_bit(tmp_path: Path, small_csv: Path) -> None:
     """As the page shows it: one trial of each built-in model (GLM, random forest, XGBoost
     and the MLP, all on CPU), then each trained again from its recipe."""
+    shutil.copy(small_csv, tmp_path / "games.csv")  # the page's data file: the built-in set, smaller
     assert _sh(SEARCH, tmp_path).returncode == 0
     (run,) = (tmp_path / "runs").glob("thesis-*")
     before = _tree(run)

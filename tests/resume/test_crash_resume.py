@@ -108,9 +108,11 @@ def test_random_kills_then_resume(tmp_path: Path) -> None:
 
 def test_resume_of_a_live_run_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *_search_args(tmp_path, run, trials=6)],
+    # trials long enough (2 x 2 x 6 s) that the two CLI calls below finish while the search
+    # runs, even on a loaded machine where each takes seconds to start (1 s trials raced them)
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *_search_args(tmp_path, run, trials=4)],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TRIAL_SLEEP": "1"})
+                            env={**os.environ, "TRIAL_SLEEP": "6"})
     try:
         deadline = time.monotonic() + 30
         while not (run / "lock").exists() and time.monotonic() < deadline:
