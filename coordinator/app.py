@@ -235,6 +235,12 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
     for platform, waiting in local_facts(exp.registry).items():  # probed in the background
         coordinator.note_host(platform, waiting)
 
+    for key, p in exp.registry.platforms.items():
+        if p.connection == "slurm":  # a bad partition is the registry's error: one message, before any trial
+            try:
+                backend.prepare(key)
+            except HostError as exc:
+                coordinator.host_failed(key, exc)
     ssh = [k for k, p in exp.registry.platforms.items() if p.connection == "ssh"]
     if not ssh:
         return
