@@ -139,3 +139,58 @@ def test_a_job_scancelled_from_outside_is_retried(slurm: slurmcluster.Cluster, t
     assert res["status"] == "COMPLETE" and res["attempt"] == 2, res
     assert res["attempts"][0]["kind"] == "killed"
     assert wait_job(tmp_path / "run", attempt=2) != job
+
+
+def test_kill_9_then_resume_reattaches_to_the_running_jobs(slurm: slurmcluster.Cluster, tmp_path: Path) -> None:
+    registry(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRIAL_STEPS": "12", "TRIAL_SLEEP": "0.5"}
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *search_args(tmp_path, trials=2)],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        jobs = [wait_job(tmp_path / "run", n) for n in (0, 1)]
+        for job in jobs:
+            wait_state(slurm, job, "RUNNING")
+    finally:
+        proc.kill()  # SIGKILL: the coordinator dies as in a crash; the jobs run on
+        proc.wait()
+    assert [slurm.run("squeue", "-h", "-j", j, "-o", "%T").stdout.strip() for j in jobs] == ["RUNNING"] * 2
+    done = coord(tmp_path, "resume", "run", "--json", env={"TRIAL_STEPS": "12", "TRIAL_SLEEP": "0.5"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = results(tmp_path / "run")
+    assert [r["status"] for r in res] == ["COMPLETE"] * 2 and all(r["attempt"] == 1 for r in res), res
+    assert [wait_job(tmp_path / "run", n) for n in (0, 1)] == jobs  # re-attached by job id, nothing resubmitted
+    assert not list((tmp_path / "run").glob("trials/*/attempt-2"))
+
+
+def test_scontrol_requeue_resumes_the_builtin_model_from_its_checkpoint(slurm: slurmcluster.Cluster,
+                                                                       small_csv: Path, tmp_path: Path) -> None:
+    reg = registry(tmp_path, slots=1)
+    reg.write_text(reg.read_text().replace("model_type: custom", 'model_type: "*"'))
+    (tmp_path / "space.yaml").write_text("params:\n  max_depth: {type: int, low: 4, high: 5}\n"
+                                         "fixed: {n_estimators: 1500}\n")
+    args = ["search", "--model", "random_forest", "--data", str(small_csv), "--target", "home_win",
+            "--space", "space.yaml",
+            "--trials", "1", "--parallel", "1", "--checkpoint-every", "0", "--registry", "reg.yaml",
+            "--run-dir", "run", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *args], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_job(tmp_path / "run")
+        shared = next((tmp_path / "shared" / "runs").glob("run/trials/0/attempt-1"))
+        deadline = time.monotonic() + 120
+        while "[coord-ckpt]" not in ((shared / "stdout").read_text() if (shared / "stdout").exists() else ""):
+            assert time.monotonic() < deadline, "no checkpoint written"
+            time.sleep(0.2)
+        slurm.run("scontrol", "requeue", job)
+        wait_state(slurm, job, "PENDING")
+        slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")  # SLURM holds a requeued job ~2 min
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    (res,) = results(tmp_path / "run")
+    assert res["status"] == "COMPLETE" and res["attempt"] == 1, res  # the same attempt: not counted twice
+    restarts = slurm.run("squeue", "-h", "--states=all", "-j", job, "-O", "RestartCnt").stdout.strip()
+    assert restarts == "1"
+    assert "resuming from the checkpoint at step" in (shared / "stderr").read_text()
