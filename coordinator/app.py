@@ -361,6 +361,11 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
         usable = "" if p.connection in RUNNABLE_CONNECTIONS else f"  [{p.connection}: not runnable yet]"
         lines.append(f"  {name:<16} {p.name}: {p.specs.cpu_cores} cores, {p.specs.memory_gb:g} GB, {gpus}, "
                      f"{p.max_concurrent_jobs} slots{usable}")
+        if p.slurm is not None:
+            o = p.slurm
+            lines.append(f"  {'':<16} SLURM: partition {o.partition or '(default)'}, one job per trial "
+                         f"({o.cpus_per_task} CPU, mem {o.mem or 'default'}, gres gpu:{o.gpus}, "
+                         f"time {o.time_limit or 'default'}), at most {p.max_concurrent_jobs} queued or running")
     for info in infos:
         lines.append(f"\n{info.name} (model type {info.model_type}, GPU {info.gpu}):")
         lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))
