@@ -239,8 +239,8 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
         if p.connection == "slurm":  # a bad partition is the registry's error: one message, before any trial
             try:
                 backend.prepare(key)
-            except HostError as exc:
-                coordinator.host_failed(key, exc)
+            except HostError as failed:
+                coordinator.host_failed(key, failed)
     ssh = [k for k, p in exp.registry.platforms.items() if p.connection == "ssh"]
     if not ssh:
         return

@@ -35,7 +35,7 @@ from coordinator import protocol
 from coordinator.backends.agenthost import runners_hash
 from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain
 from coordinator.backends.plan import HostLayout, build
-from coordinator.backends.slurmjob import JobState, job_name, job_script, parse_exit, parse_squeue, SQUEUE_FORMAT
+from coordinator.backends.slurmjob import SQUEUE_FORMAT, JobState, job_name, job_script, parse_exit, parse_squeue
 from coordinator.config.registry import Platform
 from coordinator.errors import HostUnreachable, RegistryError
 from coordinator.records import Allocation, Outcome, Recipe
@@ -292,10 +292,8 @@ class SlurmBackend(Backend):
     def _end(self, j: Job, st: JobState | None) -> None:
         self._tail(j)
         rec = None
-        try:
+        with contextlib.suppress(OSError):
             rec = parse_exit(Path(f"{j.adir}/exit.json").read_text())
-        except OSError:
-            pass
         if rec is not None and st is not None and rec.get("restart") != st.restarts:
             rec = None  # written by an earlier run of a job SLURM requeued
         stderr = ""
@@ -317,8 +315,8 @@ class SlurmBackend(Backend):
             out = Outcome(exit_code=code, error=f"SLURM job {j.job}: out of memory", **{**common,
                           "stderr": stderr + "\nout of memory (SLURM OUT_OF_MEMORY)"})
         elif code is not None:
-            out = Outcome(exit_code=code, preempted=code == protocol.EXIT_REQUEUE and bool(rec and rec.get("signalled")),
-                          **common)
+            signalled = bool(rec and rec.get("signalled"))  # SLURM's --signal (or a preemption) reached it
+            out = Outcome(exit_code=code, preempted=code == protocol.EXIT_REQUEUE and signalled, **common)
         elif state in ("NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "GONE"):
             out = Outcome(exit_code=None, lost=True, error=f"SLURM job {j.job} ended {state}", **common)
         else:
