@@ -247,6 +247,12 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
     for platform, waiting in local_facts(exp.registry).items():  # probed in the background
         coordinator.note_host(platform, waiting)
 
+    for key, p in exp.registry.platforms.items():
+        if p.connection == "slurm":  # a bad partition is the registry's error: one message, before any trial
+            try:
+                backend.prepare(key)
+            except HostError as failed:
+                coordinator.host_failed(key, failed)
     ssh = [k for k, p in exp.registry.platforms.items() if p.connection == "ssh"]
     if not ssh:
         return
@@ -367,6 +373,11 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
         usable = "" if p.connection in RUNNABLE_CONNECTIONS else f"  [{p.connection}: not runnable yet]"
         lines.append(f"  {name:<16} {p.name}: {plural(p.specs.cpu_cores, 'core')}, {p.specs.memory_gb:g} GB, {gpus}, "
                      f"{plural(p.max_concurrent_jobs, 'slot')}{usable}")
+        if p.slurm is not None:
+            o = p.slurm
+            lines.append(f"  {'':<16} SLURM: partition {o.partition or '(default)'}, one job per trial "
+                         f"({o.cpus_per_task} CPU, mem {o.mem or 'default'}, gres gpu:{o.gpus}, "
+                         f"time {o.time_limit or 'default'}), at most {p.max_concurrent_jobs} queued or running")
     for info in infos:
         lines.append(f"\n{info.name} (model type {info.model_type}, GPU {info.gpu}):")
         lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))

@@ -117,6 +117,7 @@ class Outcome:
     timed_out: bool = False
     cancelled: bool = False
     lost: bool = False  # the connection to the host was lost and the attempt could not be re-attached
+    preempted: bool = False  # the scheduler (SLURM) signalled it before a limit or a preemption
     duration_s: float = 0.0
     stderr: str = ""
     logs: tuple[str, ...] = ()

@@ -72,13 +72,32 @@ print(json.dumps({"python": sys.version.split()[0], "executable": sys.executable
 """
 
 
+def slurm_check(platform: Platform, timeout: float) -> str | None:
+    """Why coord cannot submit to this SLURM platform from here (sinfo, the partition), or None."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"sinfo not reachable: {exc}"
+    if out.returncode != 0:
+        return f"sinfo failed: {out.stderr.strip()[-300:]}"
+    partitions = [x.rstrip("*") for x in out.stdout.split()]
+    want = platform.slurm.partition if platform.slurm else None
+    if want is not None and want not in partitions:
+        return f"slurm.partition {want!r} does not exist (sinfo lists: {', '.join(partitions)})"
+    return None
+
+
 def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict[str, Any]:
     """Probe one platform; never raises: failures are reported in the result."""
     t0 = time.monotonic()
     info: dict[str, Any] = {"platform": platform.key, "connection": platform.connection,
                             "host": platform.host or "localhost"}
     try:
-        if platform.connection == "local":
+        if platform.connection == "slurm":
+            why = slurm_check(platform, timeout)
+            if why:
+                return {**info, "ok": False, "error": why}
+        if platform.connection in ("local", "slurm"):  # slurm: the login node sees the cluster's Python
             out = subprocess.run([platform.python, "-c", PROBE, platform.work_dir], capture_output=True,
                                  text=True, timeout=timeout)
             code, stdout, stderr = out.returncode, out.stdout, out.stderr

@@ -4,8 +4,8 @@
 platforms of that connection; ``runnable()`` is what this version can run. The agent
 backend serves both ``local`` and ``ssh`` (one agent per host either way). A SLURM or
 Kubernetes backend registers its connection here; a run whose platforms need several
-backends then gets one backend per factory behind a fleet that routes by platform (not
-needed while one backend serves every runnable connection).
+backends gets one backend per factory behind a fleet that routes by platform
+(``fleet.py``): local and SSH hosts through the agent, a SLURM cluster through its own.
 
 ``config/registry.py`` cannot import this layer, so it keeps the list of runnable
 connections for its feasibility checks; ``tests/test_architecture.py`` checks that the two
@@ -23,6 +23,8 @@ from typing import Any
 from coordinator import protocol
 from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend
+from coordinator.backends.fleet import FleetBackend
+from coordinator.backends.slurm import SlurmBackend
 from coordinator.config.registry import Platform
 
 
@@ -46,7 +48,11 @@ def _agent(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:
                         parser_factory=ctx.parser_factory, cwd=ctx.cwd)
 
 
-FACTORIES: dict[str, Factory] = {"local": _agent, "ssh": _agent}
+def _slurm(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:
+    return SlurmBackend(platforms, ctx.runners_dir, ctx.run_id, ctx.local_root, parser_factory=ctx.parser_factory)
+
+
+FACTORIES: dict[str, Factory] = {"local": _agent, "ssh": _agent, "slurm": _slurm}
 
 
 def runnable() -> tuple[str, ...]:
@@ -60,7 +66,11 @@ def build(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:
         factory = FACTORIES.get(p.connection)
         if factory is not None:
             groups.setdefault(factory, {})[key] = p
-    if len(groups) > 1:  # unreachable while one factory serves every connection; see the docstring
-        raise NotImplementedError("platforms served by several backends need a fleet backend")
+    if len(groups) > 1:
+        members: dict[str, Backend] = {}
+        for factory, mine in groups.items():
+            backend = factory(mine, ctx)
+            members.update(dict.fromkeys(mine, backend))
+        return FleetBackend(members)
     ((factory, mine),) = groups.items() if groups else ((_agent, {}),)
     return factory(mine, ctx)

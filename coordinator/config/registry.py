@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
+from coordinator.config.slurmcfg import SlurmOptions, parse_slurm
 from coordinator.config.yamlcfg import KeyPath, Section, Source, load_yaml
 from coordinator.errors import RegistryError
 from coordinator.records import Needs
 
 CONNECTIONS = ("local", "ssh", "k8s", "slurm")
-RUNNABLE_CONNECTIONS = ("local", "ssh")  # k8s and slurm pools come later
+RUNNABLE_CONNECTIONS = ("local", "ssh", "slurm")  # k8s pools come later
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 # The model types a routing rule can name and reach without --command (matched ignoring case).
@@ -75,13 +76,18 @@ class Platform:
     user: str | None = None
     identity_file: str | None = None
     jump: str | None = None  # another ssh platform to connect through (ProxyJump)
+    slurm: SlurmOptions | None = None  # connection: slurm; a slot is one job that may be queued or running
 
     @property
     def gpu_slots(self) -> int:
+        if self.slurm is not None:  # every job gets its own --gres=gpu:N from the cluster
+            return self.max_concurrent_jobs if self.slurm.gpus else 0
         return min(self.max_concurrent_jobs, len(self.specs.gpus) * self.max_trials_per_gpu)
 
     def slot_gpu(self, slot: int) -> Gpu | None:
         """The GPU a slot owns, or None for a CPU slot."""
+        if self.slurm is not None:
+            return Gpu(0, "SLURM GRES gpu") if self.slurm.gpus else None
         if slot < self.gpu_slots:
             return self.specs.gpus[slot % len(self.specs.gpus)]
         return None
@@ -258,6 +264,12 @@ def _parse_platform(key: str, sec: Section) -> Platform:
                                        "'_', '.', '-', ':'; no leading '-', no shell characters)")
     if connection == "ssh" and host is None:
         raise sec.fail("host", "an ssh platform needs a host")
+    slurm = None
+    if connection == "slurm":
+        slurm_sec = sec.section("slurm") if sec.has("slurm") else Section({}, sec.source, (*sec.path, "slurm"))
+        slurm = parse_slurm(slurm_sec, f"platforms.{key}.slurm")
+    if slurm is None and sec.has("slurm"):
+        raise sec.fail("slurm", "only a platform with connection: slurm has a slurm section")
     platform = Platform(
         key=key,
         name=sec.get("name", str, key),
@@ -276,6 +288,7 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         user=user,
         identity_file=sec.get("identity_file", str, None),
         jump=sec.get("jump", str, None),
+        slurm=slurm,
     )
     sec.done()
     return platform

@@ -29,10 +29,11 @@ class Kind(str, Enum):
     MIGRATED = "migrated"  # checkpointed and stopped to go on on a faster host: not a failure
     SEGMENT = "segment"  # PBT: a segment ended (checkpointed); the trial waits for its generation
     INTERRUPTED = "interrupted"  # the coordinator was stopped (Ctrl-C, SIGTERM): not a failure
+    PREEMPTED = "preempted"  # the cluster signalled it (time limit, preemption); it checkpointed: not a failure
 
 
 TRANSIENT = frozenset({Kind.REQUEUE, Kind.CRASHED, Kind.KILLED, Kind.OOM, Kind.LOST})
-FREE = frozenset({Kind.MIGRATED, Kind.SEGMENT, Kind.INTERRUPTED})  # attempts that spend no retry
+FREE = frozenset({Kind.MIGRATED, Kind.SEGMENT, Kind.INTERRUPTED, Kind.PREEMPTED})  # attempts that spend no retry
 _OOM_MARKERS = ("MemoryError", "out of memory", "std::bad_alloc", "Cannot allocate memory")
 
 
@@ -88,6 +89,8 @@ def end_kind(outcome: Outcome, objective: tuple[str, ...], metrics: dict[str, fl
         return Kind.SEGMENT
     if interrupted and (kind in TRANSIENT or kind == Kind.CANCELLED):
         return Kind.INTERRUPTED
+    if outcome.preempted and kind == Kind.REQUEUE:  # exit 75 after the cluster's warning signal
+        return Kind.PREEMPTED
     return kind
 
 
@@ -167,7 +170,7 @@ def after_attempt(kind: Kind, counted_attempts: int, policy: RetryPolicy, *, sto
                   interrupted: bool, pbt: bool) -> AfterAttempt:
     """The one place a trial's fate after an attempt is decided (the loop only acts on it).
     ``counted_attempts``: the attempts that spent the retry budget, this one included."""
-    if kind in (Kind.MIGRATED, Kind.INTERRUPTED):
+    if kind in (Kind.MIGRATED, Kind.INTERRUPTED, Kind.PREEMPTED):
         return AfterAttempt(Next.CONTINUE, avoid_host=kind == Kind.MIGRATED)
     if kind == Kind.SEGMENT and pbt:
         return AfterAttempt(Next.SEGMENT)
