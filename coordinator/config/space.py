@@ -174,7 +174,7 @@ def _parse_param(name: str, sec: Section) -> Param:
 
 
 def _label(sec: Section) -> str | None:
-    label = sec.get("label", str, None)
+    label: str | None = sec.get("label", str, None)
     # in YAML's double quotes "\eta" is an escape (ESC + "ta"): single quotes keep LaTeX as written
     if label is not None and (not label.strip() or any(ord(ch) < 32 for ch in label)):
         raise sec.fail("label", "expected one line of LaTeX for the table header, in single quotes, "

@@ -186,3 +186,18 @@ def write_preview(folder: Path, title: str, files: dict[str, Path], studies: Seq
     atomic_write(path, preview(title, [t.replace(os.sep, "/") for t in tables],
                                figure_refs(stems, studies, *pre)))
     return path
+
+
+HOST_HEADERS = ("Platform", "Model", "Trials", "Busy (s)", r"Utilisation (\%)", "Median (s)")
+
+
+def hosts_table(rows: Sequence[dict[str, Any]], pre: tuple[str, str] = ("", ""), merged: bool = False) -> str:
+    """hosts.tex from hosts.csv's rows (``reporting.tables.host_table``; merged: with their run)."""
+    keys = ["platform", "model", "trials", "busy_s", "utilisation", "median_s"]
+    cols = [Col(h) for h in HOST_HEADERS]
+    caption, name = "Trials per platform: busy time, utilisation and median duration", "hosts"
+    if merged:
+        keys, cols = ["run", *keys], [Col("Run"), *cols]
+        caption, name = "Trials per run and platform: busy time, utilisation and median duration", "merged-hosts"
+    body = [[percent(r[k]) if k == "utilisation" else r[k] for k in keys] for r in rows]
+    return render("hosts.tex.j2", caption, name, cols, body, *pre)

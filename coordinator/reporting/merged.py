@@ -94,12 +94,8 @@ def write_merged(paths: Iterable[Path], out: Path, caption_prefix: str = "", lab
                                        [[r[c] for c in cols] for r in top], pre)
     hosts = _hosts(merged)
     files["hosts"] = _csv(out / "hosts.csv", HOST_COLUMNS, hosts)
-    files["tex:hosts"] = _tex(out / "tables" / "hosts.tex", "hosts.tex.j2",
-                              "Trials per run and platform: busy time, utilisation and median duration",
-                              "merged-hosts", [latex.Col(h) for h in ("Run", "Platform", "Model", "Trials", "Busy (s)",
-                                                                      r"Utilisation (\%)", "Median (s)")],
-                              [[h["run"], h["platform"], h["model"], h["trials"], h["busy_s"],
-                                latex.percent(h["utilisation"]), h["median_s"]] for h in hosts], pre)
+    files["tex:hosts"] = out / "tables" / "hosts.tex"
+    atomic_write(files["tex:hosts"], latex.hosts_table(hosts, pre, merged=True))
     files["preview"] = latex.write_preview(out / "tables", f"{caption_prefix}{len(merged)} runs", files, [], pre)
     _forget_stale(out, files)
     manifest = {"runs": [{"run": r.label, "name": r.cfg["name"], "path": str(r.store.root)} for r in merged],

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import crashpoint
+from coordinator.analysis.latex import label
 from coordinator.config.models import BUILTIN
 from coordinator.records import TrialStatus
 from coordinator.reporting import latex
@@ -170,11 +171,7 @@ def write_report(store: RunStore, figure_width: float | None = None, plots: bool
     writer.writerows(host_rows)
     atomic_write(files["hosts"], buf.getvalue())
     path = out / "tables" / "hosts.tex"
-    atomic_write(path, latex.render(
-        "hosts.tex.j2", "Trials per platform: busy time, utilisation and median duration", "hosts",
-        [latex.Col(h) for h in ("Platform", "Model", "Trials", "Busy (s)", r"Utilisation (\%)", "Median (s)")],
-        [[r["platform"], r["model"], r["trials"], r["busy_s"], latex.percent(r["utilisation"]), r["median_s"]]
-         for r in host_rows], *pre))
+    atomic_write(path, latex.hosts_table(host_rows, pre))
     tex_files.append(path)
     files.update({f"tex:{p.stem}": p for p in tex_files})
     from coordinator.config.experiment import check_figure_width
@@ -290,7 +287,7 @@ def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any],
             fig = out / "figures" / f"pareto_{name}.tex"
             atomic_write(fig, pareto.latex_picture(points, best, metrics, cfg["directions"], tex_escape(
                 f"{pre[0]}{name}: {metrics[0]} against {metrics[1]}; filled: the Pareto front"),
-                latex.label(pre[1], f"fig:pareto-{_label(name)}")))
+                label(pre[1], f"fig:pareto-{_label(name)}")))
             files[f"fig:pareto_{name}"] = fig
             svg = out / "figures" / f"pareto_{name}.svg"
             atomic_write(svg, pareto.svg(points, best, metrics, cfg["directions"], f"{name}: Pareto front"))
