@@ -63,18 +63,18 @@ def _is_number(v: Any) -> bool:
 
 
 def decimals(values: Sequence[Any]) -> int:
-    """One number of decimals for a column: none when every value is whole, else enough
-    for 4 significant digits of the largest value and 3 of the smallest non-zero one (a
-    log-scaled learning rate from 0.3 down to 0.0012 keeps its digits), at most 6."""
+    """One number of decimals for a column: those its values need to show as written (12.5
+    and 41.7: one), but no more than 4 significant digits of the largest value and 3 of the
+    smallest non-zero one give (a log-scaled learning rate from 0.3 down to 0.0012 keeps its
+    digits, 0.84 and 0.8395 show as 0.8400 and 0.8395), at most 6; none when all are whole."""
     finite = [float(v) for v in values if _is_number(v) and math.isfinite(v)]
-    if all(v.is_integer() for v in finite):
-        return 0
     nonzero = [abs(v) for v in finite if v != 0]
-    if not nonzero:
+    if all(v.is_integer() for v in finite) or not nonzero:
         return 0
+    written = max(len(repr(v).partition(".")[2]) if "e" not in repr(v) else MAX_DECIMALS for v in finite)
     big = 3 - math.floor(math.log10(max(nonzero)))
     small = 2 - math.floor(math.log10(min(nonzero)))
-    return max(0, min(MAX_DECIMALS, max(big, small)))
+    return max(0, min(MAX_DECIMALS, written, max(big, small)))
 
 
 def column_cells(values: Sequence[Any], direction: str | None = None) -> tuple[list[str], bool]:

@@ -151,6 +151,10 @@ def write_report(store: RunStore, figure_width: float | None = None, plots: bool
         name = study["name"]
         mine = [r for r in table if r["study"] == name]
         b = best.get(name, {})
+        if b.get("pareto_front"):  # several objectives: the front's best in the first
+            sign = 1 if directions[0] == "maximize" else -1
+            b = max(b["pareto_front"], key=lambda e: (sign * e["metrics"][metrics[0]], -e["number"]))
+            b = {**b, "value": b["metrics"][metrics[0]]}
         summary.append([name, len(mine), sum(r["status"] == TrialStatus.COMPLETE.value for r in mine),
                         b.get("value"), b.get("number"), b.get("platform")])
     path = out / "tables" / "model_summary.tex"
