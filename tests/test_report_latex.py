@@ -137,3 +137,20 @@ def test_labels_default_for_metrics_and_built_in_parameters() -> None:
     assert latex.param_header("learning_rate", {}, "xgboost") == r"Learning rate $\eta$"
     assert latex.param_header("learning_rate", {}, None) == "learning\\_rate"  # a custom command: its name
     assert latex.param_header("lr", {"label": "$\\alpha$"}, "mlp") == "$\\alpha$"
+
+
+def test_the_latex_commands_in_the_docs_run_as_shown(runs: Path) -> None:
+    """docs/usage.md, LaTeX tables: a GLM search with the prefixes, then its report with others."""
+    import shlex
+
+    text = (Path(__file__).parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("coord ") and "runs/glm-thesis" in ln]
+    assert len(lines) == 2 and lines[0].startswith("coord search") and lines[1].startswith("coord report")
+    tables = Path("runs/glm-thesis/report/tables")
+    _coord(*shlex.split(lines[0])[1:])
+    top = (tables / "top_glm.tex").read_text()
+    assert r"\caption{Chapter 4: Top 4 of 4" in top and r"\label{ch4:tab:top-glm}" in top
+    assert "$C$ & L1 ratio & AUC" in top  # the built-in GLM's labels, the metric's
+    _coord(*shlex.split(lines[1])[1:])
+    assert r"\label{appB:tab:top-glm}" in (tables / "top_glm.tex").read_text()
+    assert r"\input{top_glm.tex}" in (tables / "preview.tex").read_text()
