@@ -68,7 +68,8 @@ SEARCH_SECTIONS = [
     ("Early stopping and PBT", ["pruner", "min_resource", "max_resource", "reduction_factor", "prune_threshold",
                                 "pbt", "pbt_interval"]),
     ("Reliability", ["max_retries", "host_retry", "checkpoint_every"]),
-    ("Output", ["run_dir", "runs_root", "name", "storage", "figure_width", "quiet", "as_json"]),
+    ("Output", ["run_dir", "runs_root", "name", "storage", "figure_width", "caption_prefix", "label_prefix", "quiet",
+                "as_json"]),
     TRACKING_SECTION,
 ]
 SEARCH_EXAMPLES = [
@@ -142,6 +143,10 @@ REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this mach
               help="learned: each trial goes where it should finish first (learned speeds); static: rule order.")
 @click.option("--figure-width", type=click.FloatRange(2, 12), help="Width of the report's search plots in "
               "inches (default 4.5: a thesis column); coord report keeps it.")
+@click.option("--caption-prefix", default="", help="Text the report's LaTeX captions start with (e.g. 'Chapter 4: "
+              "'); coord report keeps it.")
+@click.option("--label-prefix", default="", help="Text the report's LaTeX labels start with (e.g. 'ch4:'); coord "
+              "report keeps it.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
 @tracking_options()

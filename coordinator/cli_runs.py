@@ -50,9 +50,14 @@ def runs(runs_root: str, as_json: bool) -> None:
 @click.option("--name", "names", multiple=True, help="Merge every run of this name under --runs (repeatable).")
 @click.option("--figure-width", type=click.FloatRange(2, 12), help="One RUN: width of the search plots in inches "
               "(default: the width the search used, else 4.5).")
+@click.option("--caption-prefix", help="Text every LaTeX caption starts with, e.g. 'Chapter 4: ' (default: the "
+              "search's --caption-prefix).")
+@click.option("--label-prefix", help="Text every LaTeX label starts with, e.g. 'ch4:' (default: the search's "
+              "--label-prefix).")
 @_runs_option
 def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: tuple[str, ...],
-           figure_width: float | None, runs_root: str) -> None:
+           figure_width: float | None, caption_prefix: str | None, label_prefix: str | None,
+           runs_root: str) -> None:
     """With one RUN: (re)build trials.csv, best.json, LaTeX tables, the search plots (PDF
     and PNG: history, parameter importances, parallel coordinates, slices, timeline, Pareto
     front) and the offline page index.html in RUN/report (and, for a coord compare run,
@@ -71,7 +76,7 @@ def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: t
 
         store = RunStore.open(Path(run_paths[0]))
         _note_live(store, run_paths[0])
-        files = write_report(store, figure_width)
+        files = write_report(store, figure_width, caption_prefix=caption_prefix, label_prefix=label_prefix)
         if is_compare_run(store.config):  # a coord compare run: its comparison too, from the saved predictions
             files.update(compare_outputs(store)[0])
         _echo_files(files)
@@ -98,7 +103,7 @@ def report(run_paths: tuple[str, ...], out: str | None, all_runs: bool, names: t
         paths.extend(Path(s.path) for s in found)
     for p in paths:
         _note_live(RunStore.open(p), str(p))
-    _echo_files(write_merged(paths, Path(out).absolute()))
+    _echo_files(write_merged(paths, Path(out).absolute(), caption_prefix or "", label_prefix or ""))
 
 
 def _note_live(store: RunStore, name: str) -> None:

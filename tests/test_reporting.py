@@ -49,8 +49,9 @@ def test_reports_regenerate_byte_identically(run_with_nasty_values: Path) -> Non
     shutil.rmtree(report)
     write_report(RunStore.open(run_with_nasty_values))
     after = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
-    # csv, best, hosts.csv, three tables, four plots as PDF and PNG (one parameter: no importances), index.html
-    assert before == after and len(before) == 15
+    # csv, best, hosts.csv, three tables and their preview, four plots as PDF and PNG (one parameter: no
+    # importances), index.html
+    assert before == after and len(before) == 16
     hosts = (report / "hosts.csv").read_text().splitlines()
     assert hosts[0] == "platform,model,trials,attempts,busy_s,utilisation,median_s"
     assert hosts[1].startswith("local,custom,3,3,")
@@ -65,7 +66,7 @@ def test_latex_tables_compile_with_pdflatex(run_with_nasty_values: Path, tmp_pat
         if os.environ.get("CI"):
             pytest.fail("pdflatex is missing in CI: .ci/run must install texlive-latex-base")
         pytest.skip("pdflatex not installed (scripts/install.sh installs it)")
-    tables = sorted((run_with_nasty_values / "report" / "tables").glob("*.tex"))
+    tables = sorted(p for p in (run_with_nasty_values / "report" / "tables").glob("*.tex") if p.name != "preview.tex")
     doc = tmp_path / "doc.tex"
     doc.write_text(standalone_document(tables))
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
@@ -134,8 +135,9 @@ def test_reports_show_the_boosting_rounds_of_the_scored_model(runs: Path, small_
     tex = (run / "report" / "tables" / "top_xgboost.tex").read_text()
     assert "boosting rounds at the best validation step" in tex and "n\\_estimators\\_max" in tex
     header = next(ln for ln in tex.splitlines() if ln.strip().startswith("Rank")).split("&")
-    column = [h.strip() for h in header].index("n\\_estimators")
-    shown = {int(ln.split("&")[1]): int(ln.split("&")[column]) for ln in tex.splitlines() if ln.strip()[:1].isdigit()}
+    column = [h.strip() for h in header].index("Rounds")  # n_estimators of a built-in XGBoost: its label
+    shown = {_number(ln.split("&")[1]): _number(ln.split("&")[column]) for ln in tex.splitlines()
+             if ln.strip().startswith("$")}
     assert shown == used
     best = json.loads((run / "report" / "best.json").read_text())["xgboost"]
     assert best["params"]["n_estimators"] == used[best["number"]]
@@ -154,6 +156,11 @@ def test_reports_show_the_boosting_rounds_of_the_scored_model(runs: Path, small_
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", doc.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def _number(cell: str) -> int:
+    """A table cell's integer: ``$7$`` or, the best of its column, ``$\\mathbf{7}$``."""
+    return int(cell.strip().strip("$").removeprefix("\\mathbf{").removesuffix("}"))
 
 
 def test_parameter_columns_keep_search_space_order_when_rebuilt(runs: Path, script, space_file) -> None:

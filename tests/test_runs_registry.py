@@ -42,13 +42,19 @@ def three(tmp_path_factory: pytest.TempPathFactory, small_csv: Path) -> Path:
     (base / "space.yaml").write_text("params:\n  x: {type: float, low: 0, high: 1}\n")
     root = str(base / "runs")
     common = ["--quiet", "--runs", root, "--parallel", "1"]
+    with pytest.MonkeyPatch.context() as env:  # as every test here reports: a module fixture runs before conftest's
+        env.setenv("COORD_PLOTS", "0")
+        _searches(base, script, root, common, small_csv)
+    return base
+
+
+def _searches(base: Path, script: Path, root: str, common: list[str], small_csv: Path) -> None:
     _coord("search", "--command", f"{sys.executable} {script}", "--space", str(base / "space.yaml"), "--metric",
            "loss", "--trials", "3", "--name", "alpha", *common)
     _coord("search", "--command", f"{sys.executable} {script}", "--space", str(base / "space.yaml"), "--metric",
            "loss", "--trials", "2", "--seed", "3", "--name", "alpha", *common)
     _coord("search", "--model", "glm", "--data", str(small_csv), "--target", "home_win", "--time-col", "season",
            "--folds", "2", "--trials", "2", "--name", "beta", *common)
-    return base
 
 
 def _runs(base: Path) -> dict[str, list[Path]]:
@@ -185,7 +191,8 @@ def test_merged_report_of_three_runs(three: Path, tmp_path: Path) -> None:
     out = tmp_path / "merged"
     _coord("report", *map(str, reversed(order)), "-o", str(out))
     assert sorted(_tree(out)) == ["hosts.csv", "merged.json", "models.csv", "runs.csv", "tables/hosts.tex",
-                                  "tables/model_summary.tex", "tables/top_custom.tex", "tables/top_glm.tex",
+                                  "tables/model_summary.tex", "tables/preview.tex", "tables/top_custom.tex",
+                                  "tables/top_glm.tex",
                                   "top_custom.csv", "top_glm.csv", "trials.csv"]
     trials = _read_csv(out / "trials.csv")
     expected = [(run.name, r["number"], r["values"][0]) for run in order for r in _results(run)]
@@ -240,7 +247,7 @@ def test_merged_latex_compiles_with_pdflatex(three: Path, tmp_path: Path) -> Non
             pytest.fail("pdflatex is missing in CI: .ci/run must install texlive-latex-base")
         pytest.skip("pdflatex not installed (scripts/install.sh installs it)")
     _coord("report", "--all", "--runs", str(three / "runs"), "-o", str(tmp_path / "m"))
-    tables = sorted((tmp_path / "m" / "tables").glob("*.tex"))
+    tables = sorted(p for p in (tmp_path / "m" / "tables").glob("*.tex") if p.name != "preview.tex")
     assert len(tables) == 4
     doc = tmp_path / "doc.tex"
     doc.write_text(standalone_document(tables))
@@ -248,6 +255,14 @@ def test_merged_latex_compiles_with_pdflatex(three: Path, tmp_path: Path) -> Non
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    # the merged preview inputs every table, from where it lies
+    preview = (tmp_path / "m" / "tables" / "preview.tex").read_text()
+    assert all(f"\\input{{{t.name}}}" in preview for t in tables)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
+                           "preview.tex"], cwd=tmp_path / "m" / "tables", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for junk in ("aux", "log", "pdf"):  # a rebuild's tree must not change: keep the compile's files out of it
+        (tmp_path / "m" / "tables" / f"preview.{junk}").unlink()
 
 
 def test_report_by_name_and_all_skip_damaged_runs_and_drop_stale_files(messy: Path, tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_int_float_log_categorical(tmp_path: Path) -> None:
      "s.yaml:4: params.a.choice: unknown key; did you mean 'choices'?"),
     ("params:\n  a: {tpye: int, low: 1, high: 3}\n", "params.a.tpye: unknown key; did you mean 'type'?"),
     ("params:\n  a: {type: int, low: 1, high: 3, choices: [1]}\n",
-     "params.a.choices: unknown key (valid: grid, high, log, low, step, type)"),
+     "params.a.choices: unknown key (valid: grid, high, label, log, low, step, type)"),
 ])
 def test_bad_spaces(tmp_path: Path, text: str, fragment: str) -> None:
     p = tmp_path / "s.yaml"

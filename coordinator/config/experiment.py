@@ -69,6 +69,8 @@ class SearchOptions:
     pbt: bool = False  # population-based training: the trials are the population
     pbt_interval: int | None = None  # steps per PBT segment (default: twice the model's first rung)
     figure_width: float | None = None  # the report's search plots, inches (default: reporting.plots.FIGURE_WIDTH)
+    caption_prefix: str = ""  # the report's LaTeX captions start with it (e.g. "Chapter 4: ")
+    label_prefix: str = ""  # and its \label{}s (e.g. "ch4:")
 
 
 def _check_pbt(o: SearchOptions, studies: list[StudyConfig], metrics: tuple[str, ...], trials: int) -> None:

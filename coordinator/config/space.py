@@ -7,6 +7,7 @@ Format (``registry/spaces/<model>.yaml`` or ``--space FILE``)::
       max_depth:     {type: int, low: 3, high: 9, grid: [3, 5, 7, 9]}
       learning_rate: {type: float, low: 0.01, high: 0.3, log: true}
       booster:       {type: categorical, choices: [gbtree, dart]}
+      eta:           {type: float, low: 0.01, high: 0.3, label: 'Learning rate $\\eta$'}
     fixed:                    # passed unchanged to every trial
       max_bin: 256
 """
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 
 TYPES = ("int", "float", "categorical")
 KEYS = ("model", "params", "fixed")
-PARAM_KEYS = {"categorical": ("type", "choices"), "int": ("type", "low", "high", "log", "step", "grid")}
+# label: the parameter's column header in the report's LaTeX tables, as LaTeX source (not escaped)
+PARAM_KEYS = {"categorical": ("type", "choices", "label"),
+              "int": ("type", "low", "high", "log", "step", "grid", "label")}
 PARAM_KEYS["float"] = PARAM_KEYS["int"]
 MAX_GRID = 100_000
 
@@ -42,6 +45,7 @@ class Param:
     step: float | None = None
     choices: tuple[Any, ...] = ()
     grid: tuple[Any, ...] = ()
+    label: str | None = None  # LaTeX source for the report's table headers
 
     def distribution(self) -> BaseDistribution:
         from optuna import distributions as d
@@ -144,8 +148,9 @@ def _parse_param(name: str, sec: Section) -> Param:
             raise sec.fail("choices", "expected a non-empty list")
         if not all(c is None or isinstance(c, (str, int, float, bool)) for c in choices):
             raise sec.fail("choices", "choices must be strings, numbers, booleans or null")
+        label = _label(sec)
         sec.done()
-        return Param(name, kind, choices=tuple(choices))
+        return Param(name, kind, choices=tuple(choices), label=label)
     num = (int,) if kind == "int" else (float,)
     low, high = sec.get("low", num), sec.get("high", num)
     log = sec.get("log", bool, False)
@@ -163,8 +168,18 @@ def _parse_param(name: str, sec: Section) -> Param:
     for v in grid:
         if not low <= v <= high:
             raise sec.fail("grid", f"grid value {v} is outside [{low}, {high}]")
+    label = _label(sec)
     sec.done()
-    return Param(name, kind, low, high, log, step, grid=tuple(grid))
+    return Param(name, kind, low, high, log, step, grid=tuple(grid), label=label)
+
+
+def _label(sec: Section) -> str | None:
+    label: str | None = sec.get("label", str, None)
+    # in YAML's double quotes "\eta" is an escape (ESC + "ta"): single quotes keep LaTeX as written
+    if label is not None and (not label.strip() or any(ord(ch) < 32 for ch in label)):
+        raise sec.fail("label", "expected one line of LaTeX for the table header, in single quotes, "
+                       "e.g. 'Learning rate $\\eta$'")
+    return label
 
 
 def check_space_matches(space: Space, accepted: frozenset[str], model: str) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import StoreError
+from coordinator.reporting import latex, tables
 from coordinator.reporting import runs as registry
-from coordinator.reporting import tables
-from coordinator.reporting.fmt import csv_cell, latex_env, tex_escape
+from coordinator.reporting.fmt import csv_cell
 from coordinator.store.files import atomic_write, write_json
 from coordinator.store.rundir import RunStore
 
@@ -65,36 +65,38 @@ def load(paths: Iterable[Path]) -> list[_Run]:
     return out
 
 
-def write_merged(paths: Iterable[Path], out: Path) -> dict[str, Path]:
-    """Write the merged tables of the runs at ``paths`` into ``out``; return them by kind."""
+def write_merged(paths: Iterable[Path], out: Path, caption_prefix: str = "", label_prefix: str = "") -> dict[str, Path]:
+    """Write the merged tables of the runs at ``paths`` into ``out``; return them by kind.
+    The LaTeX captions and labels start with the prefixes."""
     merged = load(paths)
+    pre = (caption_prefix, label_prefix)
     files: dict[str, Path] = {}
     files["runs"] = _csv(out / "runs.csv", RUN_COLUMNS, [_run_row(r) for r in merged])
     trial_cols, trial_rows = _all_trials(merged)
     files["trials"] = _csv(out / "trials.csv", trial_cols, trial_rows)
     summary = _summary(merged)
     files["models"] = _csv(out / "models.csv", SUMMARY_COLUMNS, summary)
-    env = latex_env()
-    files["tex:model_summary"] = _tex(out / "tables" / "model_summary.tex", env,
-                                      f"Best value per model and run ({len(merged)} runs)", "tab:merged-model-summary",
-                                      ["Model", "Run", "Metric", "Trials", "Complete", "Best", "Best trial",
-                                       "Platform"], "lllrrrrl",
-                                      [[r["model"], r["run"], f"{r['metric']} ({r['direction'][:3]})", r["trials"],
-                                        r["complete"], r["best_value"], r["best_trial"], r["best_platform"]]
-                                       for r in summary])
-    for key, (cols, top, caption) in _tops(merged).items():
+    objectives = {(r["metric"], r["direction"]) for r in summary}
+    one = next(iter(objectives)) if len(objectives) == 1 else None  # bold only where the rows compare
+    files["tex:model_summary"] = _tex(
+        out / "tables" / "model_summary.tex", "model_summary.tex.j2",
+        f"Best value per model and run ({len(merged)} runs)" + (tables.BOLD_NOTE if one else ""),
+        "merged-model-summary",
+        [latex.Col(h) for h in ("Model", "Run", "Metric", "Trials", "Complete")]
+        + [latex.Col("Best", one[1] if one else None), latex.Col("Best trial"), latex.Col("Platform")],
+        [[r["model"], r["run"], f"{latex.metric_name(r['metric'])} ({r['direction'][:3]})", r["trials"],
+          r["complete"], r["best_value"], r["best_trial"], r["best_platform"]] for r in summary], pre)
+    for key, (cols, top, caption, heads) in _tops(merged).items():
         files[f"top:{key}"] = _csv(out / f"top_{key}.csv", cols, top)
-        header = ["Rank", "Run", "Trial", *cols[3:]]
-        files[f"tex:top_{key}"] = _tex(out / "tables" / f"top_{key}.tex", env, caption, f"tab:merged-top-{key}",
-                                       header, "rlr" + "r" * (len(header) - 3), [[r[c] for c in cols] for r in top])
+        files[f"tex:top_{key}"] = _tex(out / "tables" / f"top_{key}.tex", "top_configs.tex.j2", caption,
+                                       f"merged-top-{key}", [latex.Col("Rank"), latex.Col("Run"),
+                                                             latex.Col("Trial"), *heads],
+                                       [[r[c] for c in cols] for r in top], pre)
     hosts = _hosts(merged)
     files["hosts"] = _csv(out / "hosts.csv", HOST_COLUMNS, hosts)
-    files["tex:hosts"] = _tex(out / "tables" / "hosts.tex", env,
-                              "Trials per run and platform: busy time, utilisation and median duration",
-                              "tab:merged-hosts", ["Run", "Platform", "Model", "Trials", "Busy (s)", "Utilisation",
-                                                   "Median (s)"], "lllrrrr",
-                              [[h[k] for k in ("run", "platform", "model", "trials", "busy_s", "utilisation",
-                                               "median_s")] for h in hosts])
+    files["tex:hosts"] = out / "tables" / "hosts.tex"
+    atomic_write(files["tex:hosts"], latex.hosts_table(hosts, pre, merged=True))
+    files["preview"] = latex.write_preview(out / "tables", f"{caption_prefix}{len(merged)} runs", files, [], pre)
     _forget_stale(out, files)
     manifest = {"runs": [{"run": r.label, "name": r.cfg["name"], "path": str(r.store.root)} for r in merged],
                 "files": sorted(str(p.relative_to(out)) for p in files.values())}
@@ -158,7 +160,7 @@ def _summary(merged: list[_Run]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda x: (x["model"], order[x["run"]]))
 
 
-def _tops(merged: list[_Run]) -> dict[str, tuple[list[str], list[dict[str, Any]], str]]:
+def _tops(merged: list[_Run]) -> dict[str, tuple[list[str], list[dict[str, Any]], str, list[latex.Col]]]:
     """Per model and objective (metric and direction): the best TOP_K completed trials over
     all runs, ranked by the objective, ties by run order and trial number."""
     groups: dict[tuple[str, str, str], list[tuple[int, _Run, dict[str, Any]]]] = {}
@@ -166,14 +168,23 @@ def _tops(merged: list[_Run]) -> dict[str, tuple[list[str], list[dict[str, Any]]
         for study in r.cfg["studies"]:
             groups.setdefault((study["name"], r.cfg["metrics"][0], r.cfg["directions"][0]), []).append(
                 (i, r, study))
-    out: dict[str, tuple[list[str], list[dict[str, Any]], str]] = {}
+    out: dict[str, tuple[list[str], list[dict[str, Any]], str, list[latex.Col]]] = {}
     for (name, metric, direction), members in sorted(groups.items()):
+        labelled: set[str] = set()
         params: list[str] = []
         metrics: list[str] = []
+        heads: dict[str, latex.Col] = {}  # a parameter's: the first run's that labels it, else the default
+        ways: dict[str, set[str]] = {}  # each metric's directions over the runs: bold where they agree
         done: list[tuple[int, dict[str, Any]]] = []
         for i, r, study in members:
             params.extend(p for p in study["space"]["params"] if p not in params)
+            for p, spec in study["space"]["params"].items():
+                if p not in heads or (spec.get("label") and p not in labelled):
+                    heads[p] = latex.Col(latex.param_header(p, spec, study.get("model")))
+                    labelled.update([p] if spec.get("label") else [])
             metrics.extend(m for m in r.cfg["metrics"] if m not in metrics)
+            for m, d in zip(r.cfg["metrics"], r.cfg["directions"], strict=True):
+                ways.setdefault(m, set()).add(d)
             done.extend((i, x) for x in r.rows if x["study"] == name and x["status"] == "COMPLETE"
                         and _finite(x.get("value")))
         sign = 1 if direction == "maximize" else -1
@@ -183,8 +194,12 @@ def _tops(merged: list[_Run]) -> dict[str, tuple[list[str], list[dict[str, Any]]
         key = tables._label(_top_key(name, metric, direction, list(groups)))
         note = tables._steps_note(members[0][2], [x for _, x in done], params)
         caption = (f"Top {len(top)} of {len(done)} completed {name} configurations in {len(members)} "
-                   f"run{'s' if len(members) != 1 else ''} by {metric} ({direction}){note}")
-        out[key] = (["rank", "run", "trial", *params, *metrics], top, caption)
+                   f"run{'s' if len(members) != 1 else ''} by {latex.metric_name(metric)} ({direction}){note}"
+                   f"{tables.BOLD_NOTE}")
+        cols = [*[heads[p] for p in params],
+                *[latex.Col(latex.metric_header(m), next(iter(ways[m])) if len(ways[m]) == 1 else None)
+                  for m in metrics]]
+        out[key] = (["rank", "run", "trial", *params, *metrics], top, caption, cols)
     return out
 
 
@@ -246,12 +261,9 @@ def _csv(path: Path, columns: Iterable[str], rows: list[dict[str, Any]]) -> Path
     return path
 
 
-def _tex(path: Path, env: Any, caption: str, label: str, header: list[str], align: str,
-         body: list[list[Any]]) -> Path:
-    atomic_write(path, env.get_template("top_configs.tex.j2").render(
-        caption=tex_escape(caption), label=label, align=align, wide=len(header) > 6,
-        header=" & ".join(tex_escape(h) for h in header),
-        rows=[" & ".join(tex_escape(v) for v in row) for row in body]))
+def _tex(path: Path, template: str, caption: str, name: str, cols: list[latex.Col], body: list[list[Any]],
+         pre: tuple[str, str]) -> Path:
+    atomic_write(path, latex.render(template, caption, name, cols, body, *pre))
     return path
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import crashpoint
+from coordinator.analysis.latex import label
 from coordinator.config.models import BUILTIN
 from coordinator.records import TrialStatus
+from coordinator.reporting import latex
 from coordinator.reporting.fmt import csv_cell, fmt, latex_env, plural, tex_escape
 from coordinator.store.files import atomic_write, write_json
 from coordinator.store.rundir import RunStore, TrialRecord
@@ -105,11 +107,13 @@ def _steps_note(study: dict[str, Any], done: list[dict[str, Any]], params: list[
             f"is in trials.csv, column {param}{MAX_SUFFIX})")
 
 
-def write_report(store: RunStore, figure_width: float | None = None, plots: bool | None = None) -> dict[str, Path]:
+def write_report(store: RunStore, figure_width: float | None = None, plots: bool | None = None,
+                 caption_prefix: str | None = None, label_prefix: str | None = None) -> dict[str, Path]:
     """Write every report file; return their paths by kind. The search plots are
     ``figure_width`` inches wide (default: the width the search was started with); ``plots``
     False leaves them out (default: on unless ``COORD_PLOTS=0``: drawing them costs seconds,
-    see docs/performance.md)."""
+    see docs/performance.md). The LaTeX captions and labels start with the prefixes
+    (default: those the search was started with)."""
     cfg = store.config
     metrics, directions = cfg["metrics"], cfg["directions"]
     table, columns = rows(store)
@@ -124,40 +128,45 @@ def write_report(store: RunStore, figure_width: float | None = None, plots: bool
     crashpoint.reached("mid_report")
     best = best_trials(table, cfg)
     write_json(files["best"], best)
-    env = latex_env()
+    opts = cfg.get("options") or {}
+    pre = (caption_prefix if caption_prefix is not None else opts.get("caption_prefix") or "",
+           label_prefix if label_prefix is not None else opts.get("label_prefix") or "")
     tex_files = []
     for study in cfg["studies"]:
         name = study["name"]
         done = [r for r in table if r["study"] == name and r["status"] == TrialStatus.COMPLETE.value]
         done.sort(key=lambda r: (-r["value"] if directions[0] == "maximize" else r["value"], r["number"]))
         params = list(study["space"]["params"])
-        header = ["Rank", "Trial", *params, *metrics]
-        body = [" & ".join(tex_escape(v) for v in [i + 1, r["number"], *[r.get(p) for p in params],
-                                                     *[r.get(m) for m in metrics]])
-                for i, r in enumerate(done[:TOP_K])]
+        cols = [latex.Col("Rank"), latex.Col("Trial"), *latex.param_cols(study),
+                *latex.metric_cols(metrics, directions)]
         path = out / "tables" / f"top_{name}.tex"
-        atomic_write(path, env.get_template("top_configs.tex.j2").render(
-            caption=tex_escape(f"Top {min(TOP_K, len(done))} of {len(done)} completed {name} configurations "
-                               f"by {metrics[0]}{_steps_note(study, done, params)}"),
-            label=f"tab:top-{_label(name)}", align="r" * len(header), wide=len(header) > 6,
-            header=" & ".join(tex_escape(h) for h in header), rows=body))
+        atomic_write(path, latex.render(
+            "top_configs.tex.j2", f"Top {min(TOP_K, len(done))} of {len(done)} completed {name} configurations "
+            f"by {latex.metric_name(metrics[0])}{_steps_note(study, done, params)}{BOLD_NOTE}", f"top-{_label(name)}",
+            cols, [[i + 1, r["number"], *[r.get(p) for p in params], *[r.get(m) for m in metrics]]
+                   for i, r in enumerate(done[:TOP_K])], *pre))
         tex_files.append(path)
     summary = []
     for study in cfg["studies"]:
         name = study["name"]
         mine = [r for r in table if r["study"] == name]
         b = best.get(name, {})
-        summary.append(" & ".join(tex_escape(v) for v in [
-            name, len(mine), sum(r["status"] == TrialStatus.COMPLETE.value for r in mine), b.get("value"),
-            b.get("number"), b.get("platform")]))
+        if b.get("pareto_front"):  # several objectives: the front's best in the first
+            sign = 1 if directions[0] == "maximize" else -1
+            b = max(b["pareto_front"], key=lambda e: (sign * e["metrics"][metrics[0]], -e["number"]))
+            b = {**b, "value": b["metrics"][metrics[0]]}
+        summary.append([name, len(mine), sum(r["status"] == TrialStatus.COMPLETE.value for r in mine),
+                        b.get("value"), b.get("number"), b.get("platform")])
     path = out / "tables" / "model_summary.tex"
-    atomic_write(path, env.get_template("model_summary.tex.j2").render(
-        caption=tex_escape(f"Best {metrics[0]} per model"), label="tab:model-summary",
-        metric=tex_escape(metrics[0]), rows=summary))
+    atomic_write(path, latex.render(
+        "model_summary.tex.j2", f"Best {latex.metric_name(metrics[0])} per model{BOLD_NOTE}", "model-summary",
+        [latex.Col("Model"), latex.Col("Trials"), latex.Col("Complete"),
+         latex.Col("Best " + latex.metric_header(metrics[0]), directions[0]), latex.Col("Best trial"),
+         latex.Col("Platform")], summary, *pre))
     tex_files.append(path)
     if len(metrics) > 1:
-        files.update(_pareto_files(out, table, cfg, env))
-    files.update(_lineage_files(store, out, env))
+        files.update(_pareto_files(out, table, cfg, pre))
+    files.update(_lineage_files(store, out, pre))
     host_rows = host_table(store)
     files["hosts"] = out / "hosts.csv"
     buf = io.StringIO()
@@ -166,10 +175,7 @@ def write_report(store: RunStore, figure_width: float | None = None, plots: bool
     writer.writerows(host_rows)
     atomic_write(files["hosts"], buf.getvalue())
     path = out / "tables" / "hosts.tex"
-    atomic_write(path, env.get_template("hosts.tex.j2").render(
-        caption="Trials per platform: busy time, utilisation and median duration", label="tab:hosts",
-        rows=[" & ".join(tex_escape(r[k]) for k in ("platform", "model", "trials", "busy_s", "utilisation",
-                                                   "median_s")) for r in host_rows]))
+    atomic_write(path, latex.hosts_table(host_rows, pre))
     tex_files.append(path)
     files.update({f"tex:{p.stem}": p for p in tex_files})
     from coordinator.config.experiment import check_figure_width
@@ -179,6 +185,8 @@ def write_report(store: RunStore, figure_width: float | None = None, plots: bool
     width = figure_width or (cfg.get("options") or {}).get("figure_width") or FIGURE_WIDTH
     if plots if plots is not None else os.environ.get("COORD_PLOTS", "1") != "0":
         files.update(write_plots(store, out / "figures", float(width)))
+    files["preview"] = latex.write_preview(out / "tables", f"{pre[0]}{cfg['name']}: search report", files,
+                                           [s["name"] for s in cfg["studies"]], pre)
     from coordinator.reporting.page import write_page  # the page shows what the files above hold
 
     files["html"] = write_page(store, table, best, host_rows, files)
@@ -255,7 +263,8 @@ def _best_entry(r: dict[str, Any], study: dict[str, Any], metrics: list[str], cf
     return entry
 
 
-def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], env: Any) -> dict[str, Path]:
+def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any],
+                  pre: tuple[str, str]) -> dict[str, Path]:
     """Per study of a multi-objective run: the front as a LaTeX table, and for two
     objectives as a LaTeX picture and an SVG."""
     from coordinator.reporting import pareto
@@ -268,23 +277,21 @@ def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], e
         if not best:
             continue
         params = list(study["space"]["params"])
-        header = ["Trial", *metrics, *params]
         path = out / "tables" / f"pareto_{name}.tex"
-        atomic_write(path, env.get_template("top_configs.tex.j2").render(
-            caption=tex_escape(f"Pareto front of {name}: {len(best)} of {len(done)} completed trials, "
-                               f"{' vs '.join(metrics)}{_steps_note(study, best, params)}"),
-            label=f"tab:pareto-{_label(name)}", align="r" * len(header), wide=len(header) > 6,
-            header=" & ".join(tex_escape(h) for h in header),
-            rows=[" & ".join(tex_escape(v) for v in [r["number"], *[r.get(m) for m in metrics],
-                                                     *[r.get(p) for p in params]]) for r in best]))
+        atomic_write(path, latex.render(
+            "top_configs.tex.j2", f"Pareto front of {name}: {len(best)} of {len(done)} completed trials, "
+            f"{' vs '.join(latex.metric_name(m) for m in metrics)}{_steps_note(study, best, params)}{BOLD_NOTE}",
+            f"pareto-{_label(name)}", [latex.Col("Trial"), *latex.metric_cols(metrics, cfg["directions"]),
+                                       *latex.param_cols(study)],
+            [[r["number"], *[r.get(m) for m in metrics], *[r.get(p) for p in params]] for r in best], *pre))
         files[f"tex:pareto_{name}"] = path
         if len(metrics) == 2:
             points = [r for r in done if all(isinstance(r.get(m), (int, float)) and math.isfinite(r[m])
                                              for m in metrics)]
             fig = out / "figures" / f"pareto_{name}.tex"
             atomic_write(fig, pareto.latex_picture(points, best, metrics, cfg["directions"], tex_escape(
-                f"{name}: {metrics[0]} against {metrics[1]}; filled: the Pareto front"),
-                f"fig:pareto-{_label(name)}"))
+                f"{pre[0]}{name}: {metrics[0]} against {metrics[1]}; filled: the Pareto front"),
+                label(pre[1], f"fig:pareto-{_label(name)}")))
             files[f"fig:pareto_{name}"] = fig
             svg = out / "figures" / f"pareto_{name}.svg"
             atomic_write(svg, pareto.svg(points, best, metrics, cfg["directions"], f"{name}: Pareto front"))
@@ -292,7 +299,7 @@ def _pareto_files(out: Path, table: list[dict[str, Any]], cfg: dict[str, Any], e
     return files
 
 
-def _lineage_files(store: RunStore, out: Path, env: Any) -> dict[str, Path]:
+def _lineage_files(store: RunStore, out: Path, pre: tuple[str, str]) -> dict[str, Path]:
     """PBT runs: every exploit (trial, generation, step, donor, the parameters it went on
     with) as lineage.csv and one LaTeX table per study."""
     rows = [{"study": rec.result.study, "number": rec.number, **entry}
@@ -310,15 +317,16 @@ def _lineage_files(store: RunStore, out: Path, env: Any) -> dict[str, Path]:
     for study in sorted({r["study"] for r in rows}):
         mine = [r for r in rows if r["study"] == study]
         path = out / "tables" / f"lineage_{study}.tex"
-        atomic_write(path, env.get_template("top_configs.tex.j2").render(
-            caption=tex_escape(f"Population-based training of {study}: {plural(len(mine), 'exploit')} (the trial "
-                               "took the donor's checkpoint at that step and went on with the parameters shown)"),
-            label=f"tab:lineage-{_label(study)}", align="rrrrl", wide=True,
-            header=" & ".join(tex_escape(h) for h in ("Trial", "Generation", "Step", "Donor", "Parameters")),
-            rows=[" & ".join(tex_escape(v) for v in (r["number"], r["generation"], r["step"], r["donor"],
-                                                        _params_text(r["params"]))) for r in mine]))
+        atomic_write(path, latex.render(
+            "top_configs.tex.j2", f"Population-based training of {study}: {plural(len(mine), 'exploit')} (the "
+            "trial took the donor's checkpoint at that step and went on with the parameters shown)",
+            f"lineage-{_label(study)}", [latex.Col(h) for h in ("Trial", "Generation", "Step", "Donor", "Parameters")],
+            [[r["number"], r["generation"], r["step"], r["donor"], _params_text(r["params"])] for r in mine], *pre))
         files[f"tex:lineage_{study}"] = path
     return files
+
+
+BOLD_NOTE = "; the best value per metric in bold"
 
 
 def _params_text(params: dict[str, Any]) -> str:
