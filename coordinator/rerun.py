@@ -26,6 +26,7 @@ from coordinator.app import run_cwd
 from coordinator.backends.base import EndEvent, Handle, MetricEvent
 from coordinator.backends.registry import BackendContext
 from coordinator.backends.registry import build as build_backend
+from coordinator.backends.registry import runnable as backend_connections
 from coordinator.config import datasets
 from coordinator.config.knownhosts import known_hosts_path
 from coordinator.config.registry import Platform, Registry, default_registry, load_registry
@@ -132,7 +133,7 @@ def _why_not_exact(rec: TrialRecord, recipe: Recipe, spec: dict[str, Any], threa
 
 
 def _target(registry: Registry, host: str | None, recorded: str) -> Platform:
-    runnable = {k: p for k, p in registry.platforms.items() if p.connection in ("local", "ssh")}
+    runnable = {k: p for k, p in registry.platforms.items() if p.connection in backend_connections()}
     if host is not None:
         if host not in runnable:
             raise ConfigError(f"no platform {host!r} in {registry.source}", key="--host", valid=runnable)
