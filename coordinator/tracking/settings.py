@@ -13,6 +13,7 @@ and every message carry the URI without it; MLflow's own ``MLFLOW_TRACKING_USERN
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -20,6 +21,7 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,26 @@ def artifact_root(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     return (Path(uri[len("sqlite:///"):]).parent / ARTIFACTS).absolute().as_uri()
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[bool]:
+    """One process at a time opens a SQLite store: MLflow creates and migrates a new one on
+    first use, and two processes doing it at once (two searches starting under one runs
+    folder) can leave it broken for good (MLflow 3.17: "table _alembic_tmp_tags already
+    exists" on every later open). An flock on a hidden file beside it; yields True when it
+    took one (other stores: no lock, False)."""
+    if not uri.startswith("sqlite:///"):
+        yield False
+        return
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(db.parent / f".{db.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def prepare_environment() -> None:

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,37 @@ def test_coord_starts_without_importing_mlflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.stdout.strip() == "False"
+
+
+OPEN_STORE = """import os, sys, time
+sys.path.insert(0, sys.argv[3])
+from coordinator.tracking import settings, worker
+settings.prepare_environment()
+import mlflow  # imported before the barrier: only the store's opening is raced
+open(sys.argv[2] + ".ready", "w").close()
+while not os.path.exists(os.path.join(os.path.dirname(sys.argv[2]), "go")):
+    time.sleep(0.005)
+try:
+    worker.client(sys.argv[1]).search_experiments()
+    print("ok")
+except Exception as exc:
+    print("ERR", type(exc).__name__, str(exc).splitlines()[0][:200])
+"""
+
+
+def test_trackers_opening_a_new_sqlite_store_at_once_leave_it_working(tmp_path: Path) -> None:
+    """Three tracking processes (three searches started together under one runs folder) open
+    the same new runs/mlflow.db at the same moment: without coord's lock, MLflow's table
+    creation and migrations race and most fail, some leaving the store broken for good."""
+    (tmp_path / "open.py").write_text(OPEN_STORE)
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    root = str(Path(__file__).resolve().parents[2])
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "open.py"), uri, str(tmp_path / f"p{i}"), root],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(3)]
+    deadline = time.monotonic() + 240
+    while len(list(tmp_path.glob("p*.ready"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (tmp_path / "go").write_text("")
+    outs = [p.communicate(timeout=240)[0].strip() for p in procs]
+    assert outs == ["ok"] * 3, outs
+    assert coord_runs(uri) == []  # and it opens afterwards
