@@ -41,7 +41,7 @@ from coordinator.search import Search, count_trials, decisions, make_pruner, mak
 from coordinator.store.files import disk_full, writing
 from coordinator.store.rundir import RunStore
 from coordinator.tracking.follower import Follower, start_tracking
-from coordinator.tracking.settings import TrackingOptions
+from coordinator.tracking.settings import TrackingOptions, check_uris
 from coordinator.tracking.tracker import Tracker, Trackers
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ def _tracker(mode: str) -> Tracker:
 def run_search(opts: SearchOptions, mode: str = "quiet", tracking: TrackingOptions | None = None) -> dict[str, Any]:
     """Validate, create the run, search, report. Returns the summary with file paths."""
     exp = resolve(opts)  # every input error surfaces here, before anything is written
+    if tracking is not None and tracking.enabled:
+        check_uris(tracking.uri)
     store = RunStore.create(Path(opts.runs_root), exp.name, {**exp.snapshot(), "cwd": os.getcwd()},
                             Path(opts.run_dir) if opts.run_dir else None)
     store.lock()
@@ -89,6 +91,8 @@ def resume_run(path: Path, mode: str = "quiet", tracking: TrackingOptions | None
             fields[key] = str(Path(base) / fields[key])
     opts = SearchOptions(**fields)
     exp = resolve(opts)
+    if tracking is not None and tracking.enabled:
+        check_uris(tracking.uri)
     store.lock()
     data = _data(exp, store)
     started = next((e for e in store.events_read() if e.get("event") == "search_start"), None)

@@ -143,6 +143,7 @@ def start_tracking(run_dir: Path, options: TrackingOptions) -> Follower | None:
 def sync_run(run_dir: Path, uri: str | None = None, register_as: str | None = None) -> dict[str, Any]:
     """``coord sync``: replay a run directory into MLflow, idempotently, in this process. A
     live run is refused (its coordinator tracks it; two writers could make one trial twice)."""
+    settings.check_uris(uri)
     store = RunStore.open(run_dir)
     pid = store.live_pid()
     if pid:

@@ -127,6 +127,34 @@ def test_sync_through_the_cli_and_its_mistakes(runs: Path, script, space_file) -
     res = CliRunner().invoke(main, ["sync", out["run_dir"], "--mlflow-uri", dead])
     assert res.exit_code == 69 and res.output.startswith(f"coord: error: MLflow at {dead}: "), res.output
     assert len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(main, ["sync", out["run_dir"], "--mlflow-uri", "ftp://x"])
+    assert res.exit_code == 2 and res.output.startswith("coord: error: --mlflow-uri: "), res.output
+    assert "'ftp'" in res.output and "sqlite" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("where", ["flag", "environment"])
+def test_a_uri_no_mlflow_store_takes_is_one_error_before_the_search(runs: Path, script, space_file, where: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["search", "--command", script(STEPS), "--space", space_file(SPACE), "--metric", "loss", "--trials", "1",
+            "--runs", str(runs)]
+    if where == "flag":
+        args += ["--mlflow-uri", "ftp://user:secret@x/y"]
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://user:secret@x/y")
+    res = CliRunner().invoke(main, args)
+    source = "--mlflow-uri" if where == "flag" else "MLFLOW_TRACKING_URI"
+    assert res.exit_code == 2 and res.output.startswith(f"coord: error: {source}: "), res.output
+    line = res.output.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line and "secret" not in line
+    for valid in ("http", "https", "sqlite", "postgresql", "file"):
+        assert valid in line.split("(valid: ")[1], line
+    assert not runs.exists()  # before anything was written
+    assert CliRunner().invoke(main, [*args, "--no-mlflow"]).exit_code == 0  # tracking off: the URI is not used
+    (run,) = runs.iterdir()
+    res = CliRunner().invoke(main, ["resume", str(run), "--mlflow-uri", "ftp://x"])
+    assert res.exit_code == 2 and res.output.startswith("coord: error: --mlflow-uri: "), res.output
+    for good in ("sqlite:///a/b.db", "postgresql+psycopg2://u@h/db", "http://h:5000", "/a/path", "file:///a"):
+        settings.check_uri(good)
 
 
 def test_a_live_run_is_not_synced_by_a_second_writer(runs: Path, script, space_file) -> None:
