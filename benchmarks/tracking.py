@@ -1,9 +1,10 @@
 """MLflow tracking: what it costs the search, and how long a replay takes.
 
 overhead N S R: N one-second sleep trials (a --command script, a fresh ``python -S`` per
-trial) on S local slots, R rounds; each round runs the search with tracking off and on
-(a fresh SQLite store, as a first search under a new runs folder has it: MLflow's import
-and the database's creation happen during the search), in alternating order. Reported,
+trial) on S local slots, R rounds; each round runs the search with tracking off, on with a
+fresh SQLite store (as a first search under a new runs folder has it: the database's
+creation happens during the search) and on with a store an earlier search made ("warm"),
+in rotating order. MLflow's import is the tracking process's in every case. Reported,
 median over rounds, side by side: the loop's makespan (first launch to last end, from
 events.jsonl: what tracking must not slow), and the whole ``run_search`` (with tracking on,
 that includes the final pass: the searches' end logged; a script has no model to refit).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,29 +52,55 @@ def _search(root: Path, body: str, n: int, s: int, tracking: TrackingOptions | N
     return max(monos) - min(monos), whole, out
 
 
+MODES = ("off", "on", "warm")
+
+
+def _ratios(loops: dict[str, list[float]], wholes: dict[str, list[float]]) -> dict[str, float]:
+    med = {m: statistics.median(v) for m, v in loops.items()}
+    whole = {m: statistics.median(v) for m, v in wholes.items()}
+    out = {}
+    for m in MODES:
+        out[f"median_loop_{m}_s"] = round(med[m], 3)
+        out[f"median_whole_{m}_s"] = round(whole[m], 3)
+    for m in MODES[1:]:
+        out[f"loop_ratio_{m}_off"] = round(med[m] / med["off"], 4)
+        out[f"loop_overhead_{m}_pct"] = round(100 * (med[m] - med["off"]) / med["off"], 2)
+        out[f"whole_ratio_{m}_off"] = round(whole[m] / whole["off"], 4)
+    return out
+
+
 def overhead(n: int, s: int, r: int) -> None:
-    loops: dict[str, list[float]] = {"off": [], "on": []}
-    wholes: dict[str, list[float]] = {"off": [], "on": []}
+    """Three modes per round, the order rotated: off; on with a new store (MLflow imported
+    and the database created during the search: a first search under a runs folder); on
+    with a store an earlier search made (created and opened once before, untimed: every
+    later search)."""
+    loops: dict[str, list[float]] = {m: [] for m in MODES}
+    wholes: dict[str, list[float]] = {m: [] for m in MODES}
     for i in range(r):
-        for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):
+        for mode in MODES[i % 3:] + MODES[:i % 3]:
             with tempfile.TemporaryDirectory() as tmp:
                 root = Path(tmp)
-                tracking = TrackingOptions(uri=f"sqlite:///{root / 'mlflow.db'}") if mode == "on" else None
+                uri = f"sqlite:///{root / 'mlflow.db'}"
+                if mode == "warm":
+                    _warm(uri)
+                tracking = TrackingOptions(uri=uri) if mode != "off" else None
                 loop, whole, out = _search(root, SLEEP, n, s, tracking)
-                if mode == "on":
+                if mode != "off":
                     assert out["tracking"]["complete"], out["tracking"]
             loops[mode].append(loop)
             wholes[mode].append(whole)
-    med = {m: statistics.median(v) for m, v in loops.items()}
-    whole = {m: statistics.median(v) for m, v in wholes.items()}
     print(json.dumps({"trials": n, "slots": s, "rounds": r, "ideal_s": n / s,
                       "loop_s": {m: [round(x, 3) for x in v] for m, v in loops.items()},
                       "whole_s": {m: [round(x, 3) for x in v] for m, v in wholes.items()},
-                      "median_loop_off_s": round(med["off"], 3), "median_loop_on_s": round(med["on"], 3),
-                      "loop_ratio_on_off": round(med["on"] / med["off"], 4),
-                      "loop_overhead_pct": round(100 * (med["on"] - med["off"]) / med["off"], 2),
-                      "median_whole_off_s": round(whole["off"], 3), "median_whole_on_s": round(whole["on"], 3),
-                      "whole_ratio_on_off": round(whole["on"] / whole["off"], 4)}, indent=2))
+                      **_ratios(loops, wholes)}, indent=2))
+
+
+def _warm(uri: str) -> None:
+    """The store as an earlier search leaves it: created, migrated (in a process of its own,
+    so this one never imports MLflow)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from coordinator.tracking import settings, worker; "
+            "settings.prepare_environment(); worker.client(sys.argv[1])")
+    subprocess.run([sys.executable, "-c", code, uri, str(Path(__file__).resolve().parents[1])], check=True)
 
 
 def sync(n: int) -> None:

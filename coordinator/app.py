@@ -52,7 +52,7 @@ from coordinator.search import (
 from coordinator.store.files import disk_full, writing
 from coordinator.store.rundir import RunStore
 from coordinator.tracking.follower import Follower, start_tracking
-from coordinator.tracking.settings import TrackingOptions
+from coordinator.tracking.settings import TrackingOptions, check_uris
 from coordinator.tracking.tracker import Tracker, Trackers
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def run_search(opts: SearchOptions, mode: str = "quiet", tracking: TrackingOptio
     exp = resolve(opts)  # every input error surfaces here, before anything is written
     if opts.storage:  # a database that cannot be used, too (the check connects: not resolve's to do)
         open_database(opts.storage)
+    if tracking is not None and tracking.enabled:
+        check_uris(tracking.uri)
     snapshot = exp.snapshot()
     snapshot["provenance"] = provenance.run(snapshot["registry"], os.getcwd())
     store = RunStore.create(Path(opts.runs_root), exp.name, {**snapshot, "cwd": os.getcwd()},
@@ -117,6 +119,8 @@ def resume_run(path: Path, mode: str = "quiet", tracking: TrackingOptions | None
         exp, tracking = app_compare.experiment(opts, CompareSpec.from_json(cfg["compare"])), None
     else:
         exp = resolve(opts)
+    if tracking is not None and tracking.enabled:
+        check_uris(tracking.uri)
     store.lock()
     data = _data(exp, store)
     started = next((e for e in store.events_read() if e.get("event") == "search_start"), None)

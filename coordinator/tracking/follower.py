@@ -72,8 +72,11 @@ class Follower:
         env = {**settings.ENV_DEFAULTS, **os.environ, "MLFLOW_TRACKING_URI": self.uri,
                "PYTHONPATH": os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])}
         try:
+            # its own session: a terminal's Ctrl-C (sent to the foreground process group) would
+            # kill it mid-pass, with a traceback, before it logs the interrupted search's end; the
+            # coordinator says when to finish (``f``), and its death closes the pipe
             self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                         cwd=str(self.run_dir))
+                                         cwd=str(self.run_dir), start_new_session=True)
         except OSError as exc:
             log.warning("MLflow tracking could not start (%s); coord sync %s logs the run later", exc, self.run_dir)
             self._done.set()
@@ -140,6 +143,7 @@ def start_tracking(run_dir: Path, options: TrackingOptions) -> Follower | None:
 def sync_run(run_dir: Path, uri: str | None = None, register_as: str | None = None) -> dict[str, Any]:
     """``coord sync``: replay a run directory into MLflow, idempotently, in this process. A
     live run is refused (its coordinator tracks it; two writers could make one trial twice)."""
+    settings.check_uris(uri)
     store = RunStore.open(run_dir)
     pid = store.live_pid()
     if pid:

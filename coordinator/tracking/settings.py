@@ -13,6 +13,7 @@ and every message carry the URI without it; MLflow's own ``MLFLOW_TRACKING_USERN
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -20,10 +21,13 @@ import platform
 import re
 import subprocess
 import sys
+import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.errors import ConfigError
 from coordinator.store.files import RUN_FILE, read_json, write_json
 
 RECORD = "mlflow.json"  # in the run directory: the URI, the registered name, the run's key, the git state
@@ -36,6 +40,11 @@ ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BAC
                 "MLFLOW_DISABLE_TELEMETRY": "true"}
 QUIET = ("mlflow", "alembic", "sqlalchemy", "urllib3", "git", "databricks")
 _PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
+# the tracking stores MLflow itself has (a database with a driver too: postgresql+psycopg2://),
+# besides a plain path; plugins add theirs under this entry-point group
+SCHEMES = ("file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+PLUGIN_GROUP = "mlflow.tracking_store"
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,39 @@ def resolve_uri(run_dir: Path, uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or recorded(run_dir).get("uri") or default_uri(run_dir)
 
 
+def scheme(uri: str) -> str:
+    """The URI's scheme as MLflow picks its store by it ('' for a plain path)."""
+    found = urllib.parse.urlparse(uri).scheme.lower()
+    if len(found) == 1:  # a Windows drive letter: a path
+        return ""
+    return next((db for db in DATABASES if found.startswith(db)), found)
+
+
+def check_uri(uri: str | None, source: str = "--mlflow-uri") -> None:
+    """A URI no MLflow store takes is the user's mistake: one error at the start, naming
+    where it came from (``source``) and the valid schemes, instead of a tracking process that
+    would retry it in the background for the whole search."""
+    if not uri:
+        return
+    found = scheme(uri)
+    if found in ("", *SCHEMES):
+        return
+    from importlib.metadata import entry_points
+
+    plugins = {e.name for e in entry_points(group=PLUGIN_GROUP)}
+    if found not in plugins:
+        raise ConfigError(f"no MLflow tracking store takes {redact(uri)!r} (scheme {found!r}; a plain path "
+                          "is a local file store)", key=source, valid=[*SCHEMES, *plugins])
+
+
+def check_uris(uri: str | None) -> None:
+    """The flag's URI, else the environment's, as ``resolve_uri`` would take them."""
+    if uri:
+        check_uri(uri)
+    else:
+        check_uri(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")
+
+
 def run_key(run_dir: Path) -> str:
     """The run's stable name in MLflow (tag ``coord.run_id``): its directory's name and a hash
     of its run.json (written once, when the run was created), so two runs of the same name
@@ -104,6 +146,26 @@ def artifact_root(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     return (Path(uri[len("sqlite:///"):]).parent / ARTIFACTS).absolute().as_uri()
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[bool]:
+    """One process at a time opens a SQLite store: MLflow creates and migrates a new one on
+    first use, and two processes doing it at once (two searches starting under one runs
+    folder) can leave it broken for good (MLflow 3.17: "table _alembic_tmp_tags already
+    exists" on every later open). An flock on a hidden file beside it; yields True when it
+    took one (other stores: no lock, False)."""
+    if not uri.startswith("sqlite:///"):
+        yield False
+        return
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(db.parent / f".{db.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def prepare_environment() -> None:

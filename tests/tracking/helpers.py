@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from coordinator.tracking import settings
+
 
 def coord_runs(uri: str, key: str | None = None, deleted: bool = False) -> list[Any]:
     """Every MLflow run coord made in ``uri`` (of one coord run when ``key`` is given)."""
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
 
-    client = MlflowClient(tracking_uri=uri)
-    ids = [e.experiment_id for e in client.search_experiments()]
+    with settings.store_lock(uri):  # never creating a SQLite store at the same time as a tracking process
+        client = MlflowClient(tracking_uri=uri)
+        ids = [e.experiment_id for e in client.search_experiments()]
     where = f"tags.`coord.run_id` = '{key}'" if key else "tags.`coord.kind` != ''"
     out, token = [], None
     while True:

@@ -65,12 +65,18 @@ def test_the_default_search_is_tracked_to_runs_mlflow_db(tmp_path: Path) -> None
         assert child.data.params == {k: str(v) for k, v in result["params"].items()}
         stdout = (run / "trials" / str(number) / "attempt-1" / "stdout").read_text().splitlines()
         steps = [json.loads(s.split(" ", 1)[1]) for s in stdout if s.startswith("[coord-metric]") and '"step"' in s]
+        assert len(steps) >= 2, stdout  # XGBoost reports every 25 rounds
         history = client.get_metric_history(child.info.run_id, "auc")
         assert [(m.step, m.value) for m in history][:len(steps)] == [(int(s["step"]), s["auc"]) for s in steps]
+        assert len(history) in (len(steps), len(steps) + 1)  # then the final value, unless it is the last report's
+        assert history[-1].value == pytest.approx(result["values"][0])
         assert child.data.metrics["auc"] == pytest.approx(result["values"][0])
     best = max(results, key=lambda n: (results[n]["values"][0], -n))
+    assert parent.data.tags["coord.best_trial"] == str(best)
+    assert parent.data.metrics["best_auc"] == pytest.approx(results[best]["values"][0])
     (version,) = client.search_model_versions("name='xgboost'")
     assert version.run_id == children[best].info.run_id and version.tags["coord.trial"] == str(best)
+    assert version.status == "READY" and str(version.version) == "1"
     assert version.tags["coord.run_id"] == settings.run_key(run) and config["name"] == "xgboost"
 
     # the page's Python: load the registered model and predict on the validation rows

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,34 @@ def test_sync_through_the_cli_and_its_mistakes(runs: Path, script, space_file) -
     res = CliRunner().invoke(main, ["sync", out["run_dir"], "--mlflow-uri", dead])
     assert res.exit_code == 69 and res.output.startswith(f"coord: error: MLflow at {dead}: "), res.output
     assert len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(main, ["sync", out["run_dir"], "--mlflow-uri", "ftp://x"])
+    assert res.exit_code == 2 and res.output.startswith("coord: error: --mlflow-uri: "), res.output
+    assert "'ftp'" in res.output and "sqlite" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("where", ["flag", "environment"])
+def test_a_uri_no_mlflow_store_takes_is_one_error_before_the_search(runs: Path, script, space_file, where: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["search", "--command", script(STEPS), "--space", space_file(SPACE), "--metric", "loss", "--trials", "1",
+            "--runs", str(runs)]
+    if where == "flag":
+        args += ["--mlflow-uri", "ftp://user:secret@x/y"]
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://user:secret@x/y")
+    res = CliRunner().invoke(main, args)
+    source = "--mlflow-uri" if where == "flag" else "MLFLOW_TRACKING_URI"
+    assert res.exit_code == 2 and res.output.startswith(f"coord: error: {source}: "), res.output
+    line = res.output.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line and "secret" not in line
+    for valid in ("http", "https", "sqlite", "postgresql", "file"):
+        assert valid in line.split("(valid: ")[1], line
+    assert not runs.exists()  # before anything was written
+    assert CliRunner().invoke(main, [*args, "--no-mlflow"]).exit_code == 0  # tracking off: the URI is not used
+    (run,) = runs.iterdir()
+    res = CliRunner().invoke(main, ["resume", str(run), "--mlflow-uri", "ftp://x"])
+    assert res.exit_code == 2 and res.output.startswith("coord: error: --mlflow-uri: "), res.output
+    for good in ("sqlite:///a/b.db", "postgresql+psycopg2://u@h/db", "http://h:5000", "/a/path", "file:///a"):
+        settings.check_uri(good)
 
 
 def test_a_live_run_is_not_synced_by_a_second_writer(runs: Path, script, space_file) -> None:
@@ -201,3 +230,37 @@ def test_coord_starts_without_importing_mlflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.stdout.strip() == "False"
+
+
+OPEN_STORE = """import os, sys, time
+sys.path.insert(0, sys.argv[3])
+from coordinator.tracking import settings, worker
+settings.prepare_environment()
+import mlflow  # imported before the barrier: only the store's opening is raced
+open(sys.argv[2] + ".ready", "w").close()
+while not os.path.exists(os.path.join(os.path.dirname(sys.argv[2]), "go")):
+    time.sleep(0.005)
+try:
+    worker.client(sys.argv[1]).search_experiments()
+    print("ok")
+except Exception as exc:
+    print("ERR", type(exc).__name__, str(exc).splitlines()[0][:200])
+"""
+
+
+def test_trackers_opening_a_new_sqlite_store_at_once_leave_it_working(tmp_path: Path) -> None:
+    """Three tracking processes (three searches started together under one runs folder) open
+    the same new runs/mlflow.db at the same moment: without coord's lock, MLflow's table
+    creation and migrations race and most fail, some leaving the store broken for good."""
+    (tmp_path / "open.py").write_text(OPEN_STORE)
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    root = str(Path(__file__).resolve().parents[2])
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "open.py"), uri, str(tmp_path / f"p{i}"), root],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(3)]
+    deadline = time.monotonic() + 240
+    while len(list(tmp_path.glob("p*.ready"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (tmp_path / "go").write_text("")
+    outs = [p.communicate(timeout=240)[0].strip() for p in procs]
+    assert outs == ["ok"] * 3, outs
+    assert coord_runs(uri) == []  # and it opens afterwards
