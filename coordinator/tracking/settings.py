@@ -17,23 +17,20 @@ import fcntl
 import hashlib
 import logging
 import os
-import platform
 import re
-import subprocess
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator import provenance
 from coordinator.errors import ConfigError
 from coordinator.store.files import RUN_FILE, read_json, write_json
 
 RECORD = "mlflow.json"  # in the run directory: the URI, the registered name, the run's key, the git state
 DB_NAME = "mlflow.db"
 ARTIFACTS = "mlartifacts"
-LIBRARIES = ("optuna", "xgboost", "scikit-learn", "torch", "numpy", "pandas", "mlflow")
 # MLflow's defaults retry an unreachable server for minutes; the follower retries by itself
 ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_LOGGING_LEVEL": "WARNING",
@@ -186,28 +183,10 @@ def quiet_loggers() -> None:
 
 
 def git_state(cwd: str | None) -> dict[str, str]:
-    """The commit and dirty flag of the git repository ``cwd`` is in; {} when none."""
-    if not cwd or not Path(cwd).is_dir():
-        return {}
-    try:
-        head = subprocess.run(["git", "-C", cwd, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return {}
-        dirty = subprocess.run(["git", "-C", cwd, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"commit": head.stdout.strip(), "dirty": "true" if dirty.stdout.strip() else "false"}
+    """The commit and dirty flag of the git repository ``cwd`` is in (``provenance.git_state``)."""
+    return provenance.git_state(cwd)
 
 
 def versions() -> dict[str, str]:
     """This host's Python and library versions (the coordinator's host)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version(), "python_executable": sys.executable}
-    for lib in LIBRARIES:
-        for dist in (lib, f"{lib}-cpu"):
-            with contextlib.suppress(PackageNotFoundError):
-                out[lib] = version(dist)
-                break
-    return out
+    return provenance.versions()
