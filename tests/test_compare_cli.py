@@ -19,6 +19,8 @@ from sklearn import metrics as skm
 from coordinator.analysis.predictions import read_document
 from tests.compare_data import odds_csv
 
+pytestmark = pytest.mark.xdist_group("compare-cli")  # one worker: the module's fixtures are built once, not once per xdist worker
+
 MODELS = ("glm", "random_forest")
 CALS = ("none", "platt")
 SEEDS = (0, 1)

@@ -27,6 +27,8 @@ from coordinator.analysis.compare import write_comparison
 from coordinator.analysis.summary import CompareOptions
 from tests.compare_data import odds_csv
 
+pytestmark = pytest.mark.xdist_group("compare-e2e")  # one worker: the module's fixtures are built once, not once per xdist worker
+
 MODELS = {"glm": {"C": 0.5}, "xgboost": {"n_estimators": 40, "max_depth": 3, "learning_rate": 0.1},
           "random_forest": {"n_estimators": 60, "max_depth": 5}, "mlp": {"epochs": 8, "hidden_size": 16}}
 SEEDS = (0, 1)

@@ -17,6 +17,8 @@ from coordinator.reporting.tables import write_report
 from coordinator.store.rundir import RunStore
 from tests import chromium
 
+pytestmark = pytest.mark.xdist_group("run-page")  # one worker: the module's fixtures are built once, not once per xdist worker
+
 
 class _Links(HTMLParser):
     def __init__(self) -> None:

@@ -25,6 +25,8 @@ from coordinator.reporting.tables import standalone_document
 from coordinator.store.rundir import RunStore
 from tests.conftest import write_script
 
+pytestmark = pytest.mark.xdist_group("runs-registry")  # one worker: the module's fixtures are built once, not once per xdist worker
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -14,6 +14,8 @@ import pytest
 from coordinator import resources
 from tests.compare_data import odds_csv
 
+pytestmark = pytest.mark.xdist_group("sop-scripts")  # one worker: the module's fixtures are built once, not once per xdist worker
+
 ROOT = resources.folder("runners").parent
 
 

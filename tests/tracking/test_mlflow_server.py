@@ -25,7 +25,7 @@ from . import docs
 from .helpers import coord_runs, split
 from .server import MlflowServer
 
-pytestmark = pytest.mark.slow  # each server start takes seconds (tens on two busy cores)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-server")]  # module fixtures built once; each server start takes seconds (tens on two busy cores)
 
 
 @pytest.fixture(scope="module")
