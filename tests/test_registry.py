@@ -38,6 +38,8 @@ def test_default_registry_describes_this_machine() -> None:
 @pytest.mark.parametrize(("text", "line", "fragment"), [
     ("platforms:\n  a:\n    specs: {cpu_cores: 2, memory_gb: 4, memroy: 3}\n", 3,
      "platforms.a.specs.memroy: unknown key; did you mean 'memory_gb'? (valid: cpu_cores, cuda_version, gpu, gpus, memory_gb)"),
+    ("platforms:\n  a:\n    specs: {cpu_coers: 2, memory_gb: 4}\n", 3,
+     "platforms.a.specs.cpu_cores: required key is missing ('cpu_coers' is here: a typo of it?)"),
     ("platforms:\n  a:\n    specs:\n      cpu_cores: two\n      memory_gb: 4\n", 4,
      "platforms.a.specs.cpu_cores: expected an integer, got a string 'two'"),
     ("platforms:\n  a:\n    specs: {cpu_cores: 2, memory_gb: 4}\n    connection: ftp\n", 4,

@@ -197,7 +197,7 @@ class Section:
         self._known.add(key)
         if key not in self.data or self.data[key] is None:
             if default is ...:
-                raise self.fail(key, "required key is missing")
+                raise self.fail(key, "required key is missing" + self._typo_of(key))
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -212,6 +212,13 @@ class Section:
         if minimum is not None and isinstance(value, (int, float)) and value < minimum:
             raise self.fail(key, f"must be >= {minimum}, got {value!r}")
         return value
+
+    def _typo_of(self, key: str) -> str:
+        """A present key that looks like the missing one (``cpu_coers`` for ``cpu_cores``):
+        naming it points at the line to fix, where "missing" alone sends the user looking."""
+        others = [str(k) for k in self.data if str(k) not in self._known]
+        close = difflib.get_close_matches(key, others, n=1, cutoff=0.6)
+        return f" ({close[0]!r} is here: a typo of it?)" if close else ""
 
     def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
         value = self.raw(key)
