@@ -92,7 +92,12 @@ def test_random_kills_then_resume(tmp_path: Path) -> None:
     args = _search_args(tmp_path, run, trials=10)
     proc = subprocess.Popen([sys.executable, "-m", "coordinator", *args], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(rng.uniform(1.5, 3.0))
+    # the random moment counts from the run's creation: on a loaded machine Python's start-up
+    # alone can outlast 3 s, and a kill before run.json leaves nothing to resume (rightly refused)
+    deadline = time.monotonic() + 60
+    while not (run / "run.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.5, 2.0))
     proc.kill()
     proc.wait()
     proc = subprocess.Popen([sys.executable, "-m", "coordinator", "resume", str(run), "--quiet"], cwd=tmp_path,
