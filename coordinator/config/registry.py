@@ -320,7 +320,7 @@ def _parse_rule(sec: Section, platforms: dict[str, Platform]) -> RoutingRule:
     default_reason = sec.get("reason", str, "routing rule")
     route = sec.raw("route_to")
     if route is None:
-        raise sec.fail("route_to", "required key is missing")
+        raise sec.missing("route_to")
     items = route if isinstance(route, list) else [route]
     candidates = []
     for j, item in enumerate(items):

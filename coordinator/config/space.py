@@ -119,7 +119,7 @@ def parse_space(data: Any, source: Source) -> Space:
     root = Section(data, source)
     root.only(KEYS)
     if not root.has("params"):
-        raise root.fail("params", "required key is missing")
+        raise root.missing("params")
     model = root.get("model", str, None)
     psec = root.section("params")
     params: dict[str, Param] = {}

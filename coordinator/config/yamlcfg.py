@@ -197,7 +197,7 @@ class Section:
         self._known.add(key)
         if key not in self.data or self.data[key] is None:
             if default is ...:
-                raise self.fail(key, "required key is missing" + self._typo_of(key))
+                raise self.missing(key)
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -213,12 +213,12 @@ class Section:
             raise self.fail(key, f"must be >= {minimum}, got {value!r}")
         return value
 
-    def _typo_of(self, key: str) -> str:
-        """A present key that looks like the missing one (``cpu_coers`` for ``cpu_cores``):
-        naming it points at the line to fix, where "missing" alone sends the user looking."""
-        others = [str(k) for k in self.data if str(k) not in self._known]
-        close = difflib.get_close_matches(key, others, n=1, cutoff=0.6)
-        return f" ({close[0]!r} is here: a typo of it?)" if close else ""
+    def missing(self, key: str) -> ConfigError:
+        """``key: required key is missing``, naming a present key that looks like it
+        (``cpu_coers`` for ``cpu_cores``): that points at the line to fix, where "missing"
+        alone sends the user looking."""
+        close = _closest(key, [str(k) for k in self.data if str(k) not in self._known])
+        return self.fail(key, "required key is missing" + (f" ({close!r} is here: a typo of it?)" if close else ""))
 
     def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
         value = self.raw(key)
@@ -255,8 +255,14 @@ class Section:
     def unknown(self, key: str, valid: Iterable[str]) -> ConfigError:
         """``key: unknown key; did you mean 'x'?`` with the valid keys."""
         valid = sorted(valid)
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-        return self.fail(key, "unknown key" + (f"; did you mean {close[0]!r}?" if close else ""), valid=valid)
+        close = _closest(key, valid)
+        return self.fail(key, "unknown key" + (f"; did you mean {close!r}?" if close else ""), valid=valid)
+
+
+def _closest(key: str, candidates: Iterable[str]) -> str | None:
+    """The one candidate close enough to ``key`` to be its typo (or it a typo of ``key``)."""
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def type_name(value: Any) -> str:
