@@ -188,7 +188,9 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
     finally:
         tracker.close()
     try:
-        files = {k: str(v) for k, v in write_report(store).items()}
+        # interrupted: the tables now, the figures (seconds of drawing) by ``coord report`` later
+        # - Ctrl-C means "stop now", and a user waited 7 s of plotting for their prompt
+        files = {k: str(v) for k, v in write_report(store, plots=False if summary["interrupted"] else None).items()}
         compared = app_compare.summary(store) if exp.compare is not None and not summary["interrupted"] else {}
     finally:
         store.close()

@@ -216,6 +216,10 @@ def _resume_command(run_dir: str, here: str) -> str:
     return f"coord resume {shlex.quote(run_dir if rel.startswith('..') else rel)}"
 
 
+def _report_command(resume_command: str) -> str:
+    return "coord report " + resume_command.removeprefix("coord resume ")
+
+
 def _print_summary(result: dict[str, Any]) -> None:
     from coordinator.reporting.fmt import fmt  # the one way a value is shown: progress, summary, status
 
@@ -237,6 +241,7 @@ def _print_summary(result: dict[str, Any]) -> None:
         click.echo(line)
     if result.get("interrupted"):
         click.echo(f"interrupted: unfinished trials are kept; continue with: {result['resume_command']}")
+        click.echo(f"figures left out to stop at once; draw them with: {_report_command(result['resume_command'])}")
 
 
 @main.command(short_help="Show a run's state, trial counts and best value.")

@@ -147,7 +147,8 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-unty
         time.sleep(0.1)
 
 
-def test_ctrl_c_says_interrupted_and_prints_the_exact_resume_command(tmp_path: Path, script, space_file) -> None:
+def test_ctrl_c_says_interrupted_and_prints_the_exact_resume_command(tmp_path: Path, script, space_file,
+                                                                    with_plots: None) -> None:
     go = tmp_path / "go"  # the trial waits until this exists: Ctrl-C lands while it runs
     cmd = script(f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.05)\nprint('val_loss=0.5')\n")
     space = space_file("params:\n  x: {type: float, low: 0.0, high: 1.0}\n")
@@ -165,8 +166,14 @@ def test_ctrl_c_says_interrupted_and_prints_the_exact_resume_command(tmp_path: P
             proc.kill()
     assert proc.returncode == 130, out + err
     run = next((tmp_path / "runs").iterdir())
-    line = out.strip().splitlines()[-1]
+    line, figures = out.strip().splitlines()[-2:]
     assert line == f"interrupted: unfinished trials are kept; continue with: coord resume runs/{run.name}", out
+    # Ctrl-C means now: the figures (seconds of drawing) are left to coord report
+    assert figures == f"figures left out to stop at once; draw them with: coord report runs/{run.name}", out
+    assert not list(run.glob("report/figures/*.pdf")) and (run / "report" / "trials.csv").exists()
+    drawn = subprocess.run([*coord, *shlex.split(figures.split(": ")[-1])[1:]], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert drawn.returncode == 0 and (run / "report" / "figures" / "timeline.pdf").exists(), drawn.stderr
     go.touch()
     again = subprocess.run([*coord, *shlex.split(line.split(": ")[-1])[1:], "--quiet"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120)
