@@ -33,6 +33,7 @@ from coordinator.errors import DiskFull, HostError, SearchFailed, StoreError
 from coordinator.protocol import MetricParser
 from coordinator.records import Needs, TrialStatus
 from coordinator.reporting.fmt import plural
+from coordinator.reporting.runs import event_ends, run_state
 from coordinator.reporting.tables import write_report
 from coordinator.schedule import decide
 from coordinator.schedule.loop import Coordinator
@@ -362,9 +363,11 @@ def run_status(path: Path) -> dict[str, Any]:
         value = rec.result.value if rec.result else None
         if value is not None and (best is None or sign * value > sign * best[0]):
             best = (value, rec.number)
-    ended = any(e.get("event") == "search_end" and not e.get("interrupted") for e in store.events_read()[-3:])
-    state = f"live (coordinator pid {pid})" if pid else "finished" if ended else \
-        f"stopped (coord resume {shlex.quote(str(path))} continues it)"
+    # the words coord runs uses (interrupted: Ctrl-C/SIGTERM; unfinished: its coordinator
+    # died), from the log's last 64 KiB, not the whole log
+    how = run_state(event_ends(store.root)[1])
+    state = f"live (coordinator pid {pid})" if pid else "finished" if how == "finished" else \
+        f"{how} (coord resume {shlex.quote(str(path))} continues it)"
     return {"run": str(path), "state": state, "name": run.name, "metric": run.metrics[0],
             "planned": run.trials * len(run.studies), **{k.lower(): v for k, v in sorted(counts.items())},
             "best_value": best[0] if best else None, "best_trial": best[1] if best else None}

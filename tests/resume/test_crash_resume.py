@@ -193,7 +193,7 @@ def test_ctrl_c_leaves_running_trials_for_resume(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 130
     assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
     status = json.loads(_coord("status", str(run), "--json", cwd=tmp_path).stdout)
-    assert status["state"] == f"stopped (coord resume {run} continues it)" and status["unfinished"] == 2
+    assert status["state"] == f"interrupted (coord resume {run} continues it)" and status["unfinished"] == 2
     assert (run / "report/trials.csv").read_text().count(",UNFINISHED,") == 2
     interrupted = {d.name for d in run.glob("trials/*") if not (d / "result.json").exists()}
     _resume(tmp_path, run)

@@ -100,7 +100,8 @@ def test_full_disk_stops_with_one_line_and_resume_finishes_every_trial_once(tmp_
     full = _coord(*_search_args(tmp_path, run, 8, ("--parallel", "2")), cwd=tmp_path)
     _assert_one_line(full, run)
     assert not (run / "report").exists()  # stopped as a crash stops: no report of a half run
-    assert _coord("status", str(run), "--json", cwd=tmp_path).stdout.count("stopped") == 1
+    assert json.loads(_coord("status", str(run), "--json", cwd=tmp_path).stdout)["state"] == \
+        f"unfinished (coord resume {run} continues it)"  # as after a crash: no search end recorded
     # still full: resume says so the same way, and harms nothing
     _assert_one_line(_coord("resume", str(run), cwd=tmp_path), run)
     before = committed_bytes(run)
