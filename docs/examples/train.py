@@ -25,7 +25,8 @@ import numpy as np
 from sklearn.linear_model import SGDRegressor
 from sklearn.metrics import mean_squared_error
 
-spec = json.load(open(os.environ["COORD_SPEC"]))
+with open(os.environ["COORD_SPEC"]) as fh:
+    spec = json.load(fh)
 params = spec["params"]
 epochs = int(params.get("epochs", 10))
 if params["alpha"] <= 0:
