@@ -180,12 +180,26 @@ def test_a_plot_that_fails_is_one_warning_and_the_report_goes_on(pruned_run: Pat
 
 def test_too_few_trials_for_importances_is_a_note_not_a_plot(runs: Path, script, space_file,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="coordinator.reporting.plots"):
+    with caplog.at_level(logging.INFO, logger="coordinator.reporting.plots"):
         out = run_search(SearchOptions(command=script(STEPS), space=space_file(SPACE), metrics=("val_loss",),
                                        trials=2, parallel=2, run_dir=str(runs / "two")))
     assert "plot:importance_custom" not in out["files"] and "plot:slice_custom" in out["files"]
-    assert any("importances of custom left out: custom has 2 complete trials (fANOVA needs 4)" in r.getMessage()
-               for r in caplog.records)
+    notes = [r for r in caplog.records if "importances of custom left out" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in notes] == [
+        (logging.INFO, "parameter importances of custom left out: custom has 2 complete trials (fANOVA needs 4)")]
+
+
+def test_an_objective_that_never_varies_leaves_importances_out_without_a_warning(
+        runs: Path, script, space_file, caplog: pytest.LogCaptureFixture) -> None:
+    """Every trial scores the same: fANOVA raises 'zero total variance'; that is a note
+    (with -v), not a warning on the user's terminal, and the other plots are drawn."""
+    with caplog.at_level(logging.INFO, logger="coordinator.reporting.plots"):
+        out = run_search(SearchOptions(command=script("print('val_loss=0.5')\n"), space=space_file(SPACE),
+                                       metrics=("val_loss",), trials=5, parallel=2, run_dir=str(runs / "flat")))
+    assert out["complete"] == 5 and "plot:importance_custom" not in out["files"], out
+    assert "plot:history_custom" in out["files"]
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("custom's objective does not vary with its parameters" in r.getMessage() for r in caplog.records)
 
 
 def _doc_lines() -> list[str]:

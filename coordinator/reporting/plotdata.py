@@ -186,6 +186,10 @@ def importances(study: StudyData, saved: Path | None = None) -> tuple[dict[str, 
             except ValueError:  # a value outside its range (a space edited after the run): left out
                 continue
         raw = FanovaImportanceEvaluator(seed=IMPORTANCE_SEED).evaluate(mem, target=lambda t: t.values[0])
+    except RuntimeError as exc:  # fANOVA: "zero total variance" when every trial scored the same
+        if "variance" not in str(exc):
+            raise
+        return None, f"{study.name}'s objective does not vary with its parameters"
     finally:
         optuna.logging.set_verbosity(verbosity)
     total = float(sum(float(v) for v in raw.values() if _finite(float(v))))

@@ -89,7 +89,8 @@ def _study_jobs(study: StudyData, name: str, out: Path, width: float) -> list[tu
         if "imp" not in cache:
             cache["imp"], why = plotdata.importances(study, out / f"importance_{name}.json")
             if cache["imp"] is None:
-                log.warning("note: parameter importances of %s left out: %s", study.name, why)
+                # expected with few or equal trials, not a fault: said with -v, not on every report
+                log.info("parameter importances of %s left out: %s", study.name, why)
         return cache["imp"]
 
     jobs: list[tuple[str, Callable[[], Figure | None]]] = [
