@@ -3,12 +3,10 @@ the same parsers and the same model check, so a file that validates is one searc
 
 from __future__ import annotations
 
-import difflib
-
 from coordinator.config import registry as registry_cfg
 from coordinator.config import space as space_cfg
 from coordinator.config.models import BUILTIN, get_model
-from coordinator.config.yamlcfg import load_yaml
+from coordinator.config.yamlcfg import closest, load_yaml
 from coordinator.errors import ConfigError, RegistryError, SpaceError
 from coordinator.reporting.fmt import plural
 
@@ -19,7 +17,7 @@ def validate_file(path: str, kind: str, model: str | None = None) -> str:
     data, source = load_yaml(path)
     if kind == "auto":  # by the top-level keys, or the nearest to them (a typo such as 'parms')
         keys = [str(k) for k in data] if isinstance(data, dict) else []
-        near = [m for k in keys for m in difflib.get_close_matches(k, ("platforms", "params"), n=1)]
+        near = [m for k in keys if (m := closest(k, ("platforms", "params"))) is not None]
         kind = "registry" if "platforms" in keys or (near and near[0] == "platforms") else \
             "space" if "params" in keys or near else ""
         if not kind:

@@ -8,7 +8,6 @@ embedded default describes this machine, detected at run time.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ from typing import Any
 
 from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
 from coordinator.config.slurmcfg import SlurmOptions, parse_slurm
-from coordinator.config.yamlcfg import KeyPath, Section, Source, load_yaml
+from coordinator.config.yamlcfg import KeyPath, Section, Source, closest, load_yaml
 from coordinator.errors import RegistryError
 from coordinator.records import Needs
 
@@ -232,16 +231,16 @@ def _check_model_type(name: str, source: Source, path: KeyPath) -> str | None:
     known = {t.lower(): t for t in MODEL_TYPES}
     if name.lower() in known:
         return None
-    typo = difflib.get_close_matches(name.lower(), known, n=1, cutoff=TYPO_CUTOFF)
+    typo = closest(name.lower(), known, TYPO_CUTOFF)
     if typo:
-        raise source.fail(path, f"unknown model type {name!r}; did you mean {known[typo[0]]!r}?",
+        raise source.fail(path, f"unknown model type {name!r}; did you mean {known[typo]!r}?",
                           valid=MODEL_TYPES)
     cli = ALIASES.get(name.lower(), name.lower())
     if cli in BUILTIN:  # the --model name, not its routing key
         hint = f"; --model {name.lower()} trials route by model type {BUILTIN[cli].model_type!r}"
     else:
-        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
-        hint = f"; did you mean {known[close[0]]!r}?" if close else ""
+        close = closest(name.lower(), known)
+        hint = f"; did you mean {known[close]!r}?" if close else ""
     return str(source.fail(path, f"model type {name!r} is not a built-in one, so this rule applies only to "
                                  f"--command searches run with --model-type {name}{hint} (built-in: "
                                  f"{', '.join(MODEL_TYPES)})"))

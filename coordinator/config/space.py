@@ -14,13 +14,12 @@ Format (``registry/spaces/<model>.yaml`` or ``--space FILE``)::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coordinator.config.yamlcfg import Section, Source, load_yaml
+from coordinator.config.yamlcfg import Section, Source, closest, load_yaml
 from coordinator.errors import SpaceError
 
 if TYPE_CHECKING:
@@ -189,6 +188,6 @@ def check_space_matches(space: Space, accepted: frozenset[str], model: str) -> N
     for name in [*space.params, *space.fixed]:
         if name not in accepted:
             section = "params" if name in space.params else "fixed"
-            close = difflib.get_close_matches(name, sorted(accepted), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = closest(name, sorted(accepted))
+            hint = f"; did you mean {close!r}?" if close else ""
             raise space.fail((section, name), f"{model} has no parameter {name!r}{hint}", valid=accepted)

@@ -217,7 +217,7 @@ class Section:
         """``key: required key is missing``, naming a present key that looks like it
         (``cpu_coers`` for ``cpu_cores``): that points at the line to fix, where "missing"
         alone sends the user looking."""
-        close = _closest(key, [str(k) for k in self.data if str(k) not in self._known])
+        close = closest(key, [str(k) for k in self.data if str(k) not in self._known])
         return self.fail(key, "required key is missing" + (f" ({close!r} is here: a typo of it?)" if close else ""))
 
     def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
@@ -255,13 +255,14 @@ class Section:
     def unknown(self, key: str, valid: Iterable[str]) -> ConfigError:
         """``key: unknown key; did you mean 'x'?`` with the valid keys."""
         valid = sorted(valid)
-        close = _closest(key, valid)
+        close = closest(key, valid)
         return self.fail(key, "unknown key" + (f"; did you mean {close!r}?" if close else ""), valid=valid)
 
 
-def _closest(key: str, candidates: Iterable[str]) -> str | None:
-    """The one candidate close enough to ``key`` to be its typo (or it a typo of ``key``)."""
-    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+def closest(key: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The one candidate close enough to ``key`` to be its typo (or it a typo of ``key``):
+    every did-you-mean of coord's messages comes from here."""
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=cutoff)
     return close[0] if close else None
 
 
