@@ -45,7 +45,7 @@ def run_shown(line: str, cwd: Path, port: str | None = None, timeout: float = 60
 
 
 # every command the page shows, and the test that runs it
-DEFAULT_SEARCH = "coord search --model xgboost --trials 8"  # test_mlflow_default
+DEFAULT_SEARCH = "coord search --model xgboost --trials 4"  # test_mlflow_default
 UI = "mlflow ui --backend-store-uri sqlite:///runs/mlflow.db"  # test_mlflow_default
 SYNC = "coord sync runs/xgboost-*"  # test_mlflow_default
 REGISTER_AS = "coord search --model glm --trials 4 --register-as home-win"  # test_mlflow_default

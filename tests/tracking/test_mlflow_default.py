@@ -1,5 +1,5 @@
-"""`coord search --model xgboost --trials 8` with no other flag, as a user types it: one
-parent and 8 child runs in runs/mlflow.db, the best model registered and predicting, the
+"""`coord search --model xgboost --trials 4` with no other flag, as a user types it: one
+parent and 4 child runs in runs/mlflow.db, the best model registered and predicting, the
 MLflow UI showing it, and every other command docs/tracking.md shows, run as shown."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_the_default_search_is_tracked_to_runs_mlflow_db(tmp_path: Path) -> None
     (run,) = (tmp_path / "runs").glob("xgboost-*")
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     parents, children = split(coord_runs(uri, settings.run_key(run)))
-    assert len(parents) == 1 and sorted(children) == list(range(8))
+    assert len(parents) == 1 and sorted(children) == list(range(4))
     client = MlflowClient(uri)
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.params["model"] == "xgboost"
@@ -93,7 +93,7 @@ def test_the_default_search_is_tracked_to_runs_mlflow_db(tmp_path: Path) -> None
     assert pred.shape == (len(X),) and ((pred > 0) & (pred < 1)).all()
     assert roc_auc_score(y, pred) > 0.6
 
-    # the UI, as the page starts it, lists the experiment and its 9 runs
+    # the UI, as the page starts it, lists the experiment and its 5 runs
     port = free_port()
     with open(tmp_path / "ui.log", "wb") as log:
         ui = subprocess.Popen(["bash", "-c", f"exec {docs.UI}"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
@@ -105,14 +105,14 @@ def test_the_default_search_is_tracked_to_runs_mlflow_db(tmp_path: Path) -> None
         found = _post(f"{url}/api/2.0/mlflow/experiments/search", {"max_results": 100})
         (exp,) = [e for e in found["experiments"] if e["name"] == "xgboost"]
         listed = _post(f"{url}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})
-        assert len(listed["runs"]) == 9
+        assert len(listed["runs"]) == 5
     finally:
         kill_group(ui)
 
     # sync after a search that tracked live: nothing new
     before = len(coord_runs(uri))
     proc = docs.run_shown(docs.SYNC, tmp_path)
-    assert proc.returncode == 0 and "8 trials" in proc.stdout and " 0 new" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "4 trials" in proc.stdout and " 0 new" in proc.stdout, proc.stdout + proc.stderr
     assert len(coord_runs(uri)) == before
 
     # --register-as, and a GLM's scikit-learn model
