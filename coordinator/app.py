@@ -52,6 +52,7 @@ from coordinator.search import (
 )
 from coordinator.store.files import disk_full, writing
 from coordinator.store.rundir import RunStore
+from coordinator.store.usage import run_usage
 from coordinator.tracking.follower import Follower, start_tracking
 from coordinator.tracking.settings import TrackingOptions, check_uris
 from coordinator.tracking.tracker import Tracker, Trackers
@@ -193,9 +194,11 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
         # - Ctrl-C means "stop now", and a user waited 7 s of plotting for their prompt
         files = {k: str(v) for k, v in write_report(store, plots=False if summary["interrupted"] else None).items()}
         compared = app_compare.summary(store) if exp.compare is not None and not summary["interrupted"] else {}
+        use = run_usage(store, live=False)
     finally:
         store.close()
-    result = {"run_dir": str(store.root), **summary, "files": {**files, **compared.pop("files", {})},
+    result = {"run_dir": str(store.root), **summary, "usage": {**use.total.to_json(), "currency": use.currency},
+              "files": {**files, **compared.pop("files", {})},
               **_best_config(files, summary["best_number"]), **compared}
     if follower is not None:  # the final pass: the last trials, the searches' end, the best models
         result["tracking"] = follower.close()
@@ -368,9 +371,12 @@ def run_status(path: Path) -> dict[str, Any]:
     how = run_state(event_ends(store.root)[1])
     state = f"live (coordinator pid {pid})" if pid else "finished" if how == "finished" else \
         f"{how} (coord resume {shlex.quote(str(path))} continues it)"
+    use = run_usage(store, live=pid is not None)
     return {"run": str(path), "state": state, "name": run.name, "metric": run.metrics[0],
             "planned": run.trials * len(run.studies), **{k.lower(): v for k, v in sorted(counts.items())},
-            "best_value": best[0] if best else None, "best_trial": best[1] if best else None}
+            "best_value": best[0] if best else None, "best_trial": best[1] if best else None,
+            "machine_hours": round(use.total.machine_hours, 6), "gpu_hours": round(use.total.gpu_hours, 6),
+            "cost": None if use.total.cost is None else round(use.total.cost, 6), "currency": use.currency}
 
 
 def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:

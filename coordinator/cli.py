@@ -226,6 +226,10 @@ def _print_summary(result: dict[str, Any]) -> None:
     click.echo(f"\nrun: {result['run_dir']}")
     click.echo(f"trials: {result['complete']} complete, {result['pruned']} pruned, {result['failed']} failed, "
                f"{result['cancelled']} cancelled, {result['retries']} retries, {result['elapsed_s']:.1f}s")
+    if (use := result.get("usage")) is not None:
+        from coordinator.store.usage import usage_line
+
+        click.echo(f"used: {usage_line(use['machine_hours'], use['gpu_hours'], use['cost'], use['currency'])}")
     compared = result.get("comparison")  # coord compare: its own table instead of a best trial
     if result.get("best_value") is not None and compared is None:
         model = f", {result['best_model']}" if result.get("best_model") else ""
@@ -259,6 +263,10 @@ def status(run: str, as_json: bool) -> None:
         return
     best, number = info.pop("best_value"), info.pop("best_trial")
     info["best"] = f"{fmt(best)} (trial {number})" if best is not None else "-"
+    from coordinator.store.usage import usage_line
+
+    hours, gpu, cost, currency = (info.pop(k) for k in ("machine_hours", "gpu_hours", "cost", "currency"))
+    info["used"] = usage_line(hours, gpu, cost, currency)
     for key, value in info.items():
         click.echo(f"{key:<12} {value}")
 

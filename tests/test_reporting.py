@@ -49,9 +49,9 @@ def test_reports_regenerate_byte_identically(run_with_nasty_values: Path) -> Non
     shutil.rmtree(report)
     write_report(RunStore.open(run_with_nasty_values))
     after = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
-    # csv, best, hosts.csv, three tables and their preview, four plots as PDF and PNG (one parameter: no
-    # importances), index.html
-    assert before == after and len(before) == 16
+    # csv, best, hosts.csv, usage.csv, four tables and their preview, four plots as PDF and PNG (one
+    # parameter: no importances), index.html
+    assert before == after and len(before) == 18
     hosts = (report / "hosts.csv").read_text().splitlines()
     assert hosts[0] == "platform,model,trials,attempts,busy_s,utilisation,median_s"
     assert hosts[1].startswith("local,custom,3,3,")

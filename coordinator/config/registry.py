@@ -67,7 +67,12 @@ class Platform:
     best_for: tuple[str, ...] = ()
     max_trials_per_gpu: int = 1
     allow_shared_gpus: bool = False  # use GPUs where another user's compute processes run
+    # prices (store/usage.py): the whole machine's per hour (shared by its slots), per GPU-hour,
+    # and for owned machines the power drawn when busy with the price of a kWh
     cost_per_hour: float | None = None
+    gpu_cost_per_hour: float | None = None
+    watts: float | None = None
+    tariff_per_kwh: float | None = None
     python: str = sys.executable
     work_dir: str = "~/.coord"
     host: str | None = None
@@ -115,6 +120,7 @@ class Registry:
     allow_local_fallback: bool = True
     source: str = "<embedded default>"
     known_hosts: str | None = None  # None: $COORD_KNOWN_HOSTS or ~/.ssh/known_hosts
+    currency: str = ""  # the unit of every cost_per_hour and tariff (EUR, USD, ...): shown with costs
     # (model type, message) per rule naming a type no built-in model has: it routes only
     # --command searches run with that --model-type; the commands decide whom to tell
     warnings: tuple[tuple[str, str], ...] = ()
@@ -156,7 +162,7 @@ class Registry:
         from dataclasses import asdict
 
         return {"source": self.source, "allow_local_fallback": self.allow_local_fallback,
-                "known_hosts": self.known_hosts,
+                "known_hosts": self.known_hosts, "currency": self.currency,
                 "platforms": {k: asdict(p) for k, p in self.platforms.items()},
                 "rules": [asdict(r) for r in self.rules]}
 
@@ -173,7 +179,7 @@ def never_fits(p: Platform, needs: Needs) -> str | None:
     return None
 
 
-KEYS = ("platforms", "task_routing_rules", "allow_local_fallback", "known_hosts")
+KEYS = ("platforms", "task_routing_rules", "allow_local_fallback", "known_hosts", "currency")
 
 
 def load_registry(path: str | Path) -> Registry:
@@ -218,10 +224,13 @@ def parse_registry(data: Any, source: Source) -> Registry:
         rules.append(rule)
     allow = root.get("allow_local_fallback", bool, True)
     known_hosts = root.get("known_hosts", str, None)
+    currency = root.get("currency", str, "")
+    if currency and not re.match(r"^[A-Za-z$€£¥]{1,8}$", currency):
+        raise root.fail("currency", f"{currency!r} is not a currency (a short name or symbol: EUR, USD, $)")
     root.done()
     if known_hosts and not Path(known_hosts).expanduser().is_absolute():
         known_hosts = str(Path(source.file).parent / known_hosts)  # relative to the registry file
-    return Registry(platforms, tuple(rules), allow, source.file, known_hosts, tuple(warnings))
+    return Registry(platforms, tuple(rules), allow, source.file, known_hosts, currency, tuple(warnings))
 
 
 def _check_model_type(name: str, source: Source, path: KeyPath) -> str | None:
@@ -280,6 +289,9 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         max_trials_per_gpu=sec.get("max_trials_per_gpu", int, 1, minimum=1),
         allow_shared_gpus=sec.get("allow_shared_gpus", bool, False),
         cost_per_hour=sec.get("cost_per_hour", float, None, minimum=0),
+        gpu_cost_per_hour=sec.get("gpu_cost_per_hour", float, None, minimum=0),
+        watts=_power(sec, "watts", "tariff_per_kwh"),
+        tariff_per_kwh=_power(sec, "tariff_per_kwh", "watts"),
         python=sec.get("python", str, sys.executable if connection == "local" else "python3"),
         work_dir=sec.get("work_dir", str, "~/.coord"),
         host=host,
@@ -291,6 +303,15 @@ def _parse_platform(key: str, sec: Section) -> Platform:
     )
     sec.done()
     return platform
+
+
+def _power(sec: Section, key: str, other: str) -> float | None:
+    """``watts`` and ``tariff_per_kwh`` price electricity together: one without the other is a mistake."""
+    value: float | None = sec.get(key, float, None, minimum=0)
+    if value is not None and not sec.has(other):
+        raise sec.fail(key, f"{key} prices electricity only with {other} beside it (e.g. watts: 450, "
+                            "tariff_per_kwh: 0.30)")
+    return value
 
 
 def _parse_gpus(specs: Section) -> tuple[Gpu, ...]:

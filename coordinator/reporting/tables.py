@@ -178,6 +178,9 @@ def write_report(store: RunStore, figure_width: float | None = None, plots: bool
     atomic_write(path, latex.hosts_table(host_rows, pre))
     tex_files.append(path)
     files.update({f"tex:{p.stem}": p for p in tex_files})
+    from coordinator.reporting.costs import write_usage_files
+
+    files.update(write_usage_files(store, out, pre))
     from coordinator.config.experiment import check_figure_width
     from coordinator.reporting.plots import FIGURE_WIDTH, write_plots
 
