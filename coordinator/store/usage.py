@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.records import AttemptRecord
 from coordinator.store.rundir import RunStore
 
 
@@ -147,6 +148,17 @@ def account(events: Iterable[dict[str, Any]], platforms: dict[str, dict[str, Any
                        out.by_study.setdefault(studies.get(number, "?"), Usage()),
                        out.by_platform.setdefault(platform, Usage())):
             bucket.add(seconds, gpu_s, cost)
+    return out
+
+
+def trial_usage(attempts: Iterable[AttemptRecord], platforms: dict[str, dict[str, Any]]) -> Usage:
+    """One committed trial's usage from its result's attempt records (the same durations the
+    event log holds): what MLflow logs on the trial's run."""
+    out = Usage()
+    for a in attempts:
+        r = Rates.of(platforms.get(a.platform) or {})
+        gpu_s = a.duration_s * r.gpus_per_gpu_attempt if a.gpu is not None else 0.0
+        out.add(a.duration_s, gpu_s, attempt_cost(r, a.duration_s, gpu_s))
     return out
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from coordinator.records import Result, TrialInfo
 from coordinator.store.files import read_json
 from coordinator.store.rundir import TrialRecord
+from coordinator.store.usage import RunUsage, Usage, run_usage, trial_usage
 from coordinator.tracking.runview import KEY, KIND, STUDY, SYNCED, TRIAL, RunView, clean_name, redacted_config
 
 
@@ -145,6 +146,9 @@ class Syncer:
         self.client.set_terminated(run_id, log.status, end_time=log.end_ms)
         params = [Param(k, v[:6000]) for k, v in log.params.items()]
         metrics = [Metric(k, v, ts, step) for k, v, ts, step in log.metrics]
+        if rec.result is not None:  # what the trial used, every attempt of it (store/usage.py)
+            use = trial_usage(rec.result.attempts, (self.view.config.get("registry") or {}).get("platforms") or {})
+            metrics += [Metric(k, v, log.end_ms or 0, 0) for k, v in _usage_metrics(use)]
         batches = []  # MLflow's limits per batch: 100 parameters, 1000 metrics, 100 tags
         while params or metrics or retag:
             batches.append((params[:100], metrics[:1000], retag[:99]))
@@ -162,6 +166,7 @@ class Syncer:
 
         tl = self.view.timeline
         metric = clean_name((self.view.config.get("metrics") or ["value"])[0])
+        used: RunUsage | None = None
         for study, run_id in self.parents.items():
             best = self.best(study)
             if best is not None and best.result:
@@ -169,6 +174,11 @@ class Syncer:
                 self.client.log_batch(run_id, metrics=[Metric(f"best_{metric}", value, tl.ended or 0, 0)])
                 self.client.set_tag(run_id, "coord.best_trial", str(best.number))
             if tl.ended is not None:
+                if used is None:
+                    used = run_usage(self.view.store, live=False)
+                mine = used.by_study.get(study)
+                if mine is not None:
+                    self.client.log_batch(run_id, metrics=[Metric(k, v, tl.ended, 0) for k, v in _usage_metrics(mine)])
                 self.client.set_terminated(run_id, "KILLED" if tl.interrupted else "FINISHED", end_time=tl.ended)
 
     def best(self, study: str) -> TrialRecord | None:
@@ -177,3 +187,10 @@ class Syncer:
         done = [(r.result.value, r) for r in self.view.store.trials() if r.result and r.result.status == "COMPLETE"
                 and r.result.study == study and r.result.value is not None and math.isfinite(float(r.result.value))]
         return min(done, key=lambda vr: (sign * float(vr[0]), vr[1].number))[1] if done else None
+
+
+def _usage_metrics(use: Usage) -> list[tuple[str, float]]:
+    """``coord_machine_hours``, ``coord_gpu_hours``, ``coord_attempts`` and, where priced, ``coord_cost``."""
+    out = [("coord_machine_hours", use.machine_hours), ("coord_gpu_hours", use.gpu_hours),
+           ("coord_attempts", float(use.attempts))]
+    return out + ([("coord_cost", use.cost)] if use.cost is not None else [])

@@ -71,9 +71,14 @@ def test_the_default_search_is_tracked_to_runs_mlflow_db(tmp_path: Path) -> None
         assert len(history) in (len(steps), len(steps) + 1)  # then the final value, unless it is the last report's
         assert history[-1].value == pytest.approx(result["values"][0])
         assert child.data.metrics["auc"] == pytest.approx(result["values"][0])
+        # what the trial used (every attempt); no price in the embedded registry: no cost
+        hours = sum(a["duration_s"] for a in result["attempts"]) / 3600
+        assert child.data.metrics["coord_machine_hours"] == pytest.approx(hours) and hours > 0
+        assert "coord_cost" not in child.data.metrics
     best = max(results, key=lambda n: (results[n]["values"][0], -n))
     assert parent.data.tags["coord.best_trial"] == str(best)
     assert parent.data.metrics["best_auc"] == pytest.approx(results[best]["values"][0])
+    assert parent.data.metrics["coord_attempts"] == sum(len(r["attempts"]) for r in results.values())
     (version,) = client.search_model_versions("name='xgboost'")
     assert version.run_id == children[best].info.run_id and version.tags["coord.trial"] == str(best)
     assert version.status == "READY" and str(version.version) == "1"
