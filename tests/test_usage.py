@@ -120,3 +120,20 @@ def test_a_priced_search_reports_its_cost_everywhere(tmp_path: Path, script, spa
                                       "\\begin{document}\\input{" + str(run / "report/tables/usage.tex") +
                                       "}\\end{document}\n")
     _pdflatex(tmp_path, "doc.tex")
+
+
+def test_the_live_display_shows_what_the_search_has_used(tmp_path: Path, script, space_file,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from coordinator.app import run_search
+    from coordinator.config.experiment import SearchOptions
+
+    reg = tmp_path / "reg.yaml"
+    reg.write_text("currency: EUR\nplatforms:\n  box:\n    connection: local\n    specs: {cpu_cores: 2, memory_gb: 2}\n"
+                   "    max_concurrent_jobs: 2\n    cost_per_hour: 36000\n")  # 5 EUR per slot-second: visible at once
+    run_search(SearchOptions(command=script("import time\ntime.sleep(0.5)\nprint('loss=1')\n"),
+                             space=space_file("params:\n  x: {type: float, low: 0.0, high: 1.0}\n"), metrics=("loss",),
+                             trials=2, parallel=2, registry=str(reg), run_dir=str(tmp_path / "run")), mode="live")
+    out = capsys.readouterr().out
+    line = next((ln for ln in out.splitlines() if ln.strip().startswith("used")), "")
+    assert "machine-hours" in line and "EUR" in line, out
+    assert float(line.split(",")[-1].split()[0]) >= 2 * 0.5 * 5, line  # two attempts of at least 0.5 s each

@@ -27,6 +27,7 @@ from coordinator.schedule.speed import SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
 from coordinator.store.files import last_lines, tail
 from coordinator.store.rundir import RunStore
+from coordinator.store.usage import Meter
 from coordinator.tracking.tracker import Snapshot, Tracker
 
 log = logging.getLogger("coordinator.schedule.loop")
@@ -51,6 +52,7 @@ class AttemptEvents:
     snap: Snapshot
     durations: list[float]
     checkpoints: CheckpointKeeper
+    meter: Meter
     stopping: bool
     interrupted: bool
 
@@ -84,6 +86,7 @@ class AttemptEvents:
             self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
                              exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
                              duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)
+            self.meter.ended(r.handle.allocation.platform, r.handle.allocation.gpu, round(ev.outcome.duration_s, 4))
             self._end(r, kind, ev.outcome.exit_code, err, ev.outcome.duration_s)
 
     def _maybe_prune(self, r: Running, values: dict[str, float]) -> None:

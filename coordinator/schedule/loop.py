@@ -31,6 +31,7 @@ from coordinator.schedule.speed import Estimate, SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
 from coordinator.store.files import disk_full
 from coordinator.store.rundir import RunStore
+from coordinator.store.usage import Meter, run_usage
 from coordinator.tracking.tracker import Snapshot, Tracker
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class Coordinator(AttemptEvents):
         self.hosts = HostState(clock, limits.host_retry_s, store.event)
         self.checkpoints = CheckpointKeeper(store.trial_dir)
         self.pbt = pbt  # population-based training, when the search asks for it
+        registry_json = store.config.get("registry") or {}
+        self.meter = Meter(registry_json.get("platforms") or {}, str(registry_json.get("currency") or ""),
+                           run_usage(store, live=False).total)  # a resumed run's earlier attempts count
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -332,6 +336,9 @@ class Coordinator(AttemptEvents):
         if self.durations and self.limits.parallel:
             mean = sum(self.durations) / len(self.durations)
             s.eta_s = remaining * mean / self.limits.parallel
+        now = self.clock()
+        s.used = self.meter.line((r.handle.allocation.platform, r.handle.allocation.gpu, now - r.started)
+                                 for r in self.running.values())
         self.tracker.on_tick(s)
 
     def summary(self) -> dict[str, Any]:

@@ -162,6 +162,36 @@ def trial_usage(attempts: Iterable[AttemptRecord], platforms: dict[str, dict[str
     return out
 
 
+class Meter:
+    """A live search's usage as its loop sees it, without reading the log again: the run's
+    usage so far (a resumed run's earlier attempts), each attempt added as it ends, the
+    running ones counted up to now when asked."""
+
+    def __init__(self, platforms: dict[str, dict[str, Any]], currency: str = "", base: Usage | None = None) -> None:
+        self.rates = {k: Rates.of(p) for k, p in platforms.items()}
+        self.currency = currency
+        self.done = Usage(**vars(base)) if base is not None else Usage()
+
+    def _cost(self, platform: str, gpu: int | None, seconds: float) -> tuple[float, float | None]:
+        r = self.rates.get(platform, Rates())
+        gpu_s = seconds * r.gpus_per_gpu_attempt if gpu is not None else 0.0
+        return gpu_s, attempt_cost(r, seconds, gpu_s)
+
+    def ended(self, platform: str, gpu: int | None, seconds: float) -> None:
+        self.done.add(seconds, *self._cost(platform, gpu, seconds))
+
+    def now(self, running: Iterable[tuple[str, int | None, float]]) -> Usage:
+        """The usage so far with each running attempt (platform, GPU, seconds so far) in it."""
+        out = Usage(**vars(self.done))
+        for platform, gpu, seconds in running:
+            out.add(seconds, *self._cost(platform, gpu, seconds))
+        return out
+
+    def line(self, running: Iterable[tuple[str, int | None, float]]) -> str:
+        use = self.now(running)
+        return usage_line(use.machine_hours, use.gpu_hours, use.cost, self.currency)
+
+
 def run_usage(store: RunStore, live: bool | None = None) -> RunUsage:
     """The run's usage from its directory; a live run's running attempts count up to now."""
     cfg = store.config

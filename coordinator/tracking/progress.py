@@ -68,6 +68,8 @@ class LiveDisplay(Tracker):
         for name, (busy, slots) in snap.busy.items():
             table.add_row(f"[bold]{name}[/]", "█" * busy + "░" * (slots - busy) + f" {busy}/{slots} busy")
         table.add_row("[bold]time[/]", f"{_clock(snap.elapsed_s)} elapsed, ETA {_clock(snap.eta_s)}")
+        if snap.used:
+            table.add_row("[bold]used[/]", snap.used)
         if snap.waiting_reason and snap.running == 0:
             table.add_row("[bold]waiting[/]", snap.waiting_reason)
         for line in self.last:

@@ -31,6 +31,7 @@ class Snapshot:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     waiting_reason: str = ""
+    used: str = ""  # machine-hours, GPU-hours and cost so far (store/usage.py)
 
     @property
     def done(self) -> int:
