@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import os
-import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,11 @@ from coordinator.config.registry import (
 )
 from coordinator.errors import DiskFull, HostError, SearchFailed, StoreError
 from coordinator.protocol import MetricParser
-from coordinator.records import Needs, TrialStatus
+from coordinator.records import Needs
 from coordinator.reporting.fmt import plural
-from coordinator.reporting.runs import event_ends, run_state
 from coordinator.reporting.tables import write_report
 from coordinator.schedule import decide
+from coordinator.schedule.budget import Budget
 from coordinator.schedule.loop import Coordinator
 from coordinator.schedule.plans import Limits, StudyPlan
 from coordinator.schedule.routing import plan_lines
@@ -103,8 +102,10 @@ def run_cwd(cfg: dict[str, Any]) -> str:
     return str(cwd) if isinstance(cwd, str) and Path(cwd).is_dir() else os.getcwd()
 
 
-def resume_run(path: Path, mode: str = "quiet", tracking: TrackingOptions | None = None) -> dict[str, Any]:
-    """Continue a run whose coordinator stopped or died, with the options it was started with."""
+def resume_run(path: Path, mode: str = "quiet", tracking: TrackingOptions | None = None,
+               budget: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Continue a run whose coordinator stopped or died, with the options it was started with
+    (``budget``: budget options that replace the run's for this resume)."""
     store = RunStore.open(path.resolve())
     cfg = store.config
     known = {f.name for f in dataclasses.fields(SearchOptions)}  # a run from an older version: its options only
@@ -116,7 +117,7 @@ def resume_run(path: Path, mode: str = "quiet", tracking: TrackingOptions | None
     for key in ("registry", "space", "data"):
         if isinstance(fields.get(key), str) and not Path(fields[key]).expanduser().is_absolute():
             fields[key] = str(Path(base) / fields[key])
-    opts = SearchOptions(**fields)
+    opts = SearchOptions(**{**fields, **(budget or {})})
     if app_compare.is_compare_run(cfg):  # the same jobs as it started with; a comparison is not tracked
         exp, tracking = app_compare.experiment(opts, CompareSpec.from_json(cfg["compare"])), None
     else:
@@ -218,7 +219,9 @@ def _coordinator(exp: Experiment, store: RunStore, plans: list[StudyPlan], backe
         store.event("search_start", name=exp.name, parallel=exp.parallel, trials=exp.trials, data=data)
     tracker.on_search_start({"name": exp.name, "parallel": exp.parallel, "trials": exp.trials, "data": data,
                              "resume": resume, "studies": [s.name for s in exp.studies]})
-    limits = Limits(exp.parallel, opts.timeout, opts.trial_timeout, opts.host_retry, opts.checkpoint_every)
+    budget = Budget(opts.budget_cost, opts.budget_machine_hours, opts.budget_gpu_hours, opts.goal, opts.hard,
+                    exp.registry.currency)
+    limits = Limits(exp.parallel, opts.timeout, opts.trial_timeout, opts.host_retry, opts.checkpoint_every, budget)
     pbt = None
     if opts.pbt:
         from coordinator.schedule.pbt import PBT
@@ -350,33 +353,6 @@ def _skip_shared_gpus(registry: Registry, coordinator: Coordinator) -> None:
 def _parser_factory(exp: Experiment) -> Any:
     wanted = frozenset(exp.metrics) if exp.command else frozenset()
     return lambda: MetricParser(wanted=wanted)
-
-
-def run_status(path: Path) -> dict[str, Any]:
-    """Counts and best value of any run, live or dead, read from its directory."""
-    store = RunStore.open(path)
-    pid = store.live_pid()
-    run = store.run
-    counts: dict[str, int] = {}
-    best: tuple[float, int] | None = None
-    sign = 1 if run.maximize else -1
-    for rec in store.trials():
-        status = rec.result.status if rec.result else TrialStatus.RUNNING if pid else TrialStatus.UNFINISHED
-        counts[status.value] = counts.get(status.value, 0) + 1
-        value = rec.result.value if rec.result else None
-        if value is not None and (best is None or sign * value > sign * best[0]):
-            best = (value, rec.number)
-    # the words coord runs uses (interrupted: Ctrl-C/SIGTERM; unfinished: its coordinator
-    # died), from the log's last 64 KiB, not the whole log
-    how = run_state(event_ends(store.root)[1])
-    state = f"live (coordinator pid {pid})" if pid else "finished" if how == "finished" else \
-        f"{how} (coord resume {shlex.quote(str(path))} continues it)"
-    use = run_usage(store, live=pid is not None)
-    return {"run": str(path), "state": state, "name": run.name, "metric": run.metrics[0],
-            "planned": run.trials * len(run.studies), **{k.lower(): v for k, v in sorted(counts.items())},
-            "best_value": best[0] if best else None, "best_trial": best[1] if best else None,
-            "machine_hours": round(use.total.machine_hours, 6), "gpu_hours": round(use.total.gpu_hours, 6),
-            "cost": None if use.total.cost is None else round(use.total.cost, 6), "currency": use.currency}
 
 
 def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:

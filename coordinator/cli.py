@@ -19,7 +19,7 @@ import click
 
 from coordinator import cli_runs
 from coordinator.cli_compare import COMPARE_EXAMPLES, COMPARE_SECTIONS, compare_options
-from coordinator.cli_help import SectionedCommand
+from coordinator.cli_help import SectionedCommand, budget_options
 from coordinator.cli_tracking import TRACKING_SECTION, pop_tracking, summary_line, sync, tracking_options
 from coordinator.errors import CoordError
 
@@ -63,7 +63,8 @@ def _terminated(signum: int, frame: Any) -> None:
 SEARCH_SECTIONS = [
     ("What to tune", ["models", "command", "model_type", "space", "metrics", "direction", "sampler", "seed"]),
     ("Data", ["data", "target", "task", "positive_class", "cv", "time_col", "folds"]),
-    ("Budget", ["trials", "timeout", "trial_timeout"]),
+    ("Budget", ["trials", "timeout", "trial_timeout", "budget_cost", "budget_machine_hours", "budget_gpu_hours",
+                "goal", "hard"]),
     ("Where it runs", ["registry", "parallel", "placement"]),
     ("Early stopping and PBT", ["pruner", "min_resource", "max_resource", "reduction_factor", "prune_threshold",
                                 "pbt", "pbt_interval"]),
@@ -90,6 +91,7 @@ REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this mach
 @click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(), help=REGISTRY_HELP)
 @click.option("--trials", type=click.IntRange(min=1), help="Trials per model (default 30; grid: its size).")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Stop starting new trials after SECONDS.")
+@budget_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler, split and trial seed base.")
 @click.option("--sampler", default="tpe", show_default=True,
               type=click.Choice(["tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2"]),
@@ -157,6 +159,7 @@ def search(quiet: bool, as_json: bool, **kw: Any) -> None:
     from coordinator.config.experiment import SearchOptions
 
     tracking = pop_tracking(kw)
+    kw["hard"] = bool(kw.get("hard"))
     fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()}
     opts = SearchOptions(**fields)
     here = os.getcwd()
@@ -184,14 +187,18 @@ def compare(quiet: bool, as_json: bool, **kw: Any) -> None:
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
 @tracking_options(register=False)
+@budget_options
 def resume(run: str, quiet: bool, as_json: bool, **kw: Any) -> None:
     """Continue RUN after its coordinator stopped or died (even kill -9): re-attach to
     trials still running, collect those that finished, re-run lost ones with the same
-    parameters, then go on with the search."""
+    parameters, then go on with the search. Budget options given here replace the run's
+    (a raised --budget-cost continues a search its budget ended)."""
     from coordinator.app import resume_run
 
     here = os.getcwd()  # resume_run moves to the run's own working directory
-    _finish(resume_run(Path(run), _mode(quiet, as_json), tracking=pop_tracking(kw)), as_json, here)
+    tracking = pop_tracking(kw)
+    budget = {k: v for k, v in kw.items() if v is not None}
+    _finish(resume_run(Path(run), _mode(quiet, as_json), tracking=tracking, budget=budget), as_json, here)
 
 
 def _mode(quiet: bool, as_json: bool) -> str:
@@ -205,7 +212,7 @@ def _finish(result: dict[str, Any], as_json: bool, here: str) -> None:
         click.echo(json.dumps(result, default=str))
     else:
         _print_summary(result)
-    if result.get("interrupted"):
+    if result.get("interrupted") and not result.get("stopped_hard"):  # a budget's end is an end, not Ctrl-C
         sys.exit(130)
 
 
@@ -243,8 +250,14 @@ def _print_summary(result: dict[str, Any]) -> None:
         click.echo(line)
     if (line := summary_line(result)) is not None:
         click.echo(line)
-    if result.get("interrupted"):
+    if result.get("ended_by"):
+        click.echo(f"ended: {result['ended_by']}")
+    if result.get("stopped_hard"):
+        click.echo(f"--hard: the running trials were stopped and kept; continue them with a raised budget: "
+                   f"{result['resume_command']} --budget-...")
+    elif result.get("interrupted"):
         click.echo(f"interrupted: unfinished trials are kept; continue with: {result['resume_command']}")
+    if result.get("interrupted"):
         click.echo(f"figures left out to stop at once; draw them with: {_report_command(result['resume_command'])}")
 
 
@@ -254,7 +267,7 @@ def _print_summary(result: dict[str, Any]) -> None:
               help="One JSON object for scripts (numbers: best_value, best_trial; null when none).")
 def status(run: str, as_json: bool) -> None:
     """Counts and best value of RUN, from its run directory (live or finished)."""
-    from coordinator.app import run_status
+    from coordinator.app_status import run_status
     from coordinator.reporting.fmt import fmt
 
     info = run_status(Path(run))

@@ -1,6 +1,6 @@
-"""Help layout for ``coord search``: its options in named sections and a few examples.
-click has no option groups; this small Command subclass renders them, so no dependency
-is needed. Only cli.py uses it."""
+"""Help layout for ``coord search``: its options in named sections and a few examples
+(click has no option groups; this small Command subclass renders them, so no dependency
+is needed), and the budget options that search and resume share. Only cli.py uses it."""
 
 from __future__ import annotations
 
@@ -48,3 +48,21 @@ class SectionedCommand(click.Command):
             with formatter.section("Examples"):
                 for line in self.examples:  # verbatim: a command line must not be re-wrapped
                     formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
+
+
+def budget_options(fn: Any) -> Any:
+    """--budget-* , --goal and --hard: for coord search, and for coord resume to raise them."""
+    for option in reversed([
+        click.option("--budget-cost", type=click.FloatRange(min=0), help="Stop starting trials once they have "
+                     "cost this much (the registry's prices; docs/usage.md 'Usage and cost')."),
+        click.option("--budget-machine-hours", type=click.FloatRange(min=0),
+                     help="Stop starting trials after this many slot-hours of trials (every attempt counts)."),
+        click.option("--budget-gpu-hours", type=click.FloatRange(min=0),
+                     help="Stop starting trials after this many GPU-hours."),
+        click.option("--goal", type=float, help="Stop once a trial's first metric reaches VALUE (>= when "
+                     "maximized, <= when minimized)."),
+        click.option("--hard", is_flag=True, default=None, help="A budget or goal also stops the running trials "
+                     "(they checkpoint; coord resume with a raised budget continues them)."),
+    ]):
+        fn = option(fn)
+    return fn

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("backends",),
     ("reporting", "tracking", "analysis"),
     ("schedule",),
-    ("app", "app_compare", "rerun", "validate"),
+    ("app", "app_compare", "app_status", "rerun", "validate"),
     ("cli", "cli_compare", "cli_help", "cli_runs", "cli_tracking", "__main__"),
 ]
 

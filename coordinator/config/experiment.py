@@ -40,6 +40,11 @@ class SearchOptions:
     registry: str | None = None
     trials: int | None = None
     timeout: float | None = None
+    budget_cost: float | None = None  # stop starting trials once this much is spent (registry prices)
+    budget_machine_hours: float | None = None
+    budget_gpu_hours: float | None = None
+    goal: float | None = None  # stop once a trial's first objective reaches this
+    hard: bool = False  # a budget or goal also stops the running trials (for coord resume)
     seed: int = 0
     sampler: str = "tpe"
     metrics: tuple[str, ...] = ()
@@ -149,6 +154,7 @@ def resolve(o: SearchOptions) -> Experiment:
     if o.direction not in (None, "maximize", "minimize"):
         raise ConfigError(f"unknown direction {o.direction!r}", key="--direction", valid=("maximize", "minimize"))
     registry = load_registry(o.registry) if o.registry else default_registry()
+    _check_budget(o, registry)
     for model_type, message in registry.warnings:  # silent for the rule this --command search routes by
         if not (o.command and (o.model_type or CUSTOM_MODEL_TYPE).lower() == model_type.lower()):
             log.warning("%s", message)
@@ -338,3 +344,16 @@ def _infer_task(path: Path, column: int, task: str, file: str, target: str) -> s
 def _check_cv(cv: str) -> None:
     if cv not in CV_CHOICES:
         raise ConfigError(f"unknown validation scheme {cv!r}", key="--cv", valid=CV_CHOICES)
+
+
+def _check_budget(o: SearchOptions, registry: Registry) -> None:
+    """A cost budget needs a price to count against; --hard needs something to stop on."""
+    if o.budget_cost is not None and not any(
+            p.cost_per_hour is not None or p.gpu_cost_per_hour is not None or p.watts is not None
+            for p in registry.platforms.values()):
+        raise ConfigError(f"--budget-cost: no platform of the registry ({registry.source}) has a price; give "
+                          "cost_per_hour, gpu_cost_per_hour or watts with tariff_per_kwh (docs/usage.md, "
+                          "'Usage and cost'), or budget in --budget-machine-hours", key="--budget-cost")
+    if o.hard and all(v is None for v in (o.budget_cost, o.budget_machine_hours, o.budget_gpu_hours, o.goal)):
+        raise ConfigError("--hard stops running trials when a budget or goal is reached; give one "
+                          "(--budget-cost, --budget-machine-hours, --budget-gpu-hours or --goal)", key="--hard")

@@ -67,6 +67,8 @@ class Coordinator(AttemptEvents):
         self.checkpoints = CheckpointKeeper(store.trial_dir)
         self.pbt = pbt  # population-based training, when the search asks for it
         registry_json = store.config.get("registry") or {}
+        self.ended_by: str | None = None  # the budget or goal that ended the search
+        self.hard_stopped = False  # --hard: the running trials were stopped for coord resume
         self.meter = Meter(registry_json.get("platforms") or {}, str(registry_json.get("currency") or ""),
                            run_usage(store, live=False).total)  # a resumed run's earlier attempts count
 
@@ -83,6 +85,10 @@ class Coordinator(AttemptEvents):
                     self._handle(self.backend.poll(self._wait_time()))
                     self._enforce_deadlines()
                     self._tick()
+                    if self.limits.budget.any and self.ended_by is None:
+                        self._check_budget()
+                    if self.hard_stopped:
+                        break
                     if (full := self.backend.disk_full()) is not None:  # met by a backend thread
                         raise full
             except KeyboardInterrupt:  # not in the main thread, or before the handler was set
@@ -105,7 +111,8 @@ class Coordinator(AttemptEvents):
                 self.backend.close()
                 self._drain(grace_s=0.0)
                 self._tick()
-        summary = {"interrupted": self.interrupted, **self.summary()}
+        summary = {"interrupted": self.interrupted, "ended_by": self.ended_by, "stopped_hard": self.hard_stopped,
+                   **self.summary()}
         self.store.event("search_end", **summary)
         self.tracker.on_search_end(summary)
         return summary
@@ -120,8 +127,13 @@ class Coordinator(AttemptEvents):
 
     def _interrupt(self) -> None:
         """Stop the running trials and leave them uncommitted for ``coord resume``."""
+        self._stop_running(signal.Signals(self.stop_signal or signal.SIGINT).name)
+
+    def _stop_running(self, why: str) -> None:
+        """Ctrl-C, SIGTERM or a --hard budget: the running trials stop (built-in runners
+        checkpoint) and are left uncommitted, spending no retry, for ``coord resume``."""
         self.interrupted = self.stopping = True
-        self.store.event("stop_requested", signal=signal.Signals(self.stop_signal or signal.SIGINT).name)
+        self.store.event("stop_requested", signal=why)
         for r in list(self.running.values()):
             self.backend.cancel(r.handle, "cancelled")
         self._drain(grace_s=10.0)
@@ -136,9 +148,31 @@ class Coordinator(AttemptEvents):
                     self._end(r, decide.Kind.CANCELLED, None, "coordinator stopped", 0.0)
                 break
 
+    def _check_budget(self) -> None:
+        """A budget used up or the goal reached ends the search (with --hard, its running
+        trials too); a trial that would overrun a budget is not started."""
+        b, now = self.limits.budget, self.clock()
+        use = self.meter.now((r.handle.allocation.platform, r.handle.allocation.gpu, now - r.started)
+                             for r in self.running.values())
+        search = self.plans[0].search
+        ended = b.goal_reached(self.snap.best_value, search.directions[0] == "maximize", search.metrics[0],
+                               self.snap.best_number) or b.spent(use)
+        why = ended or b.would_overrun(use, self.meter.done)
+        if why is None:
+            return
+        self.ended_by = why
+        self.store.event("budget_reached", reason=why, hard=b.hard and ended is not None)
+        if b.hard and ended is not None and self.running:
+            self._stop_running("budget")
+            self.hard_stopped = True
+
     def _can_ask(self) -> bool:
-        if self.stopping:
+        if self.stopping or self.ended_by is not None:
             return False
+        if self.limits.budget.any:
+            self._check_budget()
+            if self.ended_by is not None:
+                return False
         if self.limits.timeout_s is not None and self.clock() - self.start >= self.limits.timeout_s:
             return False
         return any(p.asked < p.search.n_trials for p in self.plans)

@@ -8,6 +8,7 @@ from typing import Any
 
 from coordinator.backends.base import Handle
 from coordinator.records import AttemptRecord, Needs
+from coordinator.schedule.budget import Budget
 from coordinator.schedule.decide import FREE, Kind
 from coordinator.search import Decisions, Search
 
@@ -95,3 +96,4 @@ class Limits:
     trial_timeout_s: float | None = None
     host_retry_s: float = DOWN_S  # a down host is probed again after this long
     checkpoint_every_s: float = 30.0
+    budget: Budget = field(default_factory=Budget)  # cost, machine-/GPU-hours, a goal (schedule/budget.py)
