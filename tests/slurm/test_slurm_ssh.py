@@ -1,0 +1,151 @@
+"""SLURM from a laptop: coord submits over SSH to a login node (a real loopback sshd whose
+sessions see the real one-node test cluster), as an unprivileged login user.
+
+Why these tests prove the files went over SSH: the platform's work_dir is ``~/...``,
+which is the LOGIN user's home (/home/coordslurm/...), not the home of the root that runs
+coord (/root/... never exists); every file there is owned by the login user, which only
+that user's SFTP session can have created (a local write by coord would be root's); and
+squeue names the login user as the owner of every job (sbatch ran in that user's session).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests import slurmcluster
+from tests.slurm.conftest import Login
+from tests.slurm.test_slurm_search import ROOT, TRIAL, coord, results, wait_job, wait_state
+
+PYTHON = "/usr/bin/python3"  # the cluster's Python: the login user cannot reach the coordinator's (under /root)
+
+
+def ssh_registry(tmp: Path, login: Login, slots: int = 2, extra: str = "") -> str:
+    """The registry, and the work dir's name under the login user's home."""
+    name = f"coordwork-{time.monotonic_ns()}"
+    (tmp / "reg.yaml").write_text(f"""\
+platforms:
+  cluster:
+    connection: slurm
+{login.platform_lines()}    python: {PYTHON}
+    work_dir: ~/{name}
+    specs: {{cpu_cores: 2, memory_gb: 1}}
+    max_concurrent_jobs: {slots}
+    slurm:
+      partition: {slurmcluster.PARTITION}
+      time_limit: "00:10:00"
+      mem: 100M
+{extra}task_routing_rules:
+  - model_type: custom
+    route_to: [cluster]
+allow_local_fallback: false
+known_hosts: {login.known_hosts}
+""")
+    return name
+
+
+def ssh_search(login: Login, tmp: Path, trials: int, parallel: int = 2) -> list[str]:
+    script = login.shared / "trial.py"
+    script.write_text(TRIAL)
+    script.chmod(0o644)
+    (tmp / "space.yaml").write_text("params:\n  x: {type: int, low: 0, high: 6}\n")
+    return ["search", "--command", f"{PYTHON} {script}", "--space", "space.yaml", "--metric", "loss",
+            "--trials", str(trials), "--parallel", str(parallel), "--sampler", "random", "--seed", "1",
+            "--registry", "reg.yaml", "--run-dir", "run", "--quiet"]
+
+
+def no_local_slurm(env: dict[str, str] | None = None) -> dict[str, str]:
+    """coord's own environment has no SLURM_CONF: a local sbatch could not reach the cluster."""
+    return {**(env or {}), "SLURM_CONF": "/nonexistent/slurm.conf"}
+
+
+def assert_went_over_ssh(login: Login, work: str, slurm: slurmcluster.Cluster, jobs: list[str]) -> None:
+    remote = login.home / work
+    assert not (Path("/root") / work).exists()
+    uid = pwd.getpwnam(login.user).pw_uid
+    files = [p for p in remote.rglob("*") if p.is_file()]
+    assert any(p.name == "spec.json" for p in files) and any(p.parent.parent.name == "runners" for p in files)
+    assert all(p.stat().st_uid == uid for p in files), [p for p in files if p.stat().st_uid != uid]
+    owners = slurm.run("squeue", "-h", "--states=all", "-j", ",".join(jobs), "-o", "%u").stdout.split()
+    assert owners == [login.user] * len(jobs)
+
+
+def test_search_over_ssh_end_to_end(slurm: slurmcluster.Cluster, login: Login, tmp_path: Path) -> None:
+    work = ssh_registry(tmp_path, login)
+    done = coord(tmp_path, *ssh_search(login, tmp_path, trials=4), env=no_local_slurm())
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = results(tmp_path / "run")
+    assert len(res) == 4 and all(r["status"] == "COMPLETE" and r["platform"] == "cluster" for r in res), res
+    jobs = [wait_job(tmp_path / "run", n) for n in range(4)]
+    for n in range(4):
+        assert "[coord-metric]" in (tmp_path / "run" / "trials" / str(n) / "attempt-1" / "stdout").read_text()
+    assert_went_over_ssh(login, work, slurm, jobs)
+
+
+def test_hosts_checks_the_login_node_over_ssh(slurm: slurmcluster.Cluster, login: Login, tmp_path: Path) -> None:
+    work = ssh_registry(tmp_path, login)
+    done = coord(tmp_path, "hosts", "--registry", "reg.yaml", env=no_local_slurm())
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("cluster"))
+    # sinfo answered and the partition exists; the probe ran with the cluster's Python, as the
+    # login user: that Python has no model libraries (the coordinator's has), and says so
+    assert "missing libraries: numpy, pandas, sklearn" in done.stdout and "3.11" in line, done.stdout
+    assert (login.home / work).stat().st_uid == pwd.getpwnam(login.user).pw_uid
+    text = (tmp_path / "reg.yaml").read_text().replace(f"partition: {slurmcluster.PARTITION}", "partition: nope")
+    (tmp_path / "reg.yaml").write_text(text)
+    bad = coord(tmp_path, "hosts", "--registry", "reg.yaml", env=no_local_slurm())
+    line = next(ln for ln in bad.stdout.splitlines() if ln.startswith("cluster"))
+    assert "FAIL" in line and "slurm.partition 'nope' does not exist" in line and "debug" in line, bad.stdout
+
+
+def test_an_unknown_login_host_key_is_refused(slurm: slurmcluster.Cluster, login: Login, tmp_path: Path) -> None:
+    ssh_registry(tmp_path, login)
+    login.known_hosts.write_text("")  # never trusted: coord must not accept the key it is offered
+    done = coord(tmp_path, *ssh_search(login, tmp_path, trials=1), env=no_local_slurm())
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "unknown host key" in done.stderr and "coord hosts trust cluster" in done.stderr, done.stderr
+    assert not list((tmp_path / "run").glob("trials/*/attempt-*/slurm.json"))  # nothing was submitted
+    assert login.known_hosts.read_text() == ""  # and nothing was added
+
+
+def test_scancel_from_outside_is_retried_over_ssh(slurm: slurmcluster.Cluster, login: Login, tmp_path: Path) -> None:
+    ssh_registry(tmp_path, login, slots=1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **no_local_slurm({"TRIAL_STEPS": "20", "TRIAL_SLEEP": "0.3"})}
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *ssh_search(login, tmp_path, 1, 1)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_job(tmp_path / "run")
+        wait_state(slurm, job, "RUNNING")
+        time.sleep(1)
+        slurm.run("scancel", job)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    (res,) = results(tmp_path / "run")
+    assert res["status"] == "COMPLETE" and res["attempt"] == 2 and res["attempts"][0]["kind"] == "killed", res
+    assert wait_job(tmp_path / "run", attempt=2) != job
+
+
+def test_kill_9_then_resume_reattaches_over_ssh(slurm: slurmcluster.Cluster, login: Login, tmp_path: Path) -> None:
+    work = ssh_registry(tmp_path, login)
+    steps = {"TRIAL_STEPS": "12", "TRIAL_SLEEP": "0.5"}
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *ssh_search(login, tmp_path, trials=2)],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), **no_local_slurm(steps)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        jobs = [wait_job(tmp_path / "run", n) for n in (0, 1)]
+        for job in jobs:
+            wait_state(slurm, job, "RUNNING")
+    finally:
+        proc.kill()  # the coordinator dies as in a crash; the jobs run on
+        proc.wait()
+    done = coord(tmp_path, "resume", "run", "--json", env=no_local_slurm(steps))
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = results(tmp_path / "run")
+    assert [r["status"] for r in res] == ["COMPLETE"] * 2 and all(r["attempt"] == 1 for r in res), res
+    assert [wait_job(tmp_path / "run", n) for n in (0, 1)] == jobs  # re-attached by id, nothing resubmitted
+    assert_went_over_ssh(login, work, slurm, jobs)
