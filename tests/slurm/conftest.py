@@ -73,13 +73,17 @@ def login(slurm: slurmcluster.Cluster, tmp_path: Path) -> Iterator[Login]:
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     for d in (slurm.root, slurm.root / "munge"):  # the login user's sbatch reads slurm.conf, talks to munged
         os.chmod(d, 0o755)
-    key = tmp_path / "client_key"
-    host = sshd.make_host(tmp_path, "login", sshd.keygen(key), user=LOGIN_USER)
-    with open(host.root / "sshd_config", "a") as fh:
-        fh.write(f"SetEnv SLURM_CONF={slurm.conf}\n")
-    host.start()
+    # sshd reads authorized_keys as the login user, and the jobs read the trial scripts: both
+    # in a directory of our own (pytest's base temp dir is 0700 and reset so by every session)
     shared = Path(tempfile.mkdtemp(prefix="coord-login-"))
     os.chmod(shared, 0o755)
+    key = tmp_path / "client_key"
+    host = sshd.make_host(shared, "login", sshd.keygen(key), user=LOGIN_USER)
+    with open(host.root / "sshd_config", "a") as fh:
+        fh.write(f"SetEnv SLURM_CONF={slurm.conf}\n")
+    for f in (host.root, host.root / "authorized_keys"):
+        f.chmod(f.stat().st_mode | 0o044 | (0o011 if f.is_dir() else 0))
+    host.start()
     home = Path(pwd.getpwnam(LOGIN_USER).pw_dir)
     lg = Login(host, key, tmp_path / "known_hosts", LOGIN_USER, home, shared)
     lg.trust()

@@ -48,9 +48,12 @@ known_hosts: {login.known_hosts}
     return name
 
 
-def ssh_search(login: Login, tmp: Path, trials: int, parallel: int = 2) -> list[str]:
-    script = login.shared / "trial.py"
-    script.write_text(TRIAL)
+def ssh_search(login: Login, tmp: Path, trials: int, parallel: int = 2, steps: int = 1, sleep: float = 0) -> list[str]:
+    """The search's arguments; the trial's length is in its script (coord's environment stays
+    on this side: a job submitted over SSH gets the login session's)."""
+    script = login.shared / f"trial-{steps}-{sleep}.py"
+    script.write_text(TRIAL.replace("'TRIAL_STEPS', '1'", f"'TRIAL_STEPS', '{steps}'").replace(
+        "'TRIAL_SLEEP', '0'", f"'TRIAL_SLEEP', '{sleep}'"))
     script.chmod(0o644)
     (tmp / "space.yaml").write_text("params:\n  x: {type: int, low: 0, high: 6}\n")
     return ["search", "--command", f"{PYTHON} {script}", "--space", "space.yaml", "--metric", "loss",
@@ -113,8 +116,8 @@ def test_an_unknown_login_host_key_is_refused(slurm: slurmcluster.Cluster, login
 
 def test_scancel_from_outside_is_retried_over_ssh(slurm: slurmcluster.Cluster, login: Login, tmp_path: Path) -> None:
     ssh_registry(tmp_path, login, slots=1)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **no_local_slurm({"TRIAL_STEPS": "20", "TRIAL_SLEEP": "0.3"})}
-    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *ssh_search(login, tmp_path, 1, 1)], cwd=tmp_path,
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **no_local_slurm()}
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *ssh_search(login, tmp_path, 1, 1, 20, 0.3)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         job = wait_job(tmp_path / "run")
@@ -132,9 +135,9 @@ def test_scancel_from_outside_is_retried_over_ssh(slurm: slurmcluster.Cluster, l
 
 def test_kill_9_then_resume_reattaches_over_ssh(slurm: slurmcluster.Cluster, login: Login, tmp_path: Path) -> None:
     work = ssh_registry(tmp_path, login)
-    steps = {"TRIAL_STEPS": "12", "TRIAL_SLEEP": "0.5"}
-    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *ssh_search(login, tmp_path, trials=2)],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), **no_local_slurm(steps)},
+    args = ssh_search(login, tmp_path, trials=2, steps=12, sleep=0.5)
+    proc = subprocess.Popen([sys.executable, "-m", "coordinator", *args],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), **no_local_slurm()},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         jobs = [wait_job(tmp_path / "run", n) for n in (0, 1)]
@@ -143,7 +146,7 @@ def test_kill_9_then_resume_reattaches_over_ssh(slurm: slurmcluster.Cluster, log
     finally:
         proc.kill()  # the coordinator dies as in a crash; the jobs run on
         proc.wait()
-    done = coord(tmp_path, "resume", "run", "--json", env=no_local_slurm(steps))
+    done = coord(tmp_path, "resume", "run", "--json", env=no_local_slurm())
     assert done.returncode == 0, done.stderr[-3000:]
     res = results(tmp_path / "run")
     assert [r["status"] for r in res] == ["COMPLETE"] * 2 and all(r["attempt"] == 1 for r in res), res
