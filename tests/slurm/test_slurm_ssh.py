@@ -10,8 +10,10 @@ squeue names the login user as the owner of every job (sbatch ran in that user's
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import time
@@ -152,3 +154,35 @@ def test_kill_9_then_resume_reattaches_over_ssh(slurm: slurmcluster.Cluster, log
     assert [r["status"] for r in res] == ["COMPLETE"] * 2 and all(r["attempt"] == 1 for r in res), res
     assert [wait_job(tmp_path / "run", n) for n in (0, 1)] == jobs  # re-attached by id, nothing resubmitted
     assert_went_over_ssh(login, work, slurm, jobs)
+
+
+def test_every_command_of_the_ssh_example_in_docs_slurm_md_runs(slurm: slurmcluster.Cluster, login: Login,
+                                                                 tmp_path: Path) -> None:
+    """docs/slurm.md's laptop example: its registry (the login node, its key and paths made
+    this test's) and its commands, in order, starting from an empty known_hosts."""
+    from tests.slurm.test_slurm_cli import commands, section
+    text = section("## A worked example: from a laptop, over SSH")
+    reg = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)  # type: ignore[union-attr]
+    work = f"coordwork-{time.monotonic_ns()}"
+    reg = (reg.replace("host: login.cluster.example.org", f"host: 127.0.0.1\n    port: {login.host.port}")
+           .replace("user: alice", f"user: {login.user}").replace("~/.ssh/id_ed25519", str(login.key))
+           .replace("/shared/envs/coord/bin/python", PYTHON).replace("~/coord", f"~/{work}")
+           .replace("partition: short", f"partition: {slurmcluster.PARTITION}")
+           .replace("~/.config/coord/known_hosts", str(login.known_hosts)))
+    (tmp_path / "laptop.yaml").write_text(reg)
+    login.known_hosts.write_text("")
+    ssh_search(login, tmp_path, trials=1)  # the trial script and space.yaml
+    for args in commands(text, tmp_path):
+        args = [a.replace("python /shared/alice/train.py", f"{PYTHON} {login.shared / 'trial-1-0.py'}") for a in args]
+        done = coord(tmp_path, *args, env=no_local_slurm())
+        if args[:3] == ["hosts", "--registry", "laptop.yaml"] and len(args) == 3:
+            # the probe ran on the login node; the test cluster's Python lacks the model libraries
+            assert "cluster" in done.stdout and "missing libraries" in done.stdout, done.stdout + done.stderr
+            continue
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+    assert login.known_hosts.read_text().startswith(f"[127.0.0.1]:{login.host.port} ")
+    res = results(tmp_path / "run")
+    assert len(res) == 4 and all(r["status"] == "COMPLETE" for r in res), res
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "run").glob("trials/*/attempt-1/slurm.json")]
+    assert all(r.get("pilot") for r in recs) and len({r["job"] for r in recs}) <= 2, recs  # pilot jobs
+    assert_went_over_ssh(login, work, slurm, sorted({r["job"] for r in recs}))
