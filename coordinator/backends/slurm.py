@@ -2,11 +2,10 @@
 ``slurm.pilot: true``, an entry in the inbox of a pilot job (``slurmpilot.py``).
 
 coord submits on the login node itself, or on one reached over SSH (``host:``);
-``slurmsite.py`` is where commands and files go. The work dir is on the shared file system. Per attempt the backend writes ``spec.json`` and ``job.sh``
-(``slurmjob.py``, from the launch plan) into ``<work_dir>/runs/<run>/trials/<n>/attempt-<k>/``
-and records the job id in the run directory's attempt dir (``slurm.json``) before anything
-else may happen, so ``coord resume`` re-attaches to the job by its id instead of
-submitting it again.
+``slurmsite.py`` is where commands and files go. Per attempt the backend writes ``spec.json``
+and ``job.sh`` (``slurmjob.py``) into ``<work_dir>/runs/<run>/trials/<n>/attempt-<k>/`` on the
+shared file system and records the job id in the run directory (``slurm.json``) before
+anything else may happen, so ``coord resume`` re-attaches by id instead of resubmitting.
 
 One thread follows every job: per tick ONE round trip per platform reads every running
 attempt's stdout from the last byte seen (for pilot attempts also the exit record and the
@@ -98,9 +97,8 @@ class SlurmBackend(Backend):
         """sinfo reachable, the partition exists, the runners copied to the shared work dir."""
         if platform in self.ready:
             return
-        opts = self.platforms[platform].slurm
+        site, opts = self.sites[platform], self.platforms[platform].slurm
         assert opts is not None
-        site = self.sites[platform]
         check_partition(site, platform, opts)
         self.ready[platform] = upload_runners(site, self._work(platform), self.runners_dir)
 
@@ -111,10 +109,9 @@ class SlurmBackend(Backend):
     def launch(self, recipe: Recipe, attempt: int, allocation: Allocation) -> Handle:
         platform = allocation.platform
         self.prepare(platform)
-        p = self.platforms[platform]
+        p, work = self.platforms[platform], self._work(platform)
         opts = p.slurm
         assert opts is not None
-        work = self._work(platform)
         layout = HostLayout(f"{work}/runs/{self.run_id}", self.ready[platform], p.python, work, opts.cpus_per_task)
         plan = build(recipe, attempt, allocation, layout, self._data_path(platform, recipe.data))
         handle = Handle(recipe.number, attempt, allocation)
@@ -186,10 +183,9 @@ class SlurmBackend(Backend):
 
     def _place(self, j: Job, data: bytes, record: Path) -> None:
         """Put the attempt on a pilot: the record first, then the inbox entry."""
-        p = self.platforms[j.platform]
+        p, site, work = self.platforms[j.platform], self.sites[j.platform], self._work(j.platform)
         opts = p.slurm
         assert opts is not None
-        site, work = self.sites[j.platform], self._work(j.platform)
         (record.parent / "entry.json").write_bytes(data)
         while True:
             pilot = j.pilot if j.pilot is not None and not j.pilot.closed else self.pool.choose(
@@ -394,9 +390,9 @@ class SlurmBackend(Backend):
         self._finish(j, st.state if st else ("PILOT" if j.pilot else "GONE"), rec, stderr)
 
     def _finish(self, j: Job, state: str, rec: dict[str, Any] | None, stderr: str) -> None:
-        out = outcome(j.job, state, rec, j.reason, j.pilot is not None, stderr,
-                      time.monotonic() - (j.running_since or j.started),
-                      (str(j.local_dir / "stdout"), str(j.local_dir / "stderr")))
+        logs, ran = (str(j.local_dir / "stdout"), str(j.local_dir / "stderr")), time.monotonic() - (
+            j.running_since or j.started)
+        out = outcome(j.job, state, rec, j.reason, j.pilot is not None, stderr, ran, logs)
         j.out.close()
         with self.lock:
             self.jobs.pop(j.handle.key, None)

@@ -16,6 +16,7 @@ from tests.slurm.test_slurm_search import coord, registry, results
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(660)
 @pytest.mark.parametrize("pilot", [False, True], ids=["job-per-attempt", "pilot"])
 def test_the_signal_before_the_time_limit_checkpoints_and_requeues(slurm: slurmcluster.Cluster, small_csv: Path,
                                                                   tmp_path: Path, pilot: bool) -> None:
@@ -23,12 +24,12 @@ def test_the_signal_before_the_time_limit_checkpoints_and_requeues(slurm: slurmc
     extra = "      signal_s: 45\n" + ("      pilot: true\n" if pilot else "")
     reg.write_text(reg.read_text().replace("model_type: custom", 'model_type: "*"').replace(
         'time_limit: "00:10:00"', 'time_limit: "1"').replace("      mem: 100M\n", "      mem: 100M\n" + extra))
-    # 2500 trees: about 25 s of training on an idle core, 3 min on this loaded machine
+    # 4000 trees: about 40 s of training on an idle core (so the signal comes first), minutes under load
     (tmp_path / "space.yaml").write_text("params:\n  max_depth: {type: int, low: 4, high: 5}\n"
-                                         "fixed: {n_estimators: 2500}\n")
+                                         "fixed: {n_estimators: 4000}\n")
     done = coord(tmp_path, "search", "--model", "random_forest", "--data", str(small_csv), "--target", "home_win",
                  "--space", "space.yaml", "--trials", "1", "--parallel", "1", "--checkpoint-every", "0",
-                 "--max-retries", "0", "--registry", "reg.yaml", "--run-dir", "run", "--quiet", timeout=280)
+                 "--max-retries", "0", "--registry", "reg.yaml", "--run-dir", "run", "--quiet", timeout=600)
     attempts = [json.loads(p.read_text()) for p in sorted((tmp_path / "shared" / "runs").glob("run/trials/0/*/exit.json"))]
     assert done.returncode == 0, (done.stderr[-3000:], attempts)
     (res,) = results(tmp_path / "run")
