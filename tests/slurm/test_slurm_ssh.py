@@ -186,3 +186,27 @@ def test_every_command_of_the_ssh_example_in_docs_slurm_md_runs(slurm: slurmclus
     recs = [json.loads(p.read_text()) for p in (tmp_path / "run").glob("trials/*/attempt-1/slurm.json")]
     assert all(r.get("pilot") for r in recs) and len({r["job"] for r in recs}) <= 2, recs  # pilot jobs
     assert_went_over_ssh(login, work, slurm, sorted({r["job"] for r in recs}))
+
+
+def test_the_follow_reads_are_one_ssh_command_for_all_jobs(slurm: slurmcluster.Cluster, login: Login,
+                                                           tmp_path: Path) -> None:
+    """What the follow thread reads per tick (every job's stdout from its offset, exit
+    records, claims) is one command on the login node, not one per file."""
+    from coordinator.backends.slurmsite import SshSite
+    from coordinator.config.registry import load_registry
+    ssh_registry(tmp_path, login)
+    site = SshSite(load_registry(str(tmp_path / "reg.yaml")).platforms["cluster"], login.known_hosts)
+    files = []
+    for i in range(5):
+        f = login.shared / f"out{i}"
+        f.write_bytes(b"x" * i + f"line {i}\n".encode())
+        files.append((str(f), i))
+    calls = []
+    run = site.conn.run
+    site.conn.run = lambda argv, timeout=30.0: calls.append(argv) or run(argv, timeout)  # type: ignore[method-assign]
+    try:
+        got = site.reads([*files, (str(login.shared / "absent"), 0)])
+    finally:
+        site.close()
+    assert got == [f"line {i}\n".encode() for i in range(5)] + [None]
+    assert len(calls) == 1, calls
