@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests import slurmcluster
 from tests.slurm.test_slurm_search import ROOT, coord, registry, results, search_args, wait_job, wait_state
@@ -21,7 +22,7 @@ def pilot_registry(tmp: Path, slots: int = 2, idle_s: int = 60) -> None:
                                                                  f"      pilot_idle_s: {idle_s}\n"))
 
 
-def records(run: Path) -> dict[tuple[int, int], dict]:
+def records(run: Path) -> dict[tuple[int, int], dict[str, Any]]:
     return {(int(p.parent.parent.name), int(p.parent.name.split("-")[1])): json.loads(p.read_text())
             for p in run.glob("trials/*/attempt-*/slurm.json")}
 

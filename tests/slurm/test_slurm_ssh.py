@@ -201,9 +201,13 @@ def test_the_follow_reads_are_one_ssh_command_for_all_jobs(slurm: slurmcluster.C
         f = login.shared / f"out{i}"
         f.write_bytes(b"x" * i + f"line {i}\n".encode())
         files.append((str(f), i))
-    calls = []
+    calls: list[object] = []
     run = site.conn.run
-    site.conn.run = lambda argv, timeout=30.0: calls.append(argv) or run(argv, timeout)  # type: ignore[method-assign]
+
+    def counted(argv: list[str], timeout: float = 30.0) -> object:
+        calls.append(argv)
+        return run(argv, timeout)
+    site.conn.run = counted  # type: ignore[method-assign,assignment]
     try:
         got = site.reads([*files, (str(login.shared / "absent"), 0)])
     finally:
