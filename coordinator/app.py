@@ -366,7 +366,9 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
                      f"{plural(p.max_concurrent_jobs, 'slot')}{usable}")
         if p.slurm is not None:
             o = p.slurm
-            lines.append(f"  {'':<16} SLURM: partition {o.partition or '(default)'}, one job per trial "
+            mode = "a pilot job per slot" if o.pilot else "one job per trial"
+            where = f", submitted over SSH to {p.user + '@' if p.user else ''}{p.host}" if p.host else ""
+            lines.append(f"  {'':<16} SLURM: partition {o.partition or '(default)'}, {mode}{where} "
                          f"({o.cpus_per_task} CPU, mem {o.mem or 'default'}, gres gpu:{o.gpus}, "
                          f"time {o.time_limit or 'default'}), at most {p.max_concurrent_jobs} queued or running")
     for info in infos:

@@ -356,9 +356,9 @@ def trust(registry: str | None, platform: str, own_registry: str | None, yes: bo
     from coordinator.errors import ConfigError
 
     reg = _registry(own_registry or registry)  # no envvar here: the group's --registry already reads it
-    if platform not in reg.platforms or reg.platforms[platform].connection != "ssh":
-        raise ConfigError(f"no ssh platform {platform!r}", key="platform",
-                          valid=[k for k, p in reg.platforms.items() if p.connection == "ssh"])
+    remote = [k for k, q in reg.platforms.items() if q.connection == "ssh" or (q.connection == "slurm" and q.host)]
+    if platform not in remote:  # an SSH host, or a SLURM login node reached over SSH
+        raise ConfigError(f"no ssh platform {platform!r}", key="platform", valid=remote)
     p = reg.platforms[platform]
     path = known_hosts_path(reg)
     check_known_hosts(path)  # a malformed line: said before asking anything

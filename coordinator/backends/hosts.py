@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from coordinator import provenance
+from coordinator.backends.slurmsite import Site, partitions, site_for
 from coordinator.backends.sshconn import HostConnection
 from coordinator.config.knownhosts import check_known_hosts, known_hosts_path
 from coordinator.config.registry import Platform, Registry
@@ -72,18 +73,16 @@ print(json.dumps({"python": sys.version.split()[0], "executable": sys.executable
 """
 
 
-def slurm_check(platform: Platform, timeout: float) -> str | None:
-    """Why coord cannot submit to this SLURM platform from here (sinfo, the partition), or None."""
+def slurm_check(platform: Platform, site: Site, timeout: float) -> str | None:
+    """Why coord cannot submit to this SLURM platform (sinfo on its login node, the
+    partition), or None."""
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"sinfo not reachable: {exc}"
-    if out.returncode != 0:
-        return f"sinfo failed: {out.stderr.strip()[-300:]}"
-    partitions = [x.rstrip("*") for x in out.stdout.split()]
+        found = partitions(site, platform.key, timeout)
+    except HostError as exc:
+        return str(exc)
     want = platform.slurm.partition if platform.slurm else None
-    if want is not None and want not in partitions:
-        return f"slurm.partition {want!r} does not exist (sinfo lists: {', '.join(partitions)})"
+    if want is not None and want not in found:
+        return f"slurm.partition {want!r} does not exist (sinfo lists: {', '.join(found)})"
     return None
 
 
@@ -94,10 +93,16 @@ def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict
                             "host": platform.host or "localhost"}
     try:
         if platform.connection == "slurm":
-            why = slurm_check(platform, timeout)
-            if why:
-                return {**info, "ok": False, "error": why}
-        if platform.connection in ("local", "slurm"):  # slurm: the login node sees the cluster's Python
+            site = site_for(platform, known_hosts_path(registry))
+            try:
+                why = slurm_check(platform, site, timeout)
+                if why:
+                    return {**info, "ok": False, "error": why}
+                res = site.run([platform.python, "-c", PROBE, platform.work_dir], timeout=timeout)
+            finally:
+                site.close()
+            code, stdout, stderr = res.exit_code, res.stdout, res.stderr
+        elif platform.connection == "local":  # slurm: the login node sees the cluster's Python
             out = subprocess.run([platform.python, "-c", PROBE, platform.work_dir], capture_output=True,
                                  text=True, timeout=timeout)
             code, stdout, stderr = out.returncode, out.stdout, out.stderr
@@ -159,7 +164,7 @@ def foreign_gpus(info: dict[str, Any]) -> set[int]:
 
 
 def probe_all(registry: Registry) -> list[dict[str, Any]]:
-    if any(p.connection == "ssh" for p in registry.platforms.values()):
+    if any(p.connection == "ssh" or (p.connection == "slurm" and p.host) for p in registry.platforms.values()):
         check_known_hosts(known_hosts_path(registry))  # one clear error instead of one per host
     with ThreadPoolExecutor(max_workers=max(1, len(registry.platforms))) as pool:
         return list(pool.map(lambda p: probe(p, registry), registry.platforms.values()))

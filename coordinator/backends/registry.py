@@ -49,7 +49,8 @@ def _agent(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:
 
 
 def _slurm(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:
-    return SlurmBackend(platforms, ctx.runners_dir, ctx.run_id, ctx.local_root, parser_factory=ctx.parser_factory)
+    return SlurmBackend(platforms, ctx.runners_dir, ctx.run_id, ctx.local_root, parser_factory=ctx.parser_factory,
+                        known_hosts=ctx.known_hosts)
 
 
 FACTORIES: dict[str, Factory] = {"local": _agent, "ssh": _agent, "slurm": _slurm}

@@ -25,6 +25,8 @@ class SlurmOptions:
     gpus: int = 0  # --gres=gpu:N per job
     extra: tuple[str, ...] = ()  # more #SBATCH lines, each one option (e.g. --constraint=a100)
     signal_s: int = 60  # --signal=B:TERM@N: seconds of warning before the time limit
+    pilot: bool = False  # one long-lived job per slot takes attempts one after another (slurmpilot.py)
+    pilot_idle_s: int = 60  # a pilot with nothing to do this long ends
     source: str = ""  # the registry file, for errors that name its keys
     key_path: str = ""  # platforms.<name>.slurm
 
@@ -55,6 +57,8 @@ def parse_slurm(sec: Section, key_path: str) -> SlurmOptions:
                         cpus_per_task=sec.get("cpus_per_task", int, 1, minimum=1),
                         mem=None if mem is None else str(mem), gpus=sec.get("gpus", int, 0, minimum=0),
                         extra=extra, signal_s=sec.get("signal_s", int, 60, minimum=1),
+                        pilot=sec.get("pilot", bool, False),
+                        pilot_idle_s=sec.get("pilot_idle_s", int, 60, minimum=1),
                         source=str(sec.source.file), key_path=key_path)
     sec.done()
     return opts

@@ -32,8 +32,8 @@ def test_plan_shows_the_slurm_platform(tmp_path: Path) -> None:
 
 
 def test_every_command_in_docs_slurm_md_runs(slurm: slurmcluster.Cluster, tmp_path: Path) -> None:
-    """The worked example: its registry (work_dir and python made local) and its commands."""
-    text = DOC.read_text()
+    """The login-node example: its registry (work_dir and python made local) and its commands."""
+    text = section("## A worked example: coord on the login node")
     reg = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)  # type: ignore[union-attr]
     reg = reg.replace("/shared/scratch/alice/coord", str(tmp_path / "shared")).replace(
         "/shared/envs/coord/bin/python", sys.executable).replace("partition: short", "partition: debug")
@@ -43,14 +43,26 @@ def test_every_command_in_docs_slurm_md_runs(slurm: slurmcluster.Cluster, tmp_pa
     (tmp_path / "space.yaml").write_text("params:\n  x: {type: int, low: 0, high: 6}\n")
     (tmp_path / "train.py").write_text("import json, os\nx = json.load(open(os.environ['COORD_SPEC']))['params']['x']\n"
                                        "print('loss=%s' % ((x - 3) ** 2))\n")
-    commands = re.findall(r"^\$ coord (.*)$", text, re.M)
-    assert commands, "docs/slurm.md shows no coord command"
-    for cmd in commands:
-        args = cmd.replace("python train.py", f"{sys.executable} {tmp_path / 'train.py'}").split()
-        args = [a.strip("'") for a in _join_quoted(args)]
+    for args in commands(text, tmp_path):
+        args = [a.replace("python train.py", f"{sys.executable} {tmp_path / 'train.py'}") for a in args]
         done = coord(tmp_path, *args)
-        assert done.returncode == 0, (cmd, done.stdout[-2000:], done.stderr[-2000:])
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
     assert all(r["platform"] == "cluster" and r["status"] == "COMPLETE" for r in results(tmp_path / "run"))
+
+
+def section(heading: str) -> str:
+    """One section of docs/slurm.md, to the next heading of its level."""
+    text = DOC.read_text()
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end >= 0 else None]
+
+
+def commands(text: str, tmp: Path) -> list[list[str]]:
+    """The section's `$ coord ...` lines as argv lists."""
+    found = re.findall(r"^\$ coord (.*)$", text, re.M)
+    assert found, "the section shows no coord command"
+    return [[a.strip("'") for a in _join_quoted(cmd.split())] for cmd in found]
 
 
 def _join_quoted(words: list[str]) -> list[str]:
