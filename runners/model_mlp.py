@@ -11,9 +11,9 @@ per rank, so with dropout > 0 the runs are alike in distribution only."""
 
 from typing import Any
 
+import ddp
 import numpy as np
 import torch
-import ddp
 import trialkit
 from torch import nn
 

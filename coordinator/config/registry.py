@@ -171,7 +171,26 @@ def never_fits(p: Platform, needs: Needs) -> str | None:
     if p.capabilities and needs.capabilities and not set(needs.capabilities) & set(p.capabilities):
         return (f"lacks the capability ({' or '.join(needs.capabilities)}); "
                 f"it lists {', '.join(p.capabilities)}")
-    return None
+    return _procs_never_fit(p, needs) if needs.procs > 1 else None
+
+
+def _procs_never_fit(p: Platform, needs: Needs) -> str | None:
+    """A trial of ``procs`` processes takes one slot's cores per process (and a GPU of its
+    own per process when it asks for GPUs); on SLURM, one job holding all of them."""
+    n, o = needs.procs, p.slurm
+    if o is not None:
+        if n * o.cpus_per_task > p.specs.cpu_cores:
+            return (f"needs {n * o.cpus_per_task} CPUs in one job (procs: {n} x cpus_per_task {o.cpus_per_task}), "
+                    f"a node has {p.specs.cpu_cores} (specs.cpu_cores)")
+        return "needs a GPU per process, its jobs ask for none (slurm.gpus)" if needs.gpus_per_proc and not o.gpus \
+            else None
+    if needs.gpus_per_proc:
+        gpus = len({g.index for s in range(p.gpu_slots) if (g := p.slot_gpu(s)) is not None})
+        return f"needs {n} GPUs (procs: {n}, one per process), platform has {gpus}" if gpus < n else None
+    if p.max_concurrent_jobs - p.gpu_slots < n:
+        return (f"needs {n} CPU slots (procs: {n}), platform has {p.max_concurrent_jobs - p.gpu_slots} "
+                f"(max_concurrent_jobs {p.max_concurrent_jobs}, {p.gpu_slots} with GPU)")
+    return f"needs {n} cores (procs: {n}), platform has {p.specs.cpu_cores}" if n > p.specs.cpu_cores else None
 
 
 KEYS = ("platforms", "task_routing_rules", "allow_local_fallback", "known_hosts")
