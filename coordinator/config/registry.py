@@ -182,8 +182,7 @@ def _procs_never_fit(p: Platform, needs: Needs) -> str | None:
         if n * o.cpus_per_task > p.specs.cpu_cores:
             return (f"needs {n * o.cpus_per_task} CPUs in one job (procs: {n} x cpus_per_task {o.cpus_per_task}), "
                     f"a node has {p.specs.cpu_cores} (specs.cpu_cores)")
-        return "needs a GPU per process, its jobs ask for none (slurm.gpus)" if needs.gpus_per_proc and not o.gpus \
-            else None
+        return None  # a GPU per process: never_fits's GPU check (a job without slurm.gpus has none)
     if needs.gpus_per_proc:
         gpus = len({g.index for s in range(p.gpu_slots) if (g := p.slot_gpu(s)) is not None})
         return f"needs {n} GPUs (procs: {n}, one per process), platform has {gpus}" if gpus < n else None
