@@ -34,6 +34,10 @@ def test_a_space_asking_procs_of_a_one_process_model_is_refused(tmp_path: Path) 
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert res.output == (f"coord: error: {space}:3: procs: xgboost trains in one process; procs: 2 is for the "
                           "mlp model (torch DistributedDataParallel) (valid: 1)\n")
+    same = CliRunner().invoke(main, ["validate", str(space), "--model", "xgboost"])  # the check coord search makes
+    assert same.exit_code == 2 and same.output == res.output
+    ok = CliRunner().invoke(main, ["validate", str(ROOT / "docs" / "examples" / "mlp-ddp.yaml")])
+    assert ok.exit_code == 0 and ok.output.endswith("for mlp, 2 processes per trial\n"), ok.output
 
 
 @pytest.mark.slow
