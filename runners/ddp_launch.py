@@ -49,6 +49,10 @@ def _loopback_stores():
             sock.listen(128)
             _sockets.append(sock)
             host_name, port, kwargs["master_listen_fd"] = "127.0.0.1", sock.getsockname()[1], sock.fileno()
+            try:
+                return real(host_name, port, *args, **kwargs)
+            except (RuntimeError, ValueError):  # a torch whose libuv store takes no listening socket
+                return real(host_name, port, *args, **{**kwargs, "use_libuv": False})
         return real(host_name, port, *args, **kwargs)
 
     dist.TCPStore = store  # dynamic_rendezvous's bootstrap store: dist.TCPStore(...)
