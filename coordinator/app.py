@@ -20,17 +20,12 @@ from coordinator.config import datasets
 from coordinator.config.compare import CompareRequest, CompareSpec
 from coordinator.config.experiment import Experiment, SearchOptions, resolve
 from coordinator.config.knownhosts import known_hosts_path
-from coordinator.config.models import BUILTIN, get_model
-from coordinator.config.registry import (
-    RUNNABLE_CONNECTIONS,
-    Registry,
-    default_registry,
-    detect_memory_gb,
-    load_registry,
-)
+from coordinator.config.localhost import default_registry, detect_memory_gb
+from coordinator.config.models import BUILTIN, get_model, needs_of
+from coordinator.config.registry import RUNNABLE_CONNECTIONS, Registry, load_registry
+from coordinator.config.space import check_space_matches, load_space
 from coordinator.errors import DiskFull, HostError, SearchFailed, StoreError
 from coordinator.protocol import MetricParser
-from coordinator.records import Needs
 from coordinator.reporting.fmt import plural
 from coordinator.reporting.tables import write_report
 from coordinator.schedule import decide
@@ -355,9 +350,14 @@ def _parser_factory(exp: Experiment) -> Any:
     return lambda: MetricParser(wanted=wanted)
 
 
-def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
+def plan_text(models: tuple[str, ...], registry_path: str | None, space_path: str | None = None) -> str:
+    """``space_path``: plan for that search space's ``procs`` (a trial of several processes)."""
     reg = load_registry(registry_path) if registry_path else default_registry()
     infos = [get_model(m) for m in models] if models else list(BUILTIN.values())
+    space = load_space(space_path) if space_path else None
+    if space is not None:
+        for info in infos:
+            check_space_matches(space, info.params, info.name, info.distributed)
     lines = [f"registry: {reg.source}", *(f"warning: {w['message']}" for w in oversubscribed(reg))]
     for name, p in reg.platforms.items():
         gpus = ", ".join(f"{g.model}" for g in p.specs.gpus) or "no GPU"
@@ -372,7 +372,10 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
                          f"({o.cpus_per_task} CPU, mem {o.mem or 'default'}, gres gpu:{o.gpus}, "
                          f"time {o.time_limit or 'default'}), at most {p.max_concurrent_jobs} queued or running")
     for info in infos:
-        lines.append(f"\n{info.name} (model type {info.model_type}, GPU {info.gpu}):")
-        lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))
+        needs = needs_of(info, space.procs, space.gpus_per_proc) if space is not None else needs_of(info)
+        procs = "" if needs.procs == 1 else \
+            f", {needs.procs} processes per trial on {'a GPU each' if needs.gpus_per_proc else 'CPU slots'}"
+        lines.append(f"\n{info.name} (model type {info.model_type}, GPU {needs.gpu}{procs}):")
+        lines.extend(plan_lines(reg, needs))
     lines.extend(f"\nwarning: {message}" for _, message in reg.warnings)
     return "\n".join(lines)

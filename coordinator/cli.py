@@ -287,12 +287,13 @@ def status(run: str, as_json: bool) -> None:
 @main.command(short_help="Show where each model's trials would run.")
 @click.option("--model", "models", multiple=True, help="Model(s) to plan for (default: all built-in).")
 @click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(), help=REGISTRY_HELP)
-def plan(models: tuple[str, ...], registry: str | None) -> None:
+@click.option("--space", type=click.Path(), help="Plan for this search space (its procs: processes per trial).")
+def plan(models: tuple[str, ...], registry: str | None, space: str | None) -> None:
     """Show where each model type's trials would run, with slots and fallbacks, and warn
     when a local platform declares more cores, memory or slots than this machine has."""
     from coordinator.app import plan_text
 
-    click.echo(plan_text(models, registry))
+    click.echo(plan_text(models, registry, space))
 
 
 @main.command(short_help="Check a registry or search-space YAML file.")
@@ -377,7 +378,8 @@ def trust(registry: str | None, platform: str, own_registry: str | None, yes: bo
 
 
 def _registry(path: str | None) -> Any:
-    from coordinator.config.registry import default_registry, load_registry
+    from coordinator.config.localhost import default_registry
+    from coordinator.config.registry import load_registry
 
     return load_registry(path) if path else default_registry()
 

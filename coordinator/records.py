@@ -51,6 +51,8 @@ class Needs:
     memory_gb: float = 0.5
     gpu: str = "none"  # none | preferred | required
     capabilities: tuple[str, ...] = ()
+    procs: int = 1  # processes of one trial (torch DDP under torchrun); each takes one slot
+    gpus_per_proc: int = 0  # 1: every process has a GPU of its own (NCCL); 0: CPU processes (gloo)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,29 @@ class Allocation:
     gpu: int | None
     reason: str
     fallback: bool = False
+    extra_slots: tuple[int, ...] = ()  # a trial of several processes: the other slots it holds
+    extra_gpus: tuple[int, ...] = ()  # and their GPUs (one per process)
+
+    @property
+    def slots(self) -> tuple[int, ...]:
+        return (self.slot, *self.extra_slots)
+
+    @property
+    def gpus(self) -> tuple[int, ...]:
+        return () if self.gpu is None else (self.gpu, *self.extra_gpus)
+
+    def to_json(self) -> dict[str, Any]:
+        """allocation.json's placement fields (``slots`` and ``gpus`` only for several processes)."""
+        out: dict[str, Any] = {"platform": self.platform, "slot": self.slot, "gpu": self.gpu, "reason": self.reason}
+        if self.extra_slots:
+            out["slots"], out["gpus"] = list(self.slots), list(self.gpus)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], reason: str = "resumed") -> Allocation:
+        slots, gpus = [int(s) for s in d.get("slots") or ()], [int(g) for g in d.get("gpus") or ()]
+        return cls(str(d["platform"]), int(d["slot"]), d.get("gpu"), str(d.get("reason", reason)),
+                   extra_slots=tuple(slots[1:]), extra_gpus=tuple(gpus[1:]))
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,7 @@ class Recipe:
     timeout_s: float | None = None  # the attempt's limit on its own run time, enforced on its host
     decisions: dict[str, Any] | None = None  # where built-in runners wait for the pruner's answer
     compare: dict[str, Any] | None = None  # a comparison job (runners/compare_job.py): calibrations, odds, name
+    procs: int = 1  # processes the trial trains in (torch DDP); a rerun replays it with as many
 
     def to_json(self) -> dict[str, Any]:
         out = {"schema": SCHEMA, "number": self.number, "study": self.study, "params": self.params,
@@ -94,6 +120,8 @@ class Recipe:
                "stop_at": self.stop_at, "timeout_s": self.timeout_s, "decisions": self.decisions}
         if self.compare is not None:  # only then: a search's recipe.json and spec.json stay as they were
             out["compare"] = self.compare
+        if self.procs > 1:  # likewise
+            out["procs"] = self.procs
         return out
 
     @classmethod
@@ -101,7 +129,7 @@ class Recipe:
         return cls(int(d["number"]), str(d["study"]), dict(d["params"]), int(d["seed"]), d.get("model"),
                    tuple(d["command"]) if d.get("command") else None, d.get("data"), tuple(d.get("metrics") or ()),
                    float(d.get("checkpoint_every_s", 30.0)), d.get("stop_at"), d.get("timeout_s"), d.get("decisions"),
-                   d.get("compare"))
+                   d.get("compare"), int(d.get("procs", 1)))
 
 
 @dataclass(frozen=True)

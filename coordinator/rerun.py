@@ -29,7 +29,8 @@ from coordinator.backends.registry import build as build_backend
 from coordinator.backends.registry import runnable as backend_connections
 from coordinator.config import datasets
 from coordinator.config.knownhosts import known_hosts_path
-from coordinator.config.registry import Platform, Registry, default_registry, load_registry
+from coordinator.config.localhost import default_registry
+from coordinator.config.registry import Platform, Registry, load_registry
 from coordinator.errors import ConfigError, DataError
 from coordinator.records import Allocation, Recipe, TrialStatus
 from coordinator.reporting.fmt import fmt
@@ -222,12 +223,17 @@ def _run_jobs(store: RunStore, registry: Registry, jobs: list[Job], keep: Path |
         while waiting or running:
             for job in list(waiting):
                 free = [(s, g) for s, g in _slots(job.platform, job.gpu) if (job.platform.key, s) not in taken]
-                if not free:
+                # a trial of several processes: as many slots (and GPUs) as it had, one per process
+                want = 1 if job.platform.slurm is not None else job.recipe.procs
+                if len(free) < min(want, len(_slots(job.platform, job.gpu))) or not free:
                     continue
                 waiting.remove(job)
-                (slot, gpu), key = free[0], job.platform.key
-                taken.add((key, slot))
-                handle: Handle = backend.launch(job.recipe, 1, Allocation(key, slot, gpu, "coord rerun"))
+                mine, key = free[:want], job.platform.key
+                taken.update((key, s) for s, _ in mine)
+                gpus = tuple(g for _, g in mine if g is not None)
+                handle: Handle = backend.launch(job.recipe, 1, Allocation(
+                    key, mine[0][0], gpus[0] if gpus else None, "coord rerun",
+                    extra_slots=tuple(s for s, _ in mine[1:]), extra_gpus=gpus[1:]))
                 running[handle.key] = (job, {})
             for ev in backend.poll(1.0):
                 job, seen = running[ev.handle.key]
@@ -235,7 +241,7 @@ def _run_jobs(store: RunStore, registry: Registry, jobs: list[Job], keep: Path |
                     seen.update(protocol.split_control(ev.values)[0])
                 elif isinstance(ev, EndEvent):
                     del running[ev.handle.key]
-                    taken.discard((ev.handle.allocation.platform, ev.handle.allocation.slot))
+                    taken.difference_update((ev.handle.allocation.platform, s) for s in ev.handle.allocation.slots)
                     _finish(job.check, seen, ev)
     finally:
         backend.close()

@@ -33,8 +33,9 @@ def validate_file(path: str, kind: str, model: str | None = None) -> str:
     head = f"{path}: valid search space: {plural(len(space.params), 'parameter')} ({', '.join(space.params)})"
     if model or space.model:
         info = get_model(model or space.model or "")
-        space_cfg.check_space_matches(space, info.params, info.name)  # the check coord search makes
-        return f"{head} for {info.name}"
+        space_cfg.check_space_matches(space, info.params, info.name, info.distributed)  # coord search's check
+        procs = f", {space.procs} processes per trial" if space.procs > 1 else ""
+        return f"{head} for {info.name}{procs}"
     names = [*space.params, *space.fixed]
     fits = sorted(m.name for m in BUILTIN.values() if all(n in m.params for n in names))
     if fits:

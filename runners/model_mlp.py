@@ -1,8 +1,17 @@
 """A small PyTorch MLP with standardised inputs. Runs on CUDA on a GPU slot (the
-coordinator sets device=cuda and CUDA_VISIBLE_DEVICES), on the CPU elsewhere."""
+coordinator sets device=cuda and CUDA_VISIBLE_DEVICES), on the CPU elsewhere.
+
+With ``procs: N`` it trains as N processes under torchrun (``ddp.py``): every rank draws
+the same shuffled batches (the same seed), takes every N-th row of each, and
+DistributedDataParallel averages the gradients. Each rank's loss is its shard's sum scaled
+by N over the whole batch's size, so the average is the full batch's mean loss even when
+the batch does not split evenly: the same training as one process, up to the order of
+floating-point sums (docs/usage.md gives the measured difference). Dropout draws its masks
+per rank, so with dropout > 0 the runs are alike in distribution only."""
 
 from typing import Any
 
+import ddp
 import numpy as np
 import torch
 import trialkit
@@ -23,7 +32,7 @@ def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialki
         raise trialkit.ParamError("hidden_size, n_layers, epochs, batch_size >= 1; lr > 0; 0 <= dropout < 1")
     torch.manual_seed(ctx.seed)
     torch.set_num_threads(ctx.threads)
-    device = torch.device("cuda" if ctx.device == "cuda" and torch.cuda.is_available() else "cpu")
+    device = torch.device(ddp.device(ctx.device))
     xt = np.asarray(X, dtype=np.float32)
     mean, std = xt.mean(axis=0), xt.std(axis=0) + 1e-6
     xt = torch.from_numpy((xt - mean) / std).to(device)
@@ -34,8 +43,9 @@ def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialki
         mods += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
         width = hidden
     net = nn.Sequential(*mods, nn.Linear(width, 1)).to(device)
-    loss_fn = nn.BCEWithLogitsLoss() if ctx.task == "classification" else nn.MSELoss()
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum") if ctx.task == "classification" else nn.MSELoss(reduction="sum")
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
+    train_net, world = ddp.wrap(net, str(device)), ddp.world()
     gen = torch.Generator().manual_seed(ctx.seed)
 
     def predict() -> Any:
@@ -64,8 +74,10 @@ def fit_steps(params: dict[str, Any], X: Any, y: Any, X_valid: Any, ctx: trialki
         order = torch.randperm(len(yt), generator=gen).to(device)
         for start in range(0, len(yt), batch):
             idx = order[start:start + batch]
+            mine = ddp.shard(idx)
             opt.zero_grad()
-            loss = loss_fn(net(xt[idx]).squeeze(1), yt[idx])
+            # the batch's mean loss, whichever share of it this rank holds (the module docstring)
+            loss = loss_fn(train_net(xt[mine]).squeeze(1), yt[mine]) * (world / len(idx))
             loss.backward()
             opt.step()
         # one report per epoch: the fidelity for early stopping

@@ -18,6 +18,7 @@ from typing import Any
 
 import checkpoint
 import dataprep
+import ddp
 from dataprep import DataProblem  # raised here too; run_spec maps it to EXIT_DATAERR
 
 METRIC_PREFIX = "[coord-metric]"
@@ -130,6 +131,9 @@ def run_spec(spec: dict[str, Any], out: Any = None) -> int:
         module = importlib.import_module(f"model_{spec['model']}")
         ds = load_dataset(spec["data"])
         ctx = Context(ds.task, int(spec["seed"]), int(spec.get("threads", 1)), spec.get("device", "cpu"))
+        ddp.init(ctx.device)  # one of several processes (procs: N): join the others
+        if not ddp.is_main():  # rank 0 alone reports; the others train their shards
+            out = open(os.devnull, "w")  # noqa: SIM115 (the process ends with the trial)
         objective = (spec.get("metrics") or [None])[0]
         per_fold = _run_folds(module, dict(spec["params"]), ds, ctx, objective, spec, out)
         if per_fold is None:  # stopped on request (pruned): the last step's report stands
@@ -203,6 +207,7 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
     Steps up to ``inherited`` (a donor's, after a PBT exploit) are neither scored nor reported.
     """
     ckpt_dir, key = spec.get("checkpoint_dir"), checkpoint.params_key(spec["params"])
+    writer = ddp.is_main()  # of several processes, rank 0 alone writes checkpoints
     every_s = float(spec.get("checkpoint_every_s", 30.0))
     attempt_dir = spec.get("attempt_dir")
     stop = os.path.join(attempt_dir, "prune") if attempt_dir else None
@@ -226,23 +231,25 @@ def _steps(gens: list[Any], folds: list[Any], ds: Dataset, objective: str | None
             if best is None or (math.isfinite(value) and sign * value > sign * best[0]):
                 best = (value, step, list(last))
             emit({"step": step, objective: best[0]}, out)
-            if stop and _decision_due(spec.get("decisions") or {}, previous, step):
+            if stop and writer and _decision_due(spec.get("decisions") or {}, previous, step):
                 _await_decision(attempt_dir, step, float(spec.get("decision_wait_s", DECISION_WAIT_S)))
         previous = step
-        if stop and os.path.exists(stop):
+        # several processes (procs: N) stop at the same step or not at all: any rank's flag is all's
+        termed, pruned = ddp.agree(term.set, bool(stop and os.path.exists(stop)))
+        if pruned:
             emit({"pruned_step": step}, out)  # the coordinator records PRUNED, even after a restart
             return None
-        if ckpt_dir and step != saved_step and (term.set or time.monotonic() - saved_at >= every_s):
+        if ckpt_dir and writer and step != saved_step and (termed or time.monotonic() - saved_at >= every_s):
             checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers], "best": best, "key": key}, key, out)
             saved_at, saved_step = time.monotonic(), step
-        if term.set:
+        if termed:
             return "requeue"
         if spec.get("stop_at") and step >= int(spec["stop_at"]):  # PBT: the end of a segment
-            if ckpt_dir and step != saved_step:
+            if ckpt_dir and writer and step != saved_step:
                 checkpoint.save(ckpt_dir, step, {"folds": [s() for s in savers], "best": best, "key": key}, key, out)
             emit({"segment_step": step}, out)
             return "requeue"
-    if ckpt_dir and done != saved_step:  # the trained model: the best trial's is kept
+    if ckpt_dir and writer and done != saved_step:  # the trained model: the best trial's is kept
         checkpoint.save(ckpt_dir, done, {"folds": [s() for s in savers], "best": best, "key": key}, key, out)
     preds = best[2] if best is not None else last
     results = [score(ds.task, f[3], pred) for f, pred in zip(folds, preds, strict=True)]

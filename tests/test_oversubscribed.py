@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from coordinator.app import oversubscribed
 from coordinator.cli import main
-from coordinator.config.registry import default_registry, detect_memory_gb, load_registry
+from coordinator.config.localhost import default_registry, detect_memory_gb
+from coordinator.config.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 CORES = os.cpu_count() or 1

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from coordinator import resources
-from coordinator.config.registry import default_registry, load_registry
+from coordinator.config.localhost import default_registry
+from coordinator.config.registry import load_registry
 from coordinator.errors import RegistryError
 
 EXAMPLE = resources.folder("registry") / "hardware_registry.example.yaml"

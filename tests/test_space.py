@@ -46,7 +46,7 @@ def test_int_float_log_categorical(tmp_path: Path) -> None:
     ("params: {}\n", "at least one parameter is required"),
     # typos of the space's own keys: unknown, with the nearest valid key, before any missing key
     ("parms:\n  a: {type: int, low: 1, high: 3}\n",
-     "s.yaml:1: parms: unknown key; did you mean 'params'? (valid: fixed, model, params)"),
+     "s.yaml:1: parms: unknown key; did you mean 'params'? (valid: fixed, gpus_per_proc, model, params, procs)"),
     ("params:\n  a: {type: int, lo: 1, high: 3}\n", "s.yaml:2: params.a.lo: unknown key; did you mean 'low'?"),
     ("params:\n  a:\n    type: categorical\n    choice: [x, y]\n",
      "s.yaml:4: params.a.choice: unknown key; did you mean 'choices'?"),

@@ -6,7 +6,9 @@ replays it, and a SLURM or Kubernetes job script is made from the same plan.
 The plan holds the trial's ``spec.json`` (the recipe, placed: attempt and checkpoint
 directories, the data file's path on that host, threads and device), its argv, its
 environment (parameters never in either: they are in the spec file), its working
-directory, and, for a built-in model, how the slot's warm worker is started.
+directory, and, for a built-in model, how the slot's warm worker is started. A trial of
+several processes (``procs``) runs ``ddp_launch.py``, which starts torchrun, in a fresh
+process: ranks cannot share a slot's warm worker.
 """
 
 from __future__ import annotations
@@ -97,12 +99,14 @@ def build(recipe: Recipe, attempt: int, allocation: Allocation, host: HostLayout
             "threads": host.threads_per_slot, "device": "cuda" if allocation.gpu is not None else "cpu"}
     env = {protocol.ENV_SPEC: f"{adir}/spec.json", protocol.ENV_TRIAL_NUMBER: str(recipe.number),
            protocol.ENV_ATTEMPT: str(attempt), protocol.ENV_CHECKPOINT_DIR: ckpt,
-           protocol.ENV_CUDA: "" if allocation.gpu is None else str(allocation.gpu),
+           protocol.ENV_CUDA: ",".join(str(g) for g in allocation.gpus),
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
            "PYTHONUNBUFFERED": "1"}
     argv = tuple(recipe.command) if recipe.command else (host.python, f"{host.runners}/run_trial.py")
+    if recipe.procs > 1:  # torchrun's ranks, each with one slot's threads (and GPU): never a warm worker
+        argv = (host.python, f"{host.runners}/ddp_launch.py", str(recipe.procs))
     warm = None
-    if recipe.model is not None:  # the worker serves many attempts: no attempt's own variables
+    if recipe.model is not None and recipe.procs == 1:  # the worker serves many attempts: no attempt's own variables
         warm = {"slot_dir": host.slot_dir(allocation.slot), "model": recipe.model,
                 "argv": [host.python, f"{host.runners}/worker.py"],
                 "env": {k: v for k, v in env.items() if not k.startswith("COORD_")}}

@@ -16,9 +16,10 @@ from typing import Any
 from coordinator import resources
 from coordinator.config import datasets
 from coordinator.config.compare import CompareSpec
-from coordinator.config.models import CUSTOM_MODEL_TYPE, ModelInfo, get_model
+from coordinator.config.localhost import default_registry
+from coordinator.config.models import CUSTOM_MODEL_TYPE, ModelInfo, get_model, needs_of
 from coordinator.config.objectives import PRUNERS, SAMPLERS, infer_direction
-from coordinator.config.registry import RUNNABLE_CONNECTIONS, Registry, default_registry, load_registry
+from coordinator.config.registry import RUNNABLE_CONNECTIONS, Registry, load_registry
 from coordinator.config.space import Space, check_space_matches, load_space
 from coordinator.errors import ConfigError, DataError, RoutingError
 from coordinator.records import Needs
@@ -175,6 +176,9 @@ def resolve(o: SearchOptions) -> Experiment:
         if not o.metrics:
             raise ConfigError("a --command search needs --metric NAME (what the script prints)", key="--metric")
         space = load_space(o.space)
+        if space.procs > 1:
+            raise space.fail(("procs",), "a --command search's trial is your own program: coord starts it once "
+                             "(procs: 1); several processes are for the built-in mlp model", valid=("1",))
         studies = [StudyConfig("custom", None, space, Needs(o.model_type or CUSTOM_MODEL_TYPE))]
     else:
         studies = [_builtin_study(get_model(m), o) for m in (o.models or ("xgboost",))]
@@ -237,9 +241,8 @@ def _grid_size(space: Space) -> int:
 def _builtin_study(model: ModelInfo, o: SearchOptions) -> StudyConfig:
     path = o.space or str(resources.folder("registry") / "spaces" / f"{model.name}.yaml")
     space = load_space(path)
-    check_space_matches(space, model.params, model.name)
-    return StudyConfig(model.name, model, space, Needs(model.model_type, model.memory_gb, model.gpu,
-                                                       model.capabilities))
+    check_space_matches(space, model.params, model.name, model.distributed)
+    return StudyConfig(model.name, model, space, needs_of(model, space.procs, space.gpus_per_proc))
 
 
 def _data_spec(o: SearchOptions) -> dict[str, Any]:

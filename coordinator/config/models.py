@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coordinator.errors import ConfigError
+from coordinator.records import Needs
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class ModelInfo:
         step_param: the parameter that sets how many steps a trial trains (the steps it
             reports in); a finished trial's model is the one at its best step.
         step_unit: what one step is, in words (for table captions).
+        distributed: the runner can train one trial as several processes (a space's
+            ``procs: N``: torch DistributedDataParallel under torchrun).
     """
 
     name: str
@@ -38,6 +41,7 @@ class ModelInfo:
     min_resource: int | None = None
     step_param: str | None = None
     step_unit: str = ""
+    distributed: bool = False
 
 
 CUSTOM_MODEL_TYPE = "Custom"
@@ -63,13 +67,20 @@ BUILTIN: dict[str, ModelInfo] = {
                              "batch_size"}),
                   gpu="preferred", capabilities=("PyTorch", "PyTorch_GPU", "PyTorch_CPU", "Neural_Networks"),
                   memory_gb=1.0, libraries=("numpy", "pandas", "sklearn", "torch"), min_resource=2,
-                  step_param="epochs", step_unit="epochs"),
+                  step_param="epochs", step_unit="epochs", distributed=True),
     )
 }
 
 ALIASES = {"xgb": "xgboost", "rf": "random_forest", "randomforest": "random_forest",
            "random-forest": "random_forest", "nn": "mlp", "neuralnetwork": "mlp", "torch": "mlp",
            "logistic": "glm"}
+
+
+def needs_of(model: ModelInfo, procs: int = 1, gpus_per_proc: int = 0) -> Needs:
+    """What one trial of ``model`` needs from the registry: its memory once per process;
+    several processes ask for a GPU each (``gpus_per_proc: 1``) or run on CPU slots."""
+    gpu = model.gpu if procs == 1 else ("required" if gpus_per_proc else "none")
+    return Needs(model.model_type, model.memory_gb * procs, gpu, model.capabilities, procs, gpus_per_proc)
 
 
 def get_model(name: str) -> ModelInfo:

@@ -8,10 +8,7 @@ embedded default describes this machine, detected at run time.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -176,7 +173,25 @@ def never_fits(p: Platform, needs: Needs) -> str | None:
     if p.capabilities and needs.capabilities and not set(needs.capabilities) & set(p.capabilities):
         return (f"lacks the capability ({' or '.join(needs.capabilities)}); "
                 f"it lists {', '.join(p.capabilities)}")
-    return None
+    return _procs_never_fit(p, needs) if needs.procs > 1 else None
+
+
+def _procs_never_fit(p: Platform, needs: Needs) -> str | None:
+    """A trial of ``procs`` processes takes one slot's cores per process (and a GPU of its
+    own per process when it asks for GPUs); on SLURM, one job holding all of them."""
+    n, o = needs.procs, p.slurm
+    if o is not None:
+        if n * o.cpus_per_task > p.specs.cpu_cores:
+            return (f"needs {n * o.cpus_per_task} CPUs in one job (procs: {n} x cpus_per_task {o.cpus_per_task}), "
+                    f"a node has {p.specs.cpu_cores} (specs.cpu_cores)")
+        return None  # a GPU per process: never_fits's GPU check (a job without slurm.gpus has none)
+    if needs.gpus_per_proc:
+        gpus = len({g.index for s in range(p.gpu_slots) if (g := p.slot_gpu(s)) is not None})
+        return f"needs {n} GPUs (procs: {n}, one per process), platform has {gpus}" if gpus < n else None
+    if p.max_concurrent_jobs - p.gpu_slots < n:
+        return (f"needs {n} CPU slots (procs: {n}), platform has {p.max_concurrent_jobs - p.gpu_slots} "
+                f"(max_concurrent_jobs {p.max_concurrent_jobs}, {p.gpu_slots} with GPU)")
+    return f"needs {n} cores (procs: {n}), platform has {p.specs.cpu_cores}" if n > p.specs.cpu_cores else None
 
 
 KEYS = ("platforms", "task_routing_rules", "allow_local_fallback", "known_hosts", "currency")
@@ -358,43 +373,3 @@ def _parse_rule(sec: Section, platforms: dict[str, Platform]) -> RoutingRule:
         candidates.append(Candidate(name, reason))
     sec.done()
     return RoutingRule(model_type, tuple(candidates))
-
-
-# --- local detection -----------------------------------------------------------------
-
-def detect_gpus(timeout: float = 5.0) -> tuple[Gpu, ...]:
-    """GPUs from nvidia-smi, or none when it is absent or fails (never raises)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return ()
-    try:
-        out = subprocess.run([exe, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=timeout, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and parts[0].isdigit():
-            try:
-                gpus.append(Gpu(int(parts[0]), parts[1], round(float(parts[2]) / 1024, 1)))
-            except ValueError:
-                continue
-    return tuple(gpus)
-
-
-def detect_memory_gb() -> float:
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        return 4.0
-
-
-def default_registry(slots: int | None = None) -> Registry:
-    """The embedded default: this machine alone, detected now."""
-    cores = os.cpu_count() or 1
-    gpus = detect_gpus()
-    jobs = slots or max(cores, len(gpus))
-    local = Platform(key="local", name=f"This machine ({os.uname().nodename})", connection="local",
-                     specs=Specs(cores, detect_memory_gb(), gpus), max_concurrent_jobs=jobs)
-    return Registry({"local": local})

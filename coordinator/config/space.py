@@ -10,6 +10,8 @@ Format (``registry/spaces/<model>.yaml`` or ``--space FILE``)::
       eta:           {type: float, low: 0.01, high: 0.3, label: 'Learning rate $\\eta$'}
     fixed:                    # passed unchanged to every trial
       max_bin: 256
+    procs: 2                  # optional: each trial trains as 2 processes (torch DDP; mlp only)
+    gpus_per_proc: 0          # optional: 1 gives every process a GPU of its own (NCCL); 0: CPU (gloo)
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
 TYPES = ("int", "float", "categorical")
-KEYS = ("model", "params", "fixed")
+KEYS = ("model", "params", "fixed", "procs", "gpus_per_proc")
+MAX_PROCS = 64
 # label: the parameter's column header in the report's LaTeX tables, as LaTeX source (not escaped)
 PARAM_KEYS = {"categorical": ("type", "choices", "label"),
               "int": ("type", "low", "high", "log", "step", "grid", "label")}
@@ -79,6 +82,8 @@ class Space:
     model: str | None = None
     source: str = ""
     where: Source | None = field(default=None, compare=False, repr=False)  # the line of every key
+    procs: int = 1  # processes per trial (torch DDP under torchrun)
+    gpus_per_proc: int = 0
 
     def fail(self, path: tuple[str, ...], message: str, valid: Iterable[str] | None = None) -> SpaceError:
         """An error at ``path`` (e.g. ``("params", "max_depth")``) with its file and line."""
@@ -104,9 +109,12 @@ class Space:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "fixed": self.fixed,
-                "params": {n: {k: v for k, v in p.__dict__.items() if v not in (None, (), False) or k == "type"}
-                           for n, p in self.params.items()}}
+        out: dict[str, Any] = {"model": self.model, "fixed": self.fixed,
+               "params": {n: {k: v for k, v in p.__dict__.items() if v not in (None, (), False) or k == "type"}
+                          for n, p in self.params.items()}}
+        if self.procs > 1:  # only then: run.json of a one-process search stays as it was
+            out["procs"], out["gpus_per_proc"] = self.procs, self.gpus_per_proc
+        return out
 
 
 def load_space(path: str | Path) -> Space:
@@ -131,10 +139,16 @@ def parse_space(data: Any, source: Source) -> Space:
     for name in fixed:
         if name in params:
             raise root.fail("fixed", f"{name!r} is both searched and fixed")
+    procs = root.get("procs", int, 1, minimum=1)
+    if procs > MAX_PROCS:
+        raise root.fail("procs", f"{procs} processes per trial; at most {MAX_PROCS} (all on one host)")
+    gpus_per_proc = root.get("gpus_per_proc", int, 0, minimum=0)
+    if gpus_per_proc > 1:
+        raise root.fail("gpus_per_proc", "DistributedDataParallel gives each process one GPU: expected 0 or 1")
     root.done()
     if not params:
         raise root.fail("params", "at least one parameter is required")
-    return Space(params, fixed, model, source.file, source)
+    return Space(params, fixed, model, source.file, source, procs=procs, gpus_per_proc=gpus_per_proc)
 
 
 def _parse_param(name: str, sec: Section) -> Param:
@@ -181,10 +195,17 @@ def _label(sec: Section) -> str | None:
     return label
 
 
-def check_space_matches(space: Space, accepted: frozenset[str], model: str) -> None:
-    """Refuse a space that names parameters the model does not have."""
+def check_space_matches(space: Space, accepted: frozenset[str], model: str, distributed: bool = False) -> None:
+    """Refuse a space that names parameters the model does not have, or asks a model that
+    trains in one process for several (``distributed``: the model can)."""
     if space.model is not None and space.model.lower() != model.lower():
         raise space.fail(("model",), f"space is for model {space.model!r}, not {model!r}")
+    if space.procs > 1 and not distributed:
+        raise space.fail(("procs",), f"{model} trains in one process; procs: {space.procs} is for the mlp "
+                         "model (torch DistributedDataParallel)", valid=("1",))
+    if space.gpus_per_proc and space.procs == 1:
+        raise space.fail(("gpus_per_proc",), "gpus_per_proc is for a trial of several processes: "
+                         "set procs: N (2 or more) too, or leave gpus_per_proc out")
     for name in [*space.params, *space.fixed]:
         if name not in accepted:
             section = "params" if name in space.params else "fixed"

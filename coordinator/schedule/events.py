@@ -116,7 +116,8 @@ class AttemptEvents:
         refused = self.hosts.down_now() | set(self.hosts.refused(plan.needs.model_type))
         candidates = [c.platform for c in self.registry.rule_for(plan.needs.model_type).candidates
                       if c.platform not in refused and self.registry.platforms[c.platform].connection in self.runnable]
-        target = self.placement.migration_target(plan.needs.model_type, alloc.platform, candidates, self.ledger)
+        target = self.placement.migration_target(plan.needs.model_type, alloc.platform, candidates, self.ledger,
+                                                 plan.needs.procs)
         if target is not None:
             r.migrating = target
             self.store.event("migrate", number=r.pending.number, step=step, source=alloc.platform, target=target)

@@ -316,16 +316,16 @@ class Coordinator(AttemptEvents):
                       checkpoint_every_s=self.limits.checkpoint_every_s,
                       stop_at=self.pbt.stop_at(p) if self.pbt is not None and p.plan.model else None,
                       timeout_s=self.limits.trial_timeout_s,
-                      decisions=p.plan.decisions.to_json() if p.plan.model else None, compare=p.plan.compare)
+                      decisions=p.plan.decisions.to_json() if p.plan.model else None, compare=p.plan.compare,
+                      procs=p.plan.needs.procs)
 
     def _launch(self, p: Pending, alloc: Allocation, reattach: bool = False, interrupted: bool = False) -> None:
         """Start an attempt, or (``reattach``, after a restart) follow the one already running
         or finished there: the agent never starts one attempt twice."""
         recipe = self._recipe(p)
         if not reattach:
-            self.store.record_attempt(p.number, p.attempt, {"platform": alloc.platform, "slot": alloc.slot,
-                                                            "gpu": alloc.gpu, "reason": alloc.reason,
-                                                            "params": p.params, "lineage": p.lineage}, recipe)
+            self.store.record_attempt(p.number, p.attempt, {**alloc.to_json(), "params": p.params,
+                                                            "lineage": p.lineage}, recipe)
         self.ledger.take(alloc, p.number, p.plan.needs.memory_gb)
         try:
             handle = self.backend.launch(recipe, p.attempt, alloc)

@@ -62,10 +62,11 @@ class Placement:
             out[name] = Estimate(duration, wait)
         return out
 
-    def migration_target(self, model_type: str, current: str, candidates: Iterable[str], ledger: Ledger) -> str | None:
-        """A platform with a free slot now that is expected to run this model type at least
-        ``MIGRATE_GAIN`` faster than ``current``, the fastest such; None if there is none or
-        the speeds are not known yet."""
+    def migration_target(self, model_type: str, current: str, candidates: Iterable[str], ledger: Ledger,
+                         slots: int = 1) -> str | None:
+        """A platform with ``slots`` free slots now (a trial of several processes needs one
+        each) that is expected to run this model type at least ``MIGRATE_GAIN`` faster than
+        ``current``, the fastest such; None if there is none or the speeds are not known yet."""
         here = self.speed.expected(model_type, current)
         if here is None:
             return None
@@ -74,7 +75,7 @@ class Placement:
             platform = self.registry.platforms.get(name)
             there = self.speed.expected(model_type, name)
             if name == current or platform is None or there is None or \
-                    ledger.busy(name) >= platform.max_concurrent_jobs:
+                    ledger.busy(name) + (1 if platform.slurm else slots) > platform.max_concurrent_jobs:
                 continue
             if there <= (1 - MIGRATE_GAIN) * here and (best is None or there < best[0]):
                 best = (there, name)

@@ -82,8 +82,7 @@ def recover(c: Coordinator) -> dict[str, int]:
             c.lose(pending, where, "platform no longer in the registry")
             counts["relaunched"] += 1
             continue
-        c.reattach(pending, Allocation(where["platform"], int(where["slot"]), where.get("gpu"),
-                                       str(where.get("reason", "resumed"))), interrupted=(number, last) in interrupted)
+        c.reattach(pending, Allocation.from_json(where), interrupted=(number, last) in interrupted)
         counts["reattached"] += 1
     for name, plan in plans.items():
         for optuna_number in sorted(unfinished[name] - referenced[name]):

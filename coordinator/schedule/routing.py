@@ -40,17 +40,49 @@ class Ledger:
 
     def take(self, alloc: Allocation, number: int, memory_gb: float) -> None:
         taken = self.slots.setdefault(alloc.platform, {})
-        if alloc.slot in taken:
-            raise RuntimeError(f"slot {alloc.platform}/{alloc.slot} already holds trial {taken[alloc.slot]}")
-        taken[alloc.slot] = number
+        for slot in alloc.slots:  # a trial of several processes holds one slot per process
+            if slot in taken:
+                raise RuntimeError(f"slot {alloc.platform}/{slot} already holds trial {taken[slot]}")
+        for slot in alloc.slots:
+            taken[slot] = number
         self.memory[alloc.platform] = self.memory.get(alloc.platform, 0.0) + memory_gb
 
     def release(self, alloc: Allocation, memory_gb: float) -> None:
-        self.slots.get(alloc.platform, {}).pop(alloc.slot, None)
+        for slot in alloc.slots:
+            self.slots.get(alloc.platform, {}).pop(slot, None)
         self.memory[alloc.platform] = max(0.0, self.memory.get(alloc.platform, 0.0) - memory_gb)
 
     def busy(self, platform: str) -> int:
         return len(self.slots.get(platform, {}))
+
+
+def _free_slots(p: Platform, needs: Needs, ledger: Ledger) -> list[int] | None:
+    """The slots a trial takes: one, or (``procs``) one per process, each on a GPU of its
+    own when it asks for GPUs, else CPU slots only (a GPU slot's GPU would sit idle).
+    A SLURM job is one slot whatever it holds (its job script asks for every process)."""
+    if needs.procs <= 1 or p.slurm is not None:
+        slot = _free_slot(p, needs, ledger)
+        return None if slot is None else [slot]
+    taken = ledger.slots.get(p.key, {})
+    if needs.gpus_per_proc == 0:
+        free = [s for s in range(p.gpu_slots, p.max_concurrent_jobs) if s not in taken]
+        return free[:needs.procs] if len(free) >= needs.procs else None
+    foreign = ledger.foreign_gpus.get(p.key, set())
+    busy_gpus = {g.index for s in taken if (g := p.slot_gpu(s)) is not None}
+    chosen: dict[int, int] = {}  # GPU -> slot: processes never share a GPU, nor with another trial
+    for s in range(p.gpu_slots):
+        gpu = p.slot_gpu(s)
+        if s not in taken and gpu is not None and gpu.index not in foreign | busy_gpus:
+            chosen.setdefault(gpu.index, s)
+    slots = list(chosen.values())
+    return slots[:needs.procs] if len(slots) >= needs.procs else None
+
+
+def _allocation(p: Platform, needs: Needs, slots: list[int], reason: str, fallback: bool) -> Allocation:
+    cpu_only = needs.procs > 1 and needs.gpus_per_proc == 0  # gloo on the CPU, also on a GPU job
+    gpus = [] if cpu_only else [g.index for s in slots if (g := p.slot_gpu(s)) is not None]
+    return Allocation(p.key, slots[0], gpus[0] if gpus else None, reason, fallback,
+                      tuple(slots[1:]), tuple(gpus[1:]) if p.slurm is None else ())
 
 
 def _free_slot(p: Platform, needs: Needs, ledger: Ledger) -> int | None:
@@ -105,12 +137,12 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
         if ledger.memory.get(name, 0.0) + needs.memory_gb > p.specs.memory_gb:
             waiting.append(f"{name} has no free memory")
             continue
-        slot = _free_slot(p, needs, ledger)
-        if slot is None:
-            waiting.append(f"{name} is full ({plural(p.max_concurrent_jobs, 'slot')})")
+        slots = _free_slots(p, needs, ledger)
+        if slots is None:
+            room = f"has too few free slots for {needs.procs} processes" if needs.procs > 1 else "is full"
+            waiting.append(f"{name} {room} ({plural(p.max_concurrent_jobs, 'slot')})")
             continue
-        free.append(Allocation(name, slot, (g.index if (g := p.slot_gpu(slot)) else None),
-                               reasons[name], fallback=name != preferred))
+        free.append(_allocation(p, needs, slots, reasons[name], fallback=name != preferred))
     if free and (not estimates or any(n not in estimates for n in usable)):
         return free[0]  # static order (also while speeds are still being learned)
     if free and estimates is not None:
@@ -127,7 +159,7 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
             chosen = free_by_name[best_free]
             return Allocation(chosen.platform, chosen.slot, chosen.gpu,
                               f"{chosen.reason}; expected to finish first ({estimates[best_free].finish_s:.1f}s)",
-                              chosen.fallback)
+                              chosen.fallback, chosen.extra_slots, chosen.extra_gpus)
         return Busy(f"waiting for {best}: expected to finish sooner there "
                     f"({estimates[best].finish_s:.1f}s) than on a free slot elsewhere")
     if not waiting:

@@ -13,7 +13,7 @@ from coordinator import resources
 from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend, EndEvent
 from coordinator.backends.fake import FakeBackend, Script, VirtualClock
-from coordinator.config.registry import default_registry
+from coordinator.config.localhost import default_registry
 from coordinator.records import Allocation, Recipe
 from tests.backends.contract import AgentContract, BackendContract, Trial, collect
 

@@ -47,3 +47,18 @@ def test_squeue_and_exit_records_parse() -> None:
     assert parse_exit('{"exit": 75, "signalled": 1, "restart": 0, "job": "12"}\n') == \
         {"exit": 75, "signalled": 1, "restart": 0, "job": "12"}
     assert parse_exit('{"exit": 7') is None and parse_exit(None) is None
+
+
+def test_a_trial_of_several_processes_is_one_task_with_their_cpus_and_gpus() -> None:
+    """procs: 2 is one job, one task (torchrun starts the ranks inside it), with twice a
+    one-process trial's CPUs and GPUs; the script starts the launcher, not run_trial.py."""
+    recipe = Recipe(number=3, study="mlp", params={"lr": 0.01}, seed=1, model="mlp", command=None, data=None,
+                    metrics=("auc",), procs=2)
+    host = HostLayout("/shared/coord/runs/r1", "/shared/coord/runners/abc", "/env/bin/python", "/shared/coord", 4)
+    text = job_script(build(recipe, 1, Allocation("cluster", 0, 0, "rule"), host), OPTS, "coord-r1-3-a1")
+    lines = text.splitlines()
+    for line in ("#SBATCH --ntasks=1", "#SBATCH --cpus-per-task=8", "#SBATCH --gres=gpu:4",
+                 "/env/bin/python /shared/coord/runners/abc/ddp_launch.py 2 &"):
+        assert line in lines, line
+    assert "#SBATCH --cpus-per-task=4" not in lines and "srun" not in text
+    assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
