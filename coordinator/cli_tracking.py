@@ -1,5 +1,6 @@
-"""The MLflow side of the ``coord`` command: the tracking options of ``search`` and
-``resume``, and ``coord sync``. Imports nothing heavy: MLflow is loaded only when used."""
+"""The tracking side of the ``coord`` command: the MLflow options of ``search`` and
+``resume``, ``coord sync`` and ``coord dashboard``. Imports nothing heavy: MLflow and
+optuna-dashboard are loaded only when used."""
 
 from __future__ import annotations
 
@@ -71,3 +72,20 @@ def sync(runs: tuple[str, ...], mlflow_uri: str | None, register_as: str | None,
         models = ", ".join(f"{m['name']} v{m['version']}" for m in out["models"]) or "none"
         click.echo(f"{run}: {plural(out['trials'], 'trial')} in {out['uri']} (experiment {out['experiment']}), "
                    f"{out['created']} new; registered models: {models}; {out['seconds']:.1f}s")
+
+
+@click.command(short_help="Browse a run's study in optuna-dashboard (read-only, 127.0.0.1).")
+@click.argument("run", type=click.Path())
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port on 127.0.0.1 (reach it from elsewhere through an SSH tunnel).")
+def dashboard(run: str, port: int) -> None:
+    """Serve optuna-dashboard on RUN's study storage at http://127.0.0.1:PORT/, read-only
+    (the page cannot change the study) and safe while the search runs; Ctrl-C stops it."""
+    from coordinator.store.rundir import RunStore
+    from coordinator.tracking.dashboard import HOST, open_read_only, serve
+
+    RunStore.open(Path(run))  # a path that is not a run: the store's one-line error
+    _, studies = open_read_only(Path(run))
+    click.echo(f"dashboard: http://{HOST}:{port}/dashboard/ ({', '.join(studies) or 'no study yet'}; "
+               "read-only; Ctrl-C stops it)", err=False)
+    serve(Path(run), port)
