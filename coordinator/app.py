@@ -48,6 +48,7 @@ from coordinator.store.files import disk_full, writing
 from coordinator.store.rundir import RunStore
 from coordinator.store.usage import run_usage
 from coordinator.tracking.follower import Follower, start_tracking
+from coordinator.tracking.notify import Notifier
 from coordinator.tracking.settings import TrackingOptions, check_uris
 from coordinator.tracking.tracker import Tracker, Trackers
 
@@ -170,7 +171,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
         _parser_factory(exp), run_cwd(store.config)))
     # MLflow: a thread that follows the run directory (None: tracking off, the API's default)
     follower: Follower | None = start_tracking(store.root, tracking) if tracking is not None else None
-    tracker = Trackers([_tracker(mode), *([follower.events] if follower else [])])
+    notifier = [Notifier(opts.notify, str(store.root))] if opts.notify else []
+    tracker = Trackers([_tracker(mode), *([follower.events] if follower else []), *notifier])
     try:
         coordinator = _coordinator(exp, store, plans, backend, tracker, data, resume)
         if resume:

@@ -70,7 +70,7 @@ SEARCH_SECTIONS = [
                                 "pbt", "pbt_interval"]),
     ("Reliability", ["max_retries", "host_retry", "checkpoint_every"]),
     ("Output", ["run_dir", "runs_root", "name", "storage", "figure_width", "caption_prefix", "label_prefix", "quiet",
-                "as_json"]),
+                "as_json", "notify"]),
     TRACKING_SECTION,
 ]
 SEARCH_EXAMPLES = [
@@ -151,6 +151,8 @@ REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this mach
               "report keeps it.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
+@click.option("--notify", metavar="COMMAND", help="Run COMMAND on the search's end, a burst of failures, a host "
+              "going down and 80% of a budget; the event is JSON on its stdin.")
 @tracking_options()
 def search(quiet: bool, as_json: bool, **kw: Any) -> None:
     """Run a hyperparameter search: Optuna proposes configurations, the registry's

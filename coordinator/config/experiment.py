@@ -46,6 +46,7 @@ class SearchOptions:
     budget_gpu_hours: float | None = None
     goal: float | None = None  # stop once a trial's first objective reaches this
     hard: bool = False  # a budget or goal also stops the running trials (for coord resume)
+    notify: str | None = None  # a command told (JSON on stdin) of the search's end, failures, hosts down, budgets
     seed: int = 0
     sampler: str = "tpe"
     metrics: tuple[str, ...] = ()
@@ -156,6 +157,10 @@ def resolve(o: SearchOptions) -> Experiment:
         raise ConfigError(f"unknown direction {o.direction!r}", key="--direction", valid=("maximize", "minimize"))
     registry = load_registry(o.registry) if o.registry else default_registry()
     _check_budget(o, registry)
+    if o.notify is not None:
+        from coordinator.tracking.notify import parse_notify
+
+        parse_notify(o.notify)
     for model_type, message in registry.warnings:  # silent for the rule this --command search routes by
         if not (o.command and (o.model_type or CUSTOM_MODEL_TYPE).lower() == model_type.lower()):
             log.warning("%s", message)

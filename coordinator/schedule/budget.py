@@ -51,6 +51,13 @@ class Budget:
                 return f"the {name} of {self._shown(name, limit)} is used up ({shown} used)"
         return None
 
+    def nearly(self, use: Usage, share: float = 0.8) -> str | None:
+        """A budget at least ``share`` used (for --notify), or None."""
+        for name, limit, used, shown in self._limits(use):
+            if limit > 0 and used >= share * limit:
+                return f"{used / limit:.0%} of the {name} of {self._shown(name, limit)} is used ({shown})"
+        return None
+
     def would_overrun(self, use: Usage, done: Usage) -> str | None:
         """Why the next trial would overrun a budget, by the mean finished attempt (``done``), or None."""
         if done.attempts == 0:

@@ -63,12 +63,13 @@ class Coordinator(AttemptEvents):
         self.interrupted = False  # Ctrl-C: the trials it stops are left for ``coord resume``
         self.stop_signal: int | None = None  # SIGINT or SIGTERM received: stop at the next step
         self.force_stop = False  # a second one: do not wait for the trials to end
-        self.hosts = HostState(clock, limits.host_retry_s, store.event)
+        self.hosts = HostState(clock, limits.host_retry_s, self._host_event)
         self.checkpoints = CheckpointKeeper(store.trial_dir)
         self.pbt = pbt  # population-based training, when the search asks for it
         registry_json = store.config.get("registry") or {}
         self.ended_by: str | None = None  # the budget or goal that ended the search
         self.hard_stopped = False  # --hard: the running trials were stopped for coord resume
+        self.budget_warned = False  # 80% of a budget used: said once
         self.meter = Meter(registry_json.get("platforms") or {}, str(registry_json.get("currency") or ""),
                            run_usage(store, live=False).total)  # a resumed run's earlier attempts count
 
@@ -148,6 +149,11 @@ class Coordinator(AttemptEvents):
                     self._end(r, decide.Kind.CANCELLED, None, "coordinator stopped", 0.0)
                 break
 
+    def _host_event(self, name: str, /, **fields: Any) -> None:
+        self.store.event(name, **fields)
+        if name in ("host_down", "host_quarantined"):  # --notify: a person may want to know
+            self.tracker.on_alert("host_down", {"quarantined": name == "host_quarantined", **fields})
+
     def _check_budget(self) -> None:
         """A budget used up or the goal reached ends the search (with --hard, its running
         trials too); a trial that would overrun a budget is not started."""
@@ -157,6 +163,9 @@ class Coordinator(AttemptEvents):
         search = self.plans[0].search
         ended = b.goal_reached(self.snap.best_value, search.directions[0] == "maximize", search.metrics[0],
                                self.snap.best_number) or b.spent(use)
+        if not self.budget_warned and (nearly := b.nearly(use)) is not None:
+            self.budget_warned = True
+            self.tracker.on_alert("budget", {"message": nearly, "used": use.to_json()})
         why = ended or b.would_overrun(use, self.meter.done)
         if why is None:
             return

@@ -59,6 +59,7 @@ class Tracker:
     def on_trial_end(self, result: Result) -> None: ...
     def on_tick(self, snap: Snapshot) -> None: ...
     def on_search_end(self, summary: dict[str, Any]) -> None: ...
+    def on_alert(self, kind: str, info: dict[str, Any]) -> None: ...  # host down, a budget nearly spent
     def close(self) -> None: ...
 
 
@@ -92,6 +93,9 @@ class Trackers(Tracker):
 
     def on_search_end(self, summary: dict[str, Any]) -> None:
         self._each("on_search_end", summary)
+
+    def on_alert(self, kind: str, info: dict[str, Any]) -> None:
+        self._each("on_alert", kind, info)
 
     def close(self) -> None:
         self._each("close")
