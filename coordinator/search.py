@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -165,6 +166,7 @@ def open_storage(run_dir: Path, url: str | None, store: RunStore | None = None) 
         return optuna.storages.JournalStorage(_journal_backend(path, store.root))
 
 
+SCHEMA_TRIES = 5  # a database whose tables another coordinator is creating right now
 STORAGE_VALID = ("sqlite:///path/to/file.db", "postgresql://user@host/db", "mysql://user@host/db")
 
 
@@ -186,12 +188,23 @@ def open_database(url: str) -> Any:
     except ImportError as exc:
         raise ConfigError(f"cannot use {parsed.render_as_string(hide_password=True)}: its driver "
                           f"{parsed.get_driver_name()} is not installed ({exc})", key="--storage") from None
-    try:
-        return optuna.storages.RDBStorage(url)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
-        why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise ConfigError(f"cannot use {parsed.render_as_string(hide_password=True)}: {why}",
-                          key="--storage") from None
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            # coordinators on several machines starting at once on an empty database race to
+            # create Optuna's tables (PostgreSQL: a duplicate key in pg_type); the loser
+            # finds them made a moment later
+            if attempt + 1 == SCHEMA_TRIES:
+                why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise ConfigError(f"cannot use {parsed.render_as_string(hide_password=True)}: {why}",
+                                  key="--storage") from None
+            time.sleep(0.2 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
+            why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise ConfigError(f"cannot use {parsed.render_as_string(hide_password=True)}: {why}",
+                              key="--storage") from None
+    raise AssertionError("unreachable")
 
 
 def _journal_backend(path: Path, run: Path) -> Any:

@@ -6,7 +6,7 @@
 #
 # Where it installs: into the virtual environment you have activated ($VIRTUAL_ENV), else
 # into the Python named by $PYTHON, else python3's own site-packages. pip never runs under sudo.
-# The Debian packages (sshd, LaTeX, SLURM and munge: needed by the tests only) are installed with apt-get
+# The Debian packages (sshd, LaTeX, SLURM and munge, PostgreSQL: needed by the tests only) are installed with apt-get
 # only when one is missing: as root directly, otherwise through sudo. Without root and
 # without sudo it prints the exact apt-get command for an administrator and goes on:
 # coord itself runs without them, only the tests that start sshd or pdflatex need them.
@@ -20,7 +20,7 @@ else
   PY=${PYTHON:-python3}
   where="$(command -v "$PY" || echo "$PY")"
 fi
-APT_PKGS="openssh-server openssh-client texlive-latex-base texlive-latex-recommended slurm-wlm munge"
+APT_PKGS="openssh-server openssh-client texlive-latex-base texlive-latex-recommended slurm-wlm munge postgresql"
 # headless Chromium checks the HTML reports in the tests; Debian packages it so (Ubuntu only as a snap)
 if [ -f /etc/debian_version ] && ! grep -qi ubuntu /etc/os-release 2>/dev/null; then
   APT_PKGS="$APT_PKGS chromium-headless-shell"

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "scripts" / "install.sh"
-PACKAGES = ("openssh-server", "openssh-client", "texlive-latex-base", "texlive-latex-recommended", "slurm-wlm", "munge")
+PACKAGES = ("openssh-server", "openssh-client", "texlive-latex-base", "texlive-latex-recommended", "slurm-wlm", "munge", "postgresql")
 BASH = shutil.which("bash") or "/bin/bash"
 
 
