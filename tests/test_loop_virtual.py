@@ -136,3 +136,34 @@ def test_no_move_to_a_host_less_than_30_percent_faster(tmp_path: Path) -> None:
     summary, store, _, _ = _run(tmp_path, script, registry, [("s", "T", 2)], 2, speed=speed, promote_step=3)
     assert summary["complete"] == 2 and all(len(r.result.attempts) == 1 for r in store.trials())
     assert '"event": "migrate"' not in (store.root / "events.jsonl").read_text()
+
+
+def test_a_window_that_closes_moves_the_running_trial_and_takes_no_new_one(tmp_path: Path) -> None:
+    """The laptop is available only until 60 s from now (its window, in wall time, moves
+    with the virtual clock): its running trial is moved to the workstation when the window
+    closes (migrated, no retry spent), and no trial starts there after."""
+    import time as _time
+
+    from coordinator.config.windows import Window
+
+    now = _time.localtime(_time.time())
+    minute = now.tm_hour * 60 + now.tm_min
+    if minute >= 24 * 60 - 3:
+        minute = 0  # too close to midnight for a window ending 2 minutes from now: shift it
+    window = Window(0, minute + 2, tuple(range(7)))  # closes 1-2 minutes from now, every day
+    laptop = Platform("laptop", "Laptop", "local", Specs(4, 16), 1, available=(window,))
+    work = Platform("work", "Workstation", "local", Specs(4, 16), 1)
+    reg = Registry({"laptop": laptop, "work": work},
+                   (RoutingRule("T", (Candidate("laptop", "first"), Candidate("work", "then"))),),
+                   allow_local_fallback=False)
+    summary, store, backend, clock = _run(tmp_path, lambda s, n, a: Script(200.0, metrics={"loss": 1.0}), reg,
+                                          [("s", "T", 3)], 2)
+    results = {r.number: r.result for r in store.trials()}
+    assert all(r is not None and r.status == "COMPLETE" for r in results.values()) and summary["retries"] == 0
+    moved = [r for r in results.values() if r and [a.platform for a in r.attempts] == ["laptop", "work"]]
+    assert len(moved) == 1 and [a.kind for a in moved[0].attempts] == ["migrated", "ok"]
+    laptop_starts = [t for t, _, _, alloc in backend.launched if alloc.platform == "laptop"]
+    assert laptop_starts == [0.0] and len(backend.launched) == 4, backend.launched
+    events = (store.root / "events.jsonl").read_text()
+    assert '"event": "window_closed", "platform": "laptop"' in events
+    assert clock() == 600.0  # the moved trial waited for the workstation's slot: three 200 s trials there

@@ -17,6 +17,7 @@ from typing import Any
 
 from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
 from coordinator.config.slurmcfg import SlurmOptions, parse_slurm
+from coordinator.config.windows import Window, parse_windows
 from coordinator.config.yamlcfg import KeyPath, Section, Source, closest, load_yaml
 from coordinator.errors import RegistryError
 from coordinator.records import Needs
@@ -78,6 +79,7 @@ class Platform:
     identity_file: str | None = None
     jump: str | None = None  # another ssh platform to connect through (ProxyJump)
     slurm: SlurmOptions | None = None  # connection: slurm; a slot is one job that may be queued or running
+    available: tuple[Window, ...] = ()  # hours of the week it may run trials (config/windows.py); () always
 
     @property
     def gpu_slots(self) -> int:
@@ -315,6 +317,7 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         identity_file=sec.get("identity_file", str, None),
         jump=sec.get("jump", str, None),
         slurm=slurm,
+        available=parse_windows(sec),
     )
     sec.done()
     return platform

@@ -21,6 +21,7 @@ from coordinator.errors import DiskFull, HostError, RoutingError
 from coordinator.records import Allocation, Needs, Recipe, Result, TrialInfo, TrialStatus
 from coordinator.schedule import decide
 from coordinator.schedule.events import AttemptEvents
+from coordinator.schedule.guards import Guards
 from coordinator.schedule.hoststate import HostState
 from coordinator.schedule.pbt import PBT
 from coordinator.schedule.placement import Placement, RunningTrial
@@ -39,7 +40,7 @@ TICK_S = 0.25
 BACKSTOP_S = 300.0  # a trial still running this long past its limit is cancelled by the coordinator
 
 
-class Coordinator(AttemptEvents):
+class Coordinator(AttemptEvents, Guards):
     """Drives one run to the end. ``run()`` returns the summary; cleanup is in finally."""
 
     def __init__(self, store: RunStore, plans: list[StudyPlan], registry: Registry, backend: Backend,
@@ -57,6 +58,8 @@ class Coordinator(AttemptEvents):
         self.next_number = 0
         self.turn = 0
         self.start = clock()
+        self.wall0 = time.time()  # wall time = wall0 + (clock() - start): a virtual clock moves it too
+        self.closed: set[str] = set()  # platforms outside their availability windows now
         self.snap = Snapshot(total=sum(p.search.n_trials for p in plans), metric=plans[0].search.metrics[0])
         self.durations: list[float] = []
         self.stopping = False
@@ -86,6 +89,7 @@ class Coordinator(AttemptEvents):
                     self._handle(self.backend.poll(self._wait_time()))
                     self._enforce_deadlines()
                     self._tick()
+                    self._windows()
                     if self.limits.budget.any and self.ended_by is None:
                         self._check_budget()
                     if self.hard_stopped:
@@ -149,32 +153,6 @@ class Coordinator(AttemptEvents):
                     self._end(r, decide.Kind.CANCELLED, None, "coordinator stopped", 0.0)
                 break
 
-    def _host_event(self, name: str, /, **fields: Any) -> None:
-        self.store.event(name, **fields)
-        if name in ("host_down", "host_quarantined"):  # --notify: a person may want to know
-            self.tracker.on_alert("host_down", {"quarantined": name == "host_quarantined", **fields})
-
-    def _check_budget(self) -> None:
-        """A budget used up or the goal reached ends the search (with --hard, its running
-        trials too); a trial that would overrun a budget is not started."""
-        b, now = self.limits.budget, self.clock()
-        use = self.meter.now((r.handle.allocation.platform, r.handle.allocation.gpu, now - r.started)
-                             for r in self.running.values())
-        search = self.plans[0].search
-        ended = b.goal_reached(self.snap.best_value, search.directions[0] == "maximize", search.metrics[0],
-                               self.snap.best_number) or b.spent(use)
-        if not self.budget_warned and (nearly := b.nearly(use)) is not None:
-            self.budget_warned = True
-            self.tracker.on_alert("budget", {"message": nearly, "used": use.to_json()})
-        why = ended or b.would_overrun(use, self.meter.done)
-        if why is None:
-            return
-        self.ended_by = why
-        self.store.event("budget_reached", reason=why, hard=b.hard and ended is not None)
-        if b.hard and ended is not None and self.running:
-            self._stop_running("budget")
-            self.hard_stopped = True
-
     def _can_ask(self) -> bool:
         if self.stopping or self.ended_by is not None:
             return False
@@ -193,7 +171,8 @@ class Coordinator(AttemptEvents):
             if r.deadline is not None:
                 wake = min(wake, r.deadline)
         for p in self.retry_queue:
-            wake = min(wake, p.not_before)
+            if p.not_before > now:  # one due now waits for a slot: a trial's end wakes the poll (no spin)
+                wake = min(wake, p.not_before)
         return max(0.0, wake - now)
 
     # -- placing work --------------------------------------------------------------------
@@ -245,7 +224,7 @@ class Coordinator(AttemptEvents):
 
     def _route(self, needs: Needs, avoid: frozenset[str] = frozenset()) -> Allocation | None:
         # retries keep their way around the host that failed them, even onto an uncalibrated one
-        down = self.hosts.down_now() | (self._exploring(needs) if not avoid else set())
+        down = self.hosts.down_now() | self.closed | (self._exploring(needs) if not avoid else set())
         refused = self.hosts.refused(needs.model_type)
         decision = route(needs, self.registry, self.ledger, down=down, runnable=self.runnable,
                          avoid=avoid, quarantined=refused, estimates=self._estimates(needs))

@@ -1,0 +1,83 @@
+"""Availability windows of personal machines (a platform's ``available:`` section): the
+hours of the week a platform may run trials, in the coordinator's local time.
+
+    available:
+      hours: "19:00-08:00"     # from 19:00 to 08:00 the next morning (a window may wrap midnight)
+      days: weekdays           # the days a window OPENS on: weekdays, weekends, every day, or [mon, fri]
+
+Several windows: ``available: [{hours: "19:00-08:00", days: weekdays}, {hours: "00:00-24:00",
+days: weekends}]``. Outside every window the platform takes no new trial and its running
+trials are moved (built-in ones checkpoint first), as when a faster host frees up.
+Pure: ``Window.open_at(seconds since the epoch)``; the loop asks each turn.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.config.yamlcfg import Section
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NAMED = {"weekdays": DAYS[:5], "weekends": DAYS[5:], "every day": DAYS, "daily": DAYS}
+_HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Window:
+    start_min: int  # minutes after midnight
+    end_min: int  # may be <= start: the window ends the next day
+    days: tuple[int, ...]  # weekdays it opens on, 0 = Monday
+
+    def open_at(self, t: float) -> bool:
+        lt = time.localtime(t)
+        minute, day = lt.tm_hour * 60 + lt.tm_min, lt.tm_wday
+        if self.end_min > self.start_min:
+            return day in self.days and self.start_min <= minute < self.end_min
+        # wraps midnight: open from start on an opening day, or before end the day after one
+        return (day in self.days and minute >= self.start_min) or \
+            ((day - 1) % 7 in self.days and minute < self.end_min)
+
+    def describe(self) -> str:
+        days = next((n for n, d in NAMED.items() if tuple(DAYS.index(x) for x in d) == self.days), None)
+        return (f"{self.start_min // 60:02d}:{self.start_min % 60:02d}-{self.end_min // 60:02d}:"
+                f"{self.end_min % 60:02d} {days or ','.join(DAYS[d] for d in self.days)}")
+
+
+def open_at(windows: tuple[Window, ...], t: float) -> bool:
+    """No windows: always available."""
+    return not windows or any(w.open_at(t) for w in windows)
+
+
+def parse_windows(sec: Section, key: str = "available") -> tuple[Window, ...]:
+    raw = sec.raw(key)
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, item in enumerate(items):
+        path = (*sec.path, key, i) if isinstance(raw, list) else (*sec.path, key)
+        w = Section(item, sec.source, path)
+        out.append(_window(w))
+    return tuple(out)
+
+
+def _window(w: Section) -> Window:
+    hours = w.get("hours", str, "00:00-24:00")
+    m = _HOURS.match(hours.strip())
+    if not m or int(m[1]) > 24 or int(m[3]) > 24 or int(m[2]) > 59 or int(m[4]) > 59:
+        raise w.fail("hours", f"{hours!r} is not a window of hours (HH:MM-HH:MM, e.g. \"19:00-08:00\")")
+    start, end = int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
+    if start >= 24 * 60:
+        raise w.fail("hours", f"{hours!r}: a window starts before 24:00")
+    raw: Any = w.raw("days", "every day")
+    names = NAMED.get(str(raw).lower()) if isinstance(raw, str) else None
+    if names is None:
+        names = tuple(str(d).lower()[:3] for d in raw) if isinstance(raw, list) else ()
+        bad = [d for d in names if d not in DAYS]
+        if not names or bad:
+            raise w.fail("days", f"{raw!r} is not a list of days: weekdays, weekends, every day, or e.g. [mon, fri]")
+    w.done()
+    return Window(start, min(end, 24 * 60) if end > start else end, tuple(sorted({DAYS.index(d) for d in names})))
