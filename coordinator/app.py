@@ -15,6 +15,7 @@ from typing import Any
 from coordinator import app_compare, provenance, resources
 from coordinator.backends.base import Backend
 from coordinator.backends.hosts import foreign_gpus, given, local_facts, probe
+from coordinator.backends.kubejob import plan_line as kube_plan_line
 from coordinator.backends.registry import BackendContext
 from coordinator.backends.registry import build as build_backend
 from coordinator.config import datasets
@@ -252,7 +253,7 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
         coordinator.note_host(platform, waiting)
 
     for key, p in exp.registry.platforms.items():
-        if p.connection == "slurm":  # a bad partition is the registry's error: one message, before any trial
+        if p.connection in ("slurm", "kubernetes"):  # a bad partition or namespace: one message, before any trial
             try:
                 backend.prepare(key)
             except HostError as failed:
@@ -382,6 +383,8 @@ def plan_text(models: tuple[str, ...], registry_path: str | None) -> str:
             lines.append(f"  {'':<16} SLURM: partition {o.partition or '(default)'}, one job per trial "
                          f"({o.cpus_per_task} CPU, mem {o.mem or 'default'}, gres gpu:{o.gpus}, "
                          f"time {o.time_limit or 'default'}), at most {p.max_concurrent_jobs} queued or running")
+        if p.kubernetes is not None:
+            lines.append(f"  {'':<16} {kube_plan_line(p.kubernetes, p.max_concurrent_jobs)}")
     for info in infos:
         lines.append(f"\n{info.name} (model type {info.model_type}, GPU {info.gpu}):")
         lines.extend(plan_lines(reg, Needs(info.model_type, info.memory_gb, info.gpu, info.capabilities)))

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from coordinator import protocol
+from coordinator.backends import kubeapi
 from coordinator.backends.agenthost import runners_hash
 from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent, drain
-from coordinator.backends.kubeapi import Watcher, api_status, connect, follow_log
+from coordinator.backends.kubeapi import Watcher, api_status, follow_log, host_error
 from coordinator.backends.kubejob import (
     ATTEMPT_LABEL,
     CONTAINER,
@@ -52,7 +53,7 @@ from coordinator.backends.kubejob import (
 from coordinator.backends.plan import HostLayout, build
 from coordinator.config.kubecfg import KubeOptions
 from coordinator.config.registry import Platform
-from coordinator.errors import HostError, HostUnreachable, RegistryError
+from coordinator.errors import HostError, RegistryError
 from coordinator.records import Allocation, Outcome, Recipe
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class KubeBackend(Backend):
         if platform in self.watchers:
             return
         opts = self._opts(platform)
-        batch, core = connect(platform, opts)
+        batch, core = kubeapi.connect(platform, opts)
         try:
             batch.list_namespaced_job(opts.namespace, limit=1)
         except Exception as exc:  # noqa: BLE001 - the API, the network or the credentials
@@ -131,15 +132,7 @@ class KubeBackend(Backend):
                     self._stop, f"kube-pods-{platform}"))
 
     def _host_error(self, platform: str, exc: BaseException, what: str) -> HostError:
-        opts, status = self._opts(platform), api_status(exc)
-        if status in (401, 403):
-            return HostUnreachable(platform, "kubernetes", f"namespace {opts.namespace!r}: not allowed to {what} "
-                                   f"(HTTP {status}); the account needs create/get/list/watch/delete on jobs, "
-                                   "pods, pods/log and configmaps there (docs/kubernetes.md)")
-        if status == 404:
-            return HostUnreachable(platform, "kubernetes", f"namespace {opts.namespace!r} does not exist")
-        return HostUnreachable(platform, "kubernetes", f"namespace {opts.namespace!r}: cannot {what}: "
-                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+        return host_error(platform, self._opts(platform), exc, what)
 
     def _create(self, platform: str, create: Any, what: str, replace: Any = None) -> Any:
         """Create an object; 409 (it exists: an earlier try got through) replaces it or is
@@ -202,11 +195,9 @@ class KubeBackend(Backend):
         return handle
 
     def _read_job(self, platform: str, name: str) -> dict[str, Any] | None:
-        from coordinator.backends.kubeapi import serialise
-
         batch, _ = self.apis[platform]
         try:
-            return serialise(batch.read_namespaced_job(name, self._opts(platform).namespace))
+            return kubeapi.serialise(batch.read_namespaced_job(name, self._opts(platform).namespace))
         except Exception as exc:  # noqa: BLE001
             if api_status(exc) == 404:
                 return None
@@ -258,7 +249,8 @@ class KubeBackend(Backend):
         """Delete every object labelled with this run, on every platform it used."""
         for platform, (batch, core) in self.apis.items():
             ns, sel = self._opts(platform).namespace, selector(self.run)
-            calls = ((batch.delete_collection_namespaced_job, {"propagation_policy": "Background"}),
+            background = {"propagation_policy": "Background"}
+            calls: tuple[tuple[Any, dict[str, str]], ...] = ((batch.delete_collection_namespaced_job, background),
                      (core.delete_collection_namespaced_pod, {}), (core.delete_collection_namespaced_config_map, {}))
             for fn, extra in calls:
                 try:

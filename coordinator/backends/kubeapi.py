@@ -56,6 +56,31 @@ def api_status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def host_error(platform: str, opts: KubeOptions, exc: BaseException, what: str) -> HostUnreachable:
+    """The platform cannot be used: the API's answer in words (RBAC named for 401/403)."""
+    status = api_status(exc)
+    if status in (401, 403):
+        return HostUnreachable(platform, "kubernetes", f"namespace {opts.namespace!r}: not allowed to {what} "
+                               f"(HTTP {status}); the account needs create/get/list/watch/delete on jobs, "
+                               "pods, pods/log and configmaps there (docs/kubernetes.md)")
+    if status == 404:
+        return HostUnreachable(platform, "kubernetes", f"namespace {opts.namespace!r} does not exist")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return HostUnreachable(platform, "kubernetes", f"namespace {opts.namespace!r}: cannot {what}: {first}")
+
+
+def check(platform: str, opts: KubeOptions) -> str:
+    """What ``coord hosts`` can check without a trial: the configuration loads and the
+    namespace answers a list of Jobs. Returns a line saying so; raises HostError/RegistryError."""
+    batch, _ = connect(platform, opts)
+    try:
+        found = batch.list_namespaced_job(opts.namespace, limit=1)
+    except Exception as exc:  # noqa: BLE001 - the API, the network or the credentials
+        raise host_error(platform, opts, exc, "list jobs") from None
+    del found
+    return f"namespace {opts.namespace} reachable, jobs listable"
+
+
 def serialise(obj: Any) -> dict[str, Any]:
     """A client model object (V1Job, V1Pod) as the API server sends it (camelCase)."""
     if isinstance(obj, dict):

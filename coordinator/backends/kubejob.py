@@ -164,6 +164,16 @@ def job_manifest(plan: LaunchPlan, opts: KubeOptions, run: str, name: str) -> di
             "spec": spec}
 
 
+def plan_line(k: KubeOptions, slots: int) -> str:
+    """``coord plan``'s line for a Kubernetes platform: what each Job asks for."""
+    spot = f", node selector {', '.join(f'{a}={b}' for a, b in k.node_selector)}" if k.node_selector else ""
+    spot += f", {len(k.tolerations)} toleration(s)" if k.tolerations else ""
+    spot += f", priority class {k.priority_class}" if k.priority_class else ""
+    return (f"Kubernetes (experimental: not tested against a real cluster): namespace {k.namespace}, image "
+            f"{k.image}, one Job per trial (cpu {k.cpu_request}, memory {k.memory_request}, nvidia.com/gpu {k.gpus}"
+            f"{spot}), at most {slots} pending or running")
+
+
 # -- how it ended -------------------------------------------------------------------------
 
 @dataclass(frozen=True)

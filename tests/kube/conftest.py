@@ -44,8 +44,9 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[kubefak
     volume.mkdir()
     c = kubefake.Cluster(tmp_path / "fake", {"coord-data": volume})
     import coordinator.backends.kube as kube
+    import coordinator.backends.kubeapi as kubeapi
 
-    monkeypatch.setattr(kube, "connect", c.connect)
+    monkeypatch.setattr(kubeapi, "connect", c.connect)
     monkeypatch.setattr(kube, "PULL_GRACE_S", 1.0)
     yield c
     c.close()
