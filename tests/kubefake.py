@@ -190,7 +190,7 @@ class Cluster:
     def compact(self) -> None:
         """Forget the history: open watches end and resuming them gets 410 Gone."""
         with self.lock:
-            self.compacted = self.rv + 1
+            self.compacted = self.rv
             self.history.clear()
             self.changed.notify_all()
 

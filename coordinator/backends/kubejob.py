@@ -252,10 +252,11 @@ def ending(name: str, job: dict[str, Any] | None, pod: PodView | None, coord_rea
     if pod is not None and pod.reason == "OOMKilled":
         return {"exit_code": code, "stderr": tail + "\nout of memory (Kubernetes OOMKilled)",
                 "error": f"pod {pod.name}: out of memory (OOMKilled)"}
+    if job is None:  # its pod was stopped with it: the exit code says whether it checkpointed (75)
+        return {"exit_code": code, "lost": code is None, "stderr": tail,
+                "error": f"Job {name} was deleted outside coord"}
     if code is not None:
         return {"exit_code": code, "stderr": tail}
-    if job is None:
-        return {"exit_code": None, "lost": True, "error": f"Job {name} was deleted outside coord"}
     why = f"{end[1]}: {end[2]}" if end else "no exit code"
     return {"exit_code": None, "signal": 9, "error": f"Job {name} failed without an exit code ({why}); "
                                                      "its pod was deleted or lost"}
