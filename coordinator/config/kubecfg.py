@@ -9,7 +9,8 @@ is refused before any trial, as the registry's error."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from coordinator.config.yamlcfg import Section
@@ -113,6 +114,8 @@ def parse_kube(sec: Section, key_path: str) -> KubeOptions:
         ttl_s=sec.get("ttl", int, 3600, minimum=0),
         image_pull_secrets=tuple(_names(sec, "image_pull_secrets")),
         grace_s=sec.get("grace_s", int, 30, minimum=1), source=str(sec.source.file), key_path=key_path)
+    if opts.kubeconfig and not Path(opts.kubeconfig).expanduser().is_absolute():  # as known_hosts: beside the file
+        opts = replace(opts, kubeconfig=str(Path(sec.source.file).parent / opts.kubeconfig))
     if opts.in_cluster and (opts.kubeconfig or opts.context):
         raise sec.fail("in_cluster", "in_cluster: true uses the pod's service account; drop kubeconfig and context")
     sec.done()
