@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.backends.kubejob import (MAX_NAME, RUNNERS_MOUNT, job_manifest, job_name, run_name,
-                                          runners_configmap, spec_configmap)
+from coordinator.backends.kubejob import (
+    MAX_NAME,
+    RUNNERS_MOUNT,
+    job_manifest,
+    job_name,
+    run_name,
+    runners_configmap,
+    spec_configmap,
+)
 from coordinator.backends.plan import HostLayout, build
 from coordinator.config.registry import load_registry
 from coordinator.errors import RegistryError
