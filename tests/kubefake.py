@@ -244,10 +244,12 @@ class Cluster:
     # -- the controllers --------------------------------------------------------------------
     def step(self) -> None:
         with self.lock:
+            pods = list(self.store["pods"].values())  # a pod made in this step starts in the next
             for job in list(self.store["jobs"].values()):
                 self._job(job)
-            for pod in list(self.store["pods"].values()):
-                self._pod(pod)
+            for pod in pods:
+                if (pod["metadata"]["namespace"], pod["metadata"]["name"]) in self.store["pods"]:
+                    self._pod(pod)
 
     def _job(self, job: dict[str, Any]) -> None:
         meta, spec, status = job["metadata"], job["spec"], job.setdefault("status", {})

@@ -327,6 +327,8 @@ class KubeBackend(Backend):
         ns = self._opts(a.platform).namespace
 
         def line(text: str) -> None:
+            if a.ended:  # the end was given (the pod's status came first): nothing may follow it
+                return
             a.out.write(text + "\n")
             a.out.flush()
             values = a.parser.parse(text)

@@ -101,3 +101,30 @@ def test_every_command_in_docs_kubernetes_md_runs(tmp_path: Path, cluster: kubef
     job = json.loads((tmp_path / "run/trials/0/attempt-1/job.json").read_text())
     pod = job["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"cloud.google.com/gke-spot": "true"} and pod["priorityClassName"] == "coord-low"
+
+
+def test_plan_shows_slurm_and_kubernetes_platforms_side_by_side(tmp_path: Path) -> None:
+    text = registry_text(tmp_path, slots=4).replace("platforms:\n", """platforms:
+  hpc:
+    connection: slurm
+    work_dir: /shared/coord
+    specs: {cpu_cores: 8, memory_gb: 32}
+    max_concurrent_jobs: 6
+    slurm: {partition: gpu, gpus: 1, mem: 16G, cpus_per_task: 8}
+""").replace('  - model_type: "*"\n    route_to: [kube]\n', """  - model_type: NeuralNetwork
+    route_to: [hpc, kube]
+    reason: GPUs on the HPC cluster
+  - model_type: "*"
+    route_to: [kube]
+    reason: spot CPUs
+""")
+    (tmp_path / "reg.yaml").write_text(text)
+    done = coord(tmp_path, "plan", "--registry", "reg.yaml", "--model", "mlp", "--model", "glm")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "SLURM: partition gpu, one job per trial" in out and "at most 6 queued or running" in out
+    assert "Kubernetes (experimental" in out and "at most 4 pending or running" in out
+    mlp = out[out.index("mlp (model type NeuralNetwork"):out.index("glm (model type")]
+    assert re.search(r"preferred +hpc +slurm +6 slots \(6 with GPU\) +-- GPUs on the HPC cluster", mlp), mlp
+    assert re.search(r"kube +kubernetes 4 slots +-- fallback", mlp), mlp
+    assert re.search(r"preferred +kube +kubernetes 4 slots +-- spot CPUs", out[out.index("glm (model type"):]), out

@@ -230,3 +230,50 @@ def test_close_deletes_every_object_labelled_with_the_run(tmp_path: Path, cluste
 
 def test_the_registry_file_is_the_fixture_registry(tmp_path: Path) -> None:
     assert "connection: kubernetes" in registry_text(tmp_path)
+
+
+def test_a_pending_job_cancelled_ends_once_as_cancelled(tmp_path: Path, cluster: kubefake.Cluster,
+                                                        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import coordinator.backends.kube as kube
+
+    monkeypatch.setattr(kube, "PULL_GRACE_S", 60.0)
+    cluster.bad_images["ghcr.io/lab/coord-trials:1"] = "ErrImagePull"  # stays Pending meanwhile
+    backend = kube_backend(tmp_path)
+    try:
+        h = backend.launch(recipe(tmp_path), 1, ALLOC)
+        kubefake.wait(lambda: any(p["status"].get("containerStatuses") for p in cluster.pods()), what="a pending pod")
+        backend.cancel(h)
+        (end,) = ends(collect(backend, 1, 30))
+        assert end.outcome.cancelled and kind_of(end, {}) == Kind.CANCELLED
+        assert not cluster.jobs() and not ends(backend.poll(0.5))
+    finally:
+        backend.close()
+
+
+def test_the_fake_s_controller_steps_a_job_through_its_states(tmp_path: Path) -> None:
+    """The fake itself, stepped by hand (auto=False): Pending, Running, Succeeded, Complete."""
+    c = kubefake.Cluster(tmp_path / "fake", {"coord-data": tmp_path / "vol"}, auto=False)
+    try:
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "labels": {"a": "b"}},
+               "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {
+                   "restartPolicy": "Never", "containers": [{"name": "trial", "image": "i", "command": [
+                       sys.executable, "-c", "print('hi')"]}]}}}}
+        c.batch.create_namespaced_job("ns", job)
+        try:
+            c.batch.create_namespaced_job("ns", job)
+            raise AssertionError("a second create must conflict")
+        except kubefake.ApiException as exc:
+            assert exc.status == 409
+        c.step()
+        (pod,) = c.pods()
+        assert pod["status"]["phase"] == "Pending"
+        c.step()
+        assert c.pods()[0]["status"]["phase"] == "Running"
+        kubefake.wait(lambda: (c.step(), c.pods()[0]["status"]["phase"] == "Succeeded")[1], what="Succeeded")
+        c.step()
+        assert c.jobs()[0]["status"]["conditions"][0]["type"] == "Complete"
+        assert b"".join(c.core.read_namespaced_pod_log(pod["metadata"]["name"], "ns").stream()) == b"hi\n"
+        listed = c.batch.list_namespaced_job("ns", label_selector="a=b")
+        assert [j.metadata.name for j in listed.items] == ["j"] and int(listed.metadata.resource_version) > 100
+    finally:
+        c.close()
