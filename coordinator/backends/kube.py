@@ -178,6 +178,8 @@ class KubeBackend(Backend):
             self.attempts[name] = a
         batch, core = self.apis[platform]
         found = self._read_job(platform, name) if known else None
+        if found is not None and known and not known.get("uid"):  # died before recording it
+            record.write_text(json.dumps({**known, "uid": found["metadata"].get("uid")}))
         if found is None and known and known.get("uid"):
             with self.lock:  # created before, and gone while no coordinator watched it
                 self.jobs[(platform, name)] = None
@@ -340,12 +342,16 @@ class KubeBackend(Backend):
                 a.lines = follow_log(core, ns, pod, CONTAINER, a.lines, line)
             except Exception as exc:  # noqa: BLE001 - the pod went, or its log did
                 log.debug("log of pod %s: %s", pod, exc)
-            with self.lock:
-                p = self.pods.get((a.platform, a.name))
-                done = p is None or p.get("deleted") or pod_view(p).terminated or self._stop.is_set()
+            done = False
+            for _ in range(30):  # the log ended: the pod's final status is usually a moment behind
+                with self.lock:
+                    p = self.pods.get((a.platform, a.name))
+                    done = p is None or bool(p.get("deleted")) or pod_view(p).terminated or self._stop.is_set()
+                if done:
+                    break
+                time.sleep(0.1)
             if done:
                 break
-            time.sleep(0.5)
         a.logs_done = True
         self._check(a)
 

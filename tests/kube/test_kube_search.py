@@ -57,6 +57,8 @@ def test_a_command_search_runs_each_trial_as_a_job_and_cleans_up(tmp_path: Path,
     assert out["complete"] == 4 and all(r["status"] == "COMPLETE" and r["platform"] == "kube" for r in rs)
     assert all(r["values"][0] == (r["params"]["x"] - 3) ** 2 for r in rs)  # the pods' real metric lines
     assert cluster.calls["create_namespaced_job"] == 4 and cluster.calls.get("watch_namespaced_job", 0) >= 1
+    # watched, not polled: the namespace check and one list of Jobs, one list of Pods, for the whole run
+    assert cluster.calls["list_namespaced_job"] == 2 and cluster.calls["list_namespaced_pod"] == 1
     record = json.loads((tmp_path / "run/trials/0/attempt-1/kube.json").read_text())
     assert record["uid"] and record["namespace"] == "coord-test"
     kubefake.wait(lambda: not [o for objs in cluster.store.values() for o in objs.values()
