@@ -119,3 +119,37 @@ def test_without_the_client_run_search_raises_the_registry_error(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "kubernetes", None)
     with pytest.raises(RegistryError, match="needs the Kubernetes client"):
         command_search(tmp_path, 1)
+
+
+@pytest.mark.slow
+def test_a_builtin_model_evicted_mid_training_resumes_from_its_own_checkpoint(
+        tmp_path: Path, cluster: kubefake.Cluster, small_csv: Path) -> None:
+    """The real runner (mlp): SIGTERM from the eviction, it checkpoints on the volume and
+    exits 75; the next attempt loads that checkpoint (its first step is past 0)."""
+    reg, _, _ = setup(tmp_path)
+    data = tmp_path / "volume" / "data" / f"{datasets.sha256(small_csv)}.csv"
+    data.parent.mkdir(parents=True)
+    shutil.copyfile(small_csv, data)
+    (tmp_path / "mlp.yaml").write_text("model: mlp\nparams:\n  hidden_size: {type: int, low: 16, high: 16}\n"
+                                       "  n_layers: {type: int, low: 1, high: 1}\n  epochs: {type: int, low: 8, high: 8}\n")
+
+    def evict_once() -> None:
+        def training() -> str | None:
+            for p in cluster.pods():
+                log = cluster.root / "pods" / p["metadata"]["name"] / "log"
+                if p["status"].get("phase") == "Running" and log.exists() and log.read_text().count('"step"') >= 3:
+                    return str(p["metadata"]["name"])
+            return None
+        cluster.evict(kubefake.wait(training, 120, "the mlp at its third step"), "TerminationByKubelet")
+
+    evictor = threading.Thread(target=evict_once, daemon=True)
+    evictor.start()
+    out = run_search(SearchOptions(models=("mlp",), data=str(small_csv), target="home_win", trials=1, parallel=1,
+                                   space=str(tmp_path / "mlp.yaml"), cv="holdout", seed=3, max_retries=0, checkpoint_every=0.0, registry=str(reg),
+                                   run_dir=str(tmp_path / "run")))
+    evictor.join(5)
+    (r,) = results(tmp_path / "run")
+    assert out["complete"] == 1 and [a["kind"] for a in r["attempts"]] == ["preempted", "ok"], r
+    steps = [json.loads(ln.split(" ", 1)[1]).get("step") for ln in
+             (tmp_path / "run/trials/0/attempt-2/stdout").read_text().splitlines() if ln.startswith("[coord-metric]")]
+    assert [s for s in steps if s is not None][0] > 0  # resumed, not restarted
