@@ -14,6 +14,7 @@ from typing import Any
 from coordinator import app_compare, provenance, resources
 from coordinator.backends.base import Backend
 from coordinator.backends.hosts import foreign_gpus, given, local_facts, probe
+from coordinator.backends.kubejob import plan_line as kube_plan_line
 from coordinator.backends.registry import BackendContext
 from coordinator.backends.registry import build as build_backend
 from coordinator.config import datasets
@@ -258,7 +259,7 @@ def _preflight(backend: Backend, coordinator: Coordinator, exp: Experiment) -> N
         coordinator.note_host(platform, waiting)
 
     for key, p in exp.registry.platforms.items():
-        if p.connection == "slurm":  # a bad partition is the registry's error: one message, before any trial
+        if p.connection in ("slurm", "kubernetes"):  # a bad partition or namespace: one message, before any trial
             try:
                 backend.prepare(key)
             except HostError as failed:
@@ -373,6 +374,11 @@ def plan_text(models: tuple[str, ...], registry_path: str | None, space_path: st
             lines.append(f"  {'':<16} SLURM: partition {o.partition or '(default)'}, {mode}{where} "
                          f"({o.cpus_per_task} CPU, mem {o.mem or 'default'}, gres gpu:{o.gpus}, "
                          f"time {o.time_limit or 'default'}), at most {p.max_concurrent_jobs} queued or running")
+        if p.kubernetes is not None:
+            lines.append(f"  {'':<16} {kube_plan_line(p.kubernetes, p.max_concurrent_jobs)}")
+        if p.available:
+            lines.append(f"  {'':<16} available: {'; '.join(w.describe() for w in p.available)} (local time; "
+                         "closed, it takes no trial and its running ones move)")
     for info in infos:
         needs = needs_of(info, space.procs, space.gpus_per_proc) if space is not None else needs_of(info)
         procs = "" if needs.procs == 1 else \

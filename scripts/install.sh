@@ -51,6 +51,6 @@ fi
 
 # torch is pinned: an unpinned install pulls several GB of CUDA wheels on a CPU machine.
 "$PY" -m pip install -q "torch==2.13.0"
-"$PY" -m pip install -q -e ".[${flavour},test]"
+"$PY" -m pip install -q -e ".[${flavour},test,kubernetes]"
 echo "coord installed into $where ($("$PY" -m pip show coord 2>/dev/null | awk '/^Version/{print $2}')," \
      "xgboost: $flavour build)"

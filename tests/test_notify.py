@@ -32,11 +32,11 @@ def test_failures_a_host_down_a_budget_and_the_end_reach_the_command(tmp_path: P
     reg.write_text("platforms:\n  box:\n    connection: local\n    specs: {cpu_cores: 1, memory_gb: 1}\n"
                    "    max_concurrent_jobs: 1\n  gone:\n    connection: ssh\n    host: 127.0.0.1\n    port: 1\n"
                    "    specs: {cpu_cores: 1, memory_gb: 1}\n")
-    cmd = script("time.sleep(0.3)\nif int(os.environ['COORD_TRIAL_NUMBER']) < 3:\n    sys.exit(78)\n"
-                 "print(f\"loss={p['x']}\")\n")
+    cmd = script("if int(os.environ['COORD_TRIAL_NUMBER']) < 3:\n    sys.exit(78)\n"
+                 "time.sleep(1.0)\nprint(f\"loss={p['x']}\")\n")
     res = _search(tmp_path, "--command", cmd, "--space", space_file("params:\n  x: {type: float, low: 0, high: 1}\n"),
-                  "--metric", "loss", "--trials", "8", "--parallel", "1", "--registry", str(reg),
-                  "--budget-machine-hours", str(2.0 / 3600), "--notify", command)
+                  "--metric", "loss", "--trials", "30", "--parallel", "1", "--registry", str(reg),
+                  "--budget-machine-hours", str(10.0 / 3600), "--notify", command)
     assert res.returncode == 0, res.stdout + res.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
     kinds = [e["event"] for e in events]

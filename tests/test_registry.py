@@ -44,7 +44,7 @@ def test_default_registry_describes_this_machine() -> None:
     ("platforms:\n  a:\n    specs:\n      cpu_cores: two\n      memory_gb: 4\n", 4,
      "platforms.a.specs.cpu_cores: expected an integer, got a string 'two'"),
     ("platforms:\n  a:\n    specs: {cpu_cores: 2, memory_gb: 4}\n    connection: ftp\n", 4,
-     "unknown value 'ftp' (valid: k8s, local, slurm, ssh)"),
+     "unknown value 'ftp' (valid: k8s, kubernetes, local, slurm, ssh)"),
     ("platforms:\n  a:\n    specs: {cpu_cores: 2, memory_gb: 4}\ntask_routing_rules:\n"
      "  - model_type: GLM\n    route_to: b\n", 6, "task_routing_rules[0].route_to: unknown platform 'b' (valid: a)"),
     ("platforms:\n  a:\n    connection: ssh\n    host: -oProxyCommand=x\n    specs: {cpu_cores: 1, memory_gb: 1}\n",

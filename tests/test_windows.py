@@ -45,3 +45,15 @@ def test_the_registry_reads_windows_and_refuses_bad_ones(tmp_path: Path) -> None
         _registry(tmp_path, '{hours: "19:00-08:00", days: [mon, funday]}')
     with pytest.raises(RegistryError, match=r"available\.hourz: unknown key"):
         _registry(tmp_path, '{hourz: "19:00-08:00"}')
+
+
+def test_coord_plan_says_when_a_host_is_available(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from coordinator.cli import main
+
+    path = tmp_path / "reg.yaml"
+    path.write_text("platforms:\n  laptop:\n    connection: local\n    specs: {cpu_cores: 2, memory_gb: 4}\n"
+                    "    available: {hours: \"19:00-08:00\", days: weekdays}\n")
+    out = CliRunner().invoke(main, ["plan", "--registry", str(path), "--model", "glm"]).output
+    assert "available: 19:00-08:00 weekdays (local time; closed, it takes no trial" in out, out

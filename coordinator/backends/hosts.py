@@ -20,7 +20,9 @@ from coordinator.backends.slurmsite import Site, partitions, site_for
 from coordinator.backends.sshconn import HostConnection
 from coordinator.config.knownhosts import check_known_hosts, known_hosts_path
 from coordinator.config.registry import Platform, Registry
-from coordinator.errors import HostError
+from coordinator.errors import ConfigError, HostError
+
+EXPERIMENTAL = "(experimental: not tested against a real cluster)"
 
 # Runs on the host with its own Python: stdlib only, prints one JSON object. The CPU's name
 # is found by the very function the coordinator uses for its own host (its source is sent).
@@ -91,6 +93,8 @@ def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict
     t0 = time.monotonic()
     info: dict[str, Any] = {"platform": platform.key, "connection": platform.connection,
                             "host": platform.host or "localhost"}
+    if platform.kubernetes is not None:
+        return kube_probe(platform, info)
     try:
         if platform.connection == "slurm":
             site = site_for(platform, known_hosts_path(registry))
@@ -137,6 +141,20 @@ def probe(platform: Platform, registry: Registry, timeout: float = 20.0) -> dict
 
 
 
+def kube_probe(platform: Platform, info: dict[str, Any]) -> dict[str, Any]:
+    """A Kubernetes platform: its configuration loads and its namespace answers. The image's
+    Python and libraries are not probed (that needs a pod): the first trial shows them."""
+    from coordinator.backends import kubeapi
+
+    opts = platform.kubernetes
+    assert opts is not None
+    info = {**info, "host": f"kubernetes/{opts.namespace}", "experimental": True}
+    try:
+        return {**info, "ok": True, "note": kubeapi.check(platform.key, opts)}
+    except (HostError, ConfigError) as exc:
+        return {**info, "ok": False, "error": str(exc)}
+
+
 def given(facts: dict[str, Any] | None) -> Callable[[], dict[str, Any] | None]:
     return lambda: facts
 
@@ -174,6 +192,10 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'platform':<16} {'status':<6} {'python':<8} {'cores':>5} {'mem GB':>7} {'disk GB':>8} "
              f"{'skew s':>7}  gpus / libraries"]
     for r in rows:
+        if r.get("experimental"):
+            lines.append(f"{r['platform']:<16} {'ok' if r['ok'] else 'FAIL':<6} {r.get('note') or r.get('error')} "
+                         f"{EXPERIMENTAL}")
+            continue
         if not r.get("python"):
             lines.append(f"{r['platform']:<16} {'FAIL':<6} {r.get('error', '')}")
             continue

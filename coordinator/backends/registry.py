@@ -24,6 +24,7 @@ from coordinator import protocol
 from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend
 from coordinator.backends.fleet import FleetBackend
+from coordinator.backends.kube import KubeBackend
 from coordinator.backends.slurm import SlurmBackend
 from coordinator.config.registry import Platform
 
@@ -53,7 +54,11 @@ def _slurm(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:
                         known_hosts=ctx.known_hosts)
 
 
-FACTORIES: dict[str, Factory] = {"local": _agent, "ssh": _agent, "slurm": _slurm}
+def _kube(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:
+    return KubeBackend(platforms, ctx.runners_dir, ctx.run_id, ctx.local_root, parser_factory=ctx.parser_factory)
+
+
+FACTORIES: dict[str, Factory] = {"local": _agent, "ssh": _agent, "slurm": _slurm, "kubernetes": _kube}
 
 
 def runnable() -> tuple[str, ...]:

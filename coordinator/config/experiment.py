@@ -158,8 +158,6 @@ def resolve(o: SearchOptions) -> Experiment:
     registry = load_registry(o.registry) if o.registry else default_registry()
     _check_budget(o, registry)
     if o.notify is not None:
-        from coordinator.tracking.notify import parse_notify
-
         parse_notify(o.notify)
     for model_type, message in registry.warnings:  # silent for the rule this --command search routes by
         if not (o.command and (o.model_type or CUSTOM_MODEL_TYPE).lower() == model_type.lower()):
@@ -365,3 +363,14 @@ def _check_budget(o: SearchOptions, registry: Registry) -> None:
     if o.hard and all(v is None for v in (o.budget_cost, o.budget_machine_hours, o.budget_gpu_hours, o.goal)):
         raise ConfigError("--hard stops running trials when a budget or goal is reached; give one "
                           "(--budget-cost, --budget-machine-hours, --budget-gpu-hours or --goal)", key="--hard")
+
+
+def parse_notify(command: str) -> list[str]:
+    """--notify's command as argv (split as a shell would, run without one)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise ConfigError(f"cannot split the command: {exc}", key="--notify") from None
+    if not argv:
+        raise ConfigError("an empty command", key="--notify")
+    return argv

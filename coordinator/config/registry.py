@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.config.kubecfg import KubeOptions, parse_kube
 from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
 from coordinator.config.slurmcfg import SlurmOptions, parse_slurm
 from coordinator.config.windows import Window, parse_windows
@@ -22,8 +23,9 @@ from coordinator.config.yamlcfg import KeyPath, Section, Source, closest, load_y
 from coordinator.errors import RegistryError
 from coordinator.records import Needs
 
-CONNECTIONS = ("local", "ssh", "k8s", "slurm")
-RUNNABLE_CONNECTIONS = ("local", "ssh", "slurm")  # k8s pools come later
+CONNECTIONS = ("local", "ssh", "kubernetes", "slurm")
+RUNNABLE_CONNECTIONS = ("local", "ssh", "slurm", "kubernetes")
+CONNECTION_ALIASES = {"k8s": "kubernetes"}  # the name earlier versions reserved
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 # The model types a routing rule can name and reach without --command (matched ignoring case).
@@ -80,17 +82,29 @@ class Platform:
     jump: str | None = None  # another ssh platform to connect through (ProxyJump)
     slurm: SlurmOptions | None = None  # connection: slurm; a slot is one job that may be queued or running
     available: tuple[Window, ...] = ()  # hours of the week it may run trials (config/windows.py); () always
+    kubernetes: KubeOptions | None = None  # connection: kubernetes; a slot is one Job (pending or running)
+
+    @property
+    def job_gpus(self) -> int | None:
+        """GPUs each job of a cluster platform asks for (None: not a cluster platform)."""
+        if self.slurm is not None:
+            return self.slurm.gpus
+        if self.kubernetes is not None:
+            return self.kubernetes.gpus
+        return None
 
     @property
     def gpu_slots(self) -> int:
-        if self.slurm is not None:  # every job gets its own --gres=gpu:N from the cluster
-            return self.max_concurrent_jobs if self.slurm.gpus else 0
+        if self.job_gpus is not None:  # every job gets its own GPUs from the cluster (gres, nvidia.com/gpu)
+            return self.max_concurrent_jobs if self.job_gpus else 0
         return min(self.max_concurrent_jobs, len(self.specs.gpus) * self.max_trials_per_gpu)
 
     def slot_gpu(self, slot: int) -> Gpu | None:
         """The GPU a slot owns, or None for a CPU slot."""
         if self.slurm is not None:
             return Gpu(0, "SLURM GRES gpu") if self.slurm.gpus else None
+        if self.kubernetes is not None:
+            return Gpu(0, "nvidia.com/gpu") if self.kubernetes.gpus else None
         if slot < self.gpu_slots:
             return self.specs.gpus[slot % len(self.specs.gpus)]
         return None
@@ -158,8 +172,6 @@ class Registry:
         return reasons
 
     def to_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {"source": self.source, "allow_local_fallback": self.allow_local_fallback,
                 "known_hosts": self.known_hosts, "currency": self.currency,
                 "platforms": {k: asdict(p) for k, p in self.platforms.items()},
@@ -273,13 +285,13 @@ def _check_model_type(name: str, source: Source, path: KeyPath) -> str | None:
 
 
 def _parse_platform(key: str, sec: Section) -> Platform:
-    connection = sec.get("connection", str, "local", choices=CONNECTIONS)
+    connection = sec.get("connection", str, "local", choices=(*CONNECTIONS, *CONNECTION_ALIASES))
+    connection = CONNECTION_ALIASES.get(connection, connection)
     specs_sec = sec.section("specs")
     gpus = _parse_gpus(specs_sec)
     specs = Specs(cpu_cores=specs_sec.get("cpu_cores", int, minimum=1),
                   memory_gb=specs_sec.get("memory_gb", float, minimum=0.1), gpus=gpus)
-    cuda = specs_sec.get("cuda_version", (str, float), None)
-    del cuda  # informational, as in the user's registry
+    specs_sec.get("cuda_version", (str, float), None)  # informational, as in the user's registry
     specs_sec.done()
     host = sec.get("host", str, None)
     user = sec.get("user", str, None)
@@ -295,6 +307,12 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         slurm = parse_slurm(slurm_sec, f"platforms.{key}.slurm")
     if slurm is None and sec.has("slurm"):
         raise sec.fail("slurm", "only a platform with connection: slurm has a slurm section")
+    kube = parse_kube(sec.section("kubernetes"), f"platforms.{key}.kubernetes") \
+        if connection == "kubernetes" and sec.has("kubernetes") else None
+    if connection == "kubernetes" and kube is None:
+        raise sec.missing("kubernetes")
+    if kube is None and sec.has("kubernetes"):
+        raise sec.fail("kubernetes", "only a platform with connection: kubernetes has a kubernetes section")
     platform = Platform(
         key=key,
         name=sec.get("name", str, key),
@@ -318,6 +336,7 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         jump=sec.get("jump", str, None),
         slurm=slurm,
         available=parse_windows(sec),
+        kubernetes=kube,
     )
     sec.done()
     return platform

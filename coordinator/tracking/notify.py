@@ -16,29 +16,18 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import subprocess
 import threading
 import time
 from typing import Any
 
-from coordinator.errors import ConfigError
+from coordinator.config.experiment import parse_notify
 from coordinator.records import Result, TrialStatus
 from coordinator.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 BURST = 3  # this many failed trials in a row is a burst worth a message
 TIMEOUT_S = 30.0
-
-
-def parse_notify(command: str) -> list[str]:
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise ConfigError(f"cannot split the command: {exc}", key="--notify") from None
-    if not argv:
-        raise ConfigError("an empty command", key="--notify")
-    return argv
 
 
 class Notifier(Tracker):
