@@ -29,10 +29,14 @@ def run_status(path: Path) -> dict[str, Any]:
             best = (value, rec.number)
     # the words coord runs uses (interrupted: Ctrl-C/SIGTERM; unfinished: its coordinator
     # died), from the log's last 64 KiB, not the whole log
-    how = run_state(event_ends(store.root)[1])
+    tail = event_ends(store.root)[1]
+    how = run_state(tail)
+    ended_by = next((e.get("ended_by") for e in reversed(tail) if e.get("event") == "search_end"), None)
     state = f"live (coordinator pid {pid})" if pid else "finished" if how == "finished" else \
         f"{how} (coord resume {shlex.quote(str(path))} continues it)"
     use = run_usage(store, live=pid is not None)
+    if ended_by and not pid:
+        state += f": {ended_by}"  # what ended it (a budget, the goal), as the summary said
     return {"run": str(path), "state": state, "name": run.name, "metric": run.metrics[0],
             "planned": run.trials * len(run.studies), **{k.lower(): v for k, v in sorted(counts.items())},
             "best_value": best[0] if best else None, "best_trial": best[1] if best else None,

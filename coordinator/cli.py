@@ -255,8 +255,10 @@ def _print_summary(result: dict[str, Any]) -> None:
     if result.get("ended_by"):
         click.echo(f"ended: {result['ended_by']}")
     if result.get("stopped_hard"):
+        from coordinator.schedule.budget import raising_option
+
         click.echo(f"--hard: the running trials were stopped and kept; continue them with a raised budget: "
-                   f"{result['resume_command']} --budget-...")
+                   f"{result['resume_command']} {raising_option(result.get('ended_by') or '')} MORE")
     elif result.get("interrupted"):
         click.echo(f"interrupted: unfinished trials are kept; continue with: {result['resume_command']}")
     if result.get("interrupted"):

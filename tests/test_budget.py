@@ -36,7 +36,8 @@ def test_a_machine_hour_budget_stops_new_trials_and_says_so(tmp_path: Path, scri
     cmd = script("time.sleep(0.6)\nprint(f\"score={p['x']}\")\n")
     res = _search(tmp_path, cmd, space_file(SPACE), "--trials", "30", "--budget-machine-hours", str(3.0 / 3600))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "ended: the machine-hour budget of 0.000833333 h" in res.stdout, res.stdout
+    # used up, or projected: another trial of the mean length would go over
+    assert "ended: the machine-hour budget of 0.0008333 h " in res.stdout, res.stdout
     done = [r for r in RunStore.open(tmp_path / "run").trials() if r.result]
     assert 3 <= len(done) < 10 and all(r.result and r.result.status.value == "COMPLETE" for r in done)
     used = sum(a.duration_s for r in done if r.result for a in r.result.attempts)
@@ -48,7 +49,7 @@ def test_a_goal_ends_the_search_once_a_trial_reaches_it(tmp_path: Path, script, 
     res = _search(tmp_path, cmd, space_file(SPACE), "--trials", "200", "--goal", "0.9", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
-    assert summary["best_value"] >= 0.9 and summary["ended_by"].startswith("the goal score >= 0.9 is reached")
+    assert summary["best_value"] >= 0.9 and summary["ended_by"].startswith("the goal score >= 0.9000 is reached")
     assert summary["trials"] < 200  # random-ish draws of x in [0, 1] reach 0.9 long before
 
 
@@ -61,10 +62,12 @@ def test_hard_cost_budget_stops_running_trials_and_a_raised_budget_resumes_them(
                   "--budget-cost", "1.5", "--hard")
     assert res.returncode == 0, res.stdout + res.stderr  # a budget's end is an end, not an interrupt
     assert "ended: the cost budget of 1.50 EUR is used up" in res.stdout, res.stdout
-    assert "--hard: the running trials were stopped and kept" in res.stdout
+    assert "--hard: the running trials were stopped and kept; continue them with a raised budget: coord resume " \
+        "run --budget-cost MORE" in res.stdout, res.stdout  # the run as given, relative to here
     run = tmp_path / "run"
     status = json.loads(CliRunner().invoke(main, ["status", str(run), "--json"]).output)
     assert status["state"].startswith("interrupted") and status.get("unfinished", 0) >= 1, status
+    assert status["state"].endswith(": the cost budget of 1.50 EUR is used up (" + status["state"].split("(")[-1])
     # the hosts' own measures of the stopped attempts, a little under what the loop counted
     # while they ran (from their launch): near the budget, not far past it
     assert 1.0 < status["cost"] < 1.5 + 2 * 1.0
@@ -88,12 +91,13 @@ def test_the_projection_keeps_a_trial_from_overrunning() -> None:
     why = b.would_overrun(Usage(4, 400.0, 0.0, 8.5), done)
     assert why is not None and "would be overrun by another trial (8.50 EUR used" in why
     assert b.spent(Usage(5, 500.0, 0.0, 10.0)) == "the cost budget of 10.00 EUR is used up (10.00 EUR used)"
-    assert Budget(goal=0.2).goal_reached(0.1, False, "loss", 3) == "the goal loss <= 0.2 is reached (trial 3: 0.1)"
+    assert Budget(goal=0.2).goal_reached(0.1, False, "loss", 3) == \
+        "the goal loss <= 0.2000 is reached (trial 3: 0.1000)"
 
 
 @pytest.mark.parametrize(("extra", "fragment"), [
     (("--budget-cost", "5"), "--budget-cost: no platform of the registry (<embedded default>) has a price"),
-    (("--hard",), "--hard stops running trials when a budget or goal is reached; give one"),
+    (("--hard",), "--hard: it stops running trials when a budget or goal is reached; give one"),
 ])
 def test_budget_mistakes_are_one_line_before_anything_runs(tmp_path: Path, script, space_file,
                                                            extra: tuple[str, ...], fragment: str) -> None:

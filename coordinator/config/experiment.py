@@ -357,11 +357,11 @@ def _check_budget(o: SearchOptions, registry: Registry) -> None:
     if o.budget_cost is not None and not any(
             p.cost_per_hour is not None or p.gpu_cost_per_hour is not None or p.watts is not None
             for p in registry.platforms.values()):
-        raise ConfigError(f"--budget-cost: no platform of the registry ({registry.source}) has a price; give "
+        raise ConfigError(f"no platform of the registry ({registry.source}) has a price; give "
                           "cost_per_hour, gpu_cost_per_hour or watts with tariff_per_kwh (docs/usage.md, "
                           "'Usage and cost'), or budget in --budget-machine-hours", key="--budget-cost")
     if o.hard and all(v is None for v in (o.budget_cost, o.budget_machine_hours, o.budget_gpu_hours, o.goal)):
-        raise ConfigError("--hard stops running trials when a budget or goal is reached; give one "
+        raise ConfigError("it stops running trials when a budget or goal is reached; give one "
                           "(--budget-cost, --budget-machine-hours, --budget-gpu-hours or --goal)", key="--hard")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coordinator.reporting.fmt import fmt
 from coordinator.store.usage import Usage, money
 
 
@@ -36,13 +37,13 @@ class Budget:
         if self.cost is not None:
             out.append(("cost budget", self.cost, use.cost or 0.0, money(use.cost or 0.0, self.currency)))
         if self.machine_hours is not None:
-            out.append(("machine-hour budget", self.machine_hours, use.machine_hours, f"{use.machine_hours:.2f} h"))
+            out.append(("machine-hour budget", self.machine_hours, use.machine_hours, f"{fmt(use.machine_hours)} h"))
         if self.gpu_hours is not None:
-            out.append(("GPU-hour budget", self.gpu_hours, use.gpu_hours, f"{use.gpu_hours:.2f} h"))
+            out.append(("GPU-hour budget", self.gpu_hours, use.gpu_hours, f"{fmt(use.gpu_hours)} h"))
         return out
 
     def _shown(self, name: str, limit: float) -> str:
-        return money(limit, self.currency) if name == "cost budget" else f"{limit:g} h"
+        return money(limit, self.currency) if name == "cost budget" else f"{fmt(limit)} h"
 
     def spent(self, use: Usage) -> str | None:
         """Why no new trial may start because a budget is used up, or None."""
@@ -75,12 +76,21 @@ class Budget:
     def _mean(self, name: str, mean: Usage) -> str:
         if name == "cost budget":
             return money(mean.cost or 0.0, self.currency)
-        return f"{(mean.gpu_hours if name.startswith('GPU') else mean.machine_hours):.3f} h"
+        return f"{fmt(mean.gpu_hours if name.startswith('GPU') else mean.machine_hours)} h"
 
     def goal_reached(self, best: float | None, maximize: bool, metric: str, number: int | None) -> str | None:
         if self.goal is None or best is None:
             return None
         if (best >= self.goal) if maximize else (best <= self.goal):
             sign = ">=" if maximize else "<="
-            return f"the goal {metric} {sign} {self.goal:g} is reached (trial {number}: {best:.4g})"
+            return f"the goal {metric} {sign} {fmt(self.goal)} is reached (trial {number}: {fmt(best)})"
         return None
+
+
+OPTIONS = {"cost budget": "--budget-cost", "machine-hour budget": "--budget-machine-hours",
+           "GPU-hour budget": "--budget-gpu-hours", "goal": "--goal"}
+
+
+def raising_option(ended_by: str) -> str:
+    """The option whose new value lets ``coord resume`` go on after the search ended thus."""
+    return next((opt for name, opt in OPTIONS.items() if f"the {name} " in ended_by), "--budget-cost")
