@@ -13,4 +13,5 @@ import ddp  # noqa: E402
 import trialkit  # noqa: E402
 
 if __name__ == "__main__":
+    trialkit.catch_term_early()
     sys.exit(ddp.finish(trialkit.run_spec(trialkit.read_spec())))  # under torchrun: rank 0's code

@@ -276,12 +276,28 @@ def _await_decision(attempt_dir: str, step: int, wait_s: float) -> None:
         time.sleep(0.001)
 
 
+_EARLY = {"term": False}  # a SIGTERM that came while the libraries and data were loading
+
+
+def catch_term_early() -> None:
+    """Called first by run_trial.py: a SIGTERM before the step loop's flag exists (SLURM's
+    --signal can come while xgboost or the data loads, seconds under load) is remembered
+    instead of killing the trial, and its first step checkpoints and exits 75 (a requeue,
+    not a failure)."""
+    def remember(signum: int, frame: Any) -> None:
+        _EARLY["term"] = True
+    try:
+        signal.signal(signal.SIGTERM, remember)
+    except ValueError:  # not the main thread
+        pass
+
+
 class _TermFlag:
     """SIGTERM (a scheduler preempting the job) sets a flag the step loop checks: the
     trial checkpoints and exits 75, and its next attempt resumes there."""
 
     def __init__(self) -> None:
-        self.set = False
+        self.set = _EARLY["term"]
         try:
             self._old: Any = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread (tests): no handler
