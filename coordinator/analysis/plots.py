@@ -71,7 +71,7 @@ def style() -> Any:
     reports' search plots draw in it too)."""
     import matplotlib
 
-    return matplotlib.rc_context(_RC)  # type: ignore[arg-type]
+    return matplotlib.rc_context(_RC)
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -101,7 +101,7 @@ def _scored(net: Any, median: Any, mean: Any, std: Any, probability: bool) -> An
     import torch
     from torch import nn
 
-    class Scored(nn.Module):
+    class Scored(nn.Module):  # type: ignore[misc]  # torch is not followed (pyproject: mypy)
         def __init__(self) -> None:
             super().__init__()
             self.net, self.probability = net, probability
