@@ -8,10 +8,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.tracking.server import free_port  # the one free-loopback-port helper of the tests
 
 
 def bindir() -> Path | None:
@@ -29,12 +30,6 @@ def available() -> str | None:
     except ImportError:
         return "psycopg is not installed (pip install 'psycopg[binary]')"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -56,7 +51,7 @@ class PgServer:
         while parent != parent.parent:  # the postgres user must reach its folder
             parent.chmod(parent.stat().st_mode | 0o005)
             parent = parent.parent
-        self.port = _free_port()
+        self.port = free_port()
         self._as_postgres(str(bin_ / "initdb"), "-D", str(self.root / "data"), "-A", "trust", "-U", "coord")
         self._as_postgres(str(bin_ / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w",
                           "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}", "start")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ from click.testing import CliRunner
 
 from coordinator.cli import main
 from coordinator.tracking.dashboard import open_read_only
+from tests.tracking.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> set[str]:
@@ -63,7 +57,7 @@ def test_the_dashboard_serves_a_live_search_on_loopback_and_changes_nothing(tmp_
                                space_file("params:\n  x: {type: float, low: 0.0, high: 1.0}\n"), "--metric", "loss",
                                "--trials", "8", "--parallel", "2", "--run-dir", str(run), "--quiet", "--no-mlflow"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    port = _free_port()
+    port = free_port()
     dash = None
     try:
         while not (run / "study.journal").exists():

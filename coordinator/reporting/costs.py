@@ -43,12 +43,11 @@ def usage_table(use: RunUsage, pre: tuple[str, str] = ("", "")) -> str:
 
 def write_usage_files(store: RunStore, out: Path, pre: tuple[str, str] = ("", "")) -> dict[str, Path]:
     use = run_usage(store)
-    studies = {rec.number: rec.info.study for rec in store.trials()}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
     for number, u in sorted(use.by_trial.items()):
-        writer.writerow([number, studies.get(number, ""), *("" if v is None else v for v in _cells(u))])
+        writer.writerow([number, use.study_of.get(number, ""), *("" if v is None else v for v in _cells(u))])
     files = {"usage": out / "usage.csv", "tex:usage": out / "tables" / "usage.tex"}
     atomic_write(files["usage"], buf.getvalue())
     atomic_write(files["tex:usage"], usage_table(use, pre))

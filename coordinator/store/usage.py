@@ -52,6 +52,12 @@ class Rates:
     def priced(self) -> bool:
         return self.slot_hour is not None or self.gpu_hour is not None
 
+    def charge(self, seconds: float, gpu: int | None) -> tuple[float, float | None]:
+        """An attempt of ``seconds`` on a slot (holding a GPU unless ``gpu`` is None): its
+        GPU-seconds and its cost (None when the platform has no price)."""
+        gpu_s = seconds * self.gpus_per_gpu_attempt if gpu is not None else 0.0
+        return gpu_s, attempt_cost(self, seconds, gpu_s)
+
 
 @dataclass
 class Usage:
@@ -88,6 +94,7 @@ class RunUsage:
     by_study: dict[str, Usage] = field(default_factory=dict)
     by_platform: dict[str, Usage] = field(default_factory=dict)
     running: int = 0  # attempts counted up to now, still running
+    study_of: dict[int, str] = field(default_factory=dict)  # trial number -> its study
 
     @property
     def priced(self) -> bool:
@@ -130,7 +137,7 @@ def account(events: Iterable[dict[str, Any]], platforms: dict[str, dict[str, Any
             launched.setdefault((int(e["number"]), int(e["attempt"])), e)
         elif kind == "ended" and "number" in e:
             ended[(int(e["number"]), int(e["attempt"]))] = float(e.get("duration_s") or 0.0)
-    out = RunUsage(currency)
+    out = RunUsage(currency, study_of=dict(studies))
     for key, start in sorted(launched.items()):
         if key in ended:
             seconds = ended[key]
@@ -140,9 +147,7 @@ def account(events: Iterable[dict[str, Any]], platforms: dict[str, dict[str, Any
         else:
             continue
         platform = str(start.get("platform") or "")
-        r = rates.get(platform, Rates())
-        gpu_s = seconds * r.gpus_per_gpu_attempt if start.get("gpu") is not None else 0.0
-        cost = attempt_cost(r, seconds, gpu_s)
+        gpu_s, cost = rates.get(platform, Rates()).charge(seconds, start.get("gpu"))
         number = key[0]
         for bucket in (out.total, out.by_trial.setdefault(number, Usage()),
                        out.by_study.setdefault(studies.get(number, "?"), Usage()),
@@ -156,9 +161,7 @@ def trial_usage(attempts: Iterable[AttemptRecord], platforms: dict[str, dict[str
     event log holds): what MLflow logs on the trial's run."""
     out = Usage()
     for a in attempts:
-        r = Rates.of(platforms.get(a.platform) or {})
-        gpu_s = a.duration_s * r.gpus_per_gpu_attempt if a.gpu is not None else 0.0
-        out.add(a.duration_s, gpu_s, attempt_cost(r, a.duration_s, gpu_s))
+        out.add(a.duration_s, *Rates.of(platforms.get(a.platform) or {}).charge(a.duration_s, a.gpu))
     return out
 
 
@@ -172,19 +175,14 @@ class Meter:
         self.currency = currency
         self.done = Usage(**vars(base)) if base is not None else Usage()
 
-    def _cost(self, platform: str, gpu: int | None, seconds: float) -> tuple[float, float | None]:
-        r = self.rates.get(platform, Rates())
-        gpu_s = seconds * r.gpus_per_gpu_attempt if gpu is not None else 0.0
-        return gpu_s, attempt_cost(r, seconds, gpu_s)
-
     def ended(self, platform: str, gpu: int | None, seconds: float) -> None:
-        self.done.add(seconds, *self._cost(platform, gpu, seconds))
+        self.done.add(seconds, *self.rates.get(platform, Rates()).charge(seconds, gpu))
 
     def now(self, running: Iterable[tuple[str, int | None, float]]) -> Usage:
         """The usage so far with each running attempt (platform, GPU, seconds so far) in it."""
         out = Usage(**vars(self.done))
         for platform, gpu, seconds in running:
-            out.add(seconds, *self._cost(platform, gpu, seconds))
+            out.add(seconds, *self.rates.get(platform, Rates()).charge(seconds, gpu))
         return out
 
     def line(self, running: Iterable[tuple[str, int | None, float]]) -> str:
