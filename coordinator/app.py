@@ -15,6 +15,7 @@ from coordinator import app_compare, provenance, resources
 from coordinator.backends.base import Backend
 from coordinator.backends.hosts import foreign_gpus, given, local_facts, probe
 from coordinator.backends.kubejob import plan_line as kube_plan_line
+from coordinator.backends.leasing import Sharing
 from coordinator.backends.registry import BackendContext
 from coordinator.backends.registry import build as build_backend
 from coordinator.config import datasets
@@ -169,7 +170,8 @@ def _drive(exp: Experiment, store: RunStore, data: dict[str, Any] | None, mode: 
                                compare=study.compare, job_seed=study.seed))
     backend = build_backend(exp.registry.platforms, BackendContext(
         known_hosts_path(exp.registry), resources.folder("runners"), store.root.name, store.root,
-        _parser_factory(exp), run_cwd(store.config)))
+        _parser_factory(exp), run_cwd(store.config),
+        Sharing.for_run(store.root.name, str(store.root), opts.priority, opts.preempt)))
     # MLflow: a thread that follows the run directory (None: tracking off, the API's default)
     follower: Follower | None = start_tracking(store.root, tracking) if tracking is not None else None
     notifier = [Notifier(opts.notify, str(store.root))] if opts.notify else []

@@ -65,7 +65,7 @@ SEARCH_SECTIONS = [
     ("Data", ["data", "target", "task", "positive_class", "cv", "time_col", "folds"]),
     ("Budget", ["trials", "timeout", "trial_timeout", "budget_cost", "budget_machine_hours", "budget_gpu_hours",
                 "goal", "hard"]),
-    ("Where it runs", ["registry", "parallel", "placement"]),
+    ("Where it runs", ["registry", "parallel", "placement", "priority", "preempt"]),
     ("Early stopping and PBT", ["pruner", "min_resource", "max_resource", "reduction_factor", "prune_threshold",
                                 "pbt", "pbt_interval"]),
     ("Reliability", ["max_retries", "host_retry", "checkpoint_every"]),
@@ -151,6 +151,11 @@ REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this mach
               "report keeps it.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
+@click.option("--priority", type=click.IntRange(-1000, 1000), default=0, show_default=True,
+              help="On hosts other searches use too: a higher priority takes the slots that free up first "
+              "(equal priorities share them fairly).")
+@click.option("--preempt", is_flag=True, help="Stop lower-priority searches' trials for slots this one waits "
+              "for (built-in trials checkpoint and continue later; no retry is spent).")
 @click.option("--notify", metavar="COMMAND", help="Run COMMAND on the search's end, a burst of failures, a host "
               "going down and 80% of a budget; the event is JSON on its stdin.")
 @tracking_options()

@@ -123,6 +123,15 @@ class AuthError(HostError):
     """The host refused our key, or the key file is missing or too open."""
 
 
+class SlotTaken(CoordError):
+    """Another search took the slot first (slot leases): the attempt did not start; the loop
+    places it again. Never shown to a user."""
+
+    def __init__(self, platform: str) -> None:
+        super().__init__(f"{platform}: the slot was taken by another search")
+        self.platform = platform
+
+
 class BackendError(CoordError):
     """A backend could not start or talk to its workers."""
 

@@ -23,6 +23,8 @@ AGENT_PROTOCOL = 1  # the agent's request/stream format (docs/architecture.md); 
 CONTROL_KEYS = frozenset({"pruned_step", "segment_step"})
 END_PREFIX = "[coord-end]"  # the agent: one attempt is over (never printed by user scripts)
 HEARTBEAT_PREFIX = "[coord-hb]"  # the agent: still alive, each second
+LEASE_PREFIX = "[coord-lease]"  # the agent: what this coordinator may use of the host now (slot leases)
+REPLY_PREFIX = "[coord-reply]"  # the agent's answer to a request that waits for one (a lease claim)
 # A built-in runner wrote a checkpoint: ``[coord-ckpt] {"file": ..., "step": ..., "sha256": ...}``.
 # The file (runners/checkpoint.py) is ``COORDCK1 <sha256 of payload> <params key>\n<payload>``.
 CKPT_PREFIX = "[coord-ckpt]"

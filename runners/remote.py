@@ -13,6 +13,15 @@ The agent reads one JSON request a line on stdin (docs/architecture.md lists eve
     {"op": "decide", "adir": D, "step": N, "prune": B}    the pruner's answer at a rung
     {"op": "clean", "dir": D}          remove a finished trial's checkpoints
     {"op": "stop_workers", "dir": D}   end a run's warm workers
+    {"op": "lease", "dir": D, "holder": H, "ttl": S, "meta": {...}}   open or update this
+                                       coordinator's slot lease on the host (leases.py)
+    {"op": "lease_close"}              the coordinator is done with the host
+
+With a lease open, ``run`` carries ``"lease": {"n": K, "gpus": [...]}``: the agent claims the
+slots first and answers ``[coord-reply] {"id": T, "granted": B, "view": {...}}``; a refused
+attempt is not started. While the lease is open the agent renews it each second, drops an
+attempt's entry when it ends, and prints ``[coord-lease] {view}`` whenever what this
+coordinator may use of the host changes.
 
 ``run`` writes the files into D (parameters travel inside this message, never on a
 command line), claims the attempt (a ``claim`` file, so a repeated request never starts it
@@ -37,10 +46,15 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its sibling modules, wherever it is run from
 
 import hostproc  # noqa: E402
+import leases  # noqa: E402
 import slots  # noqa: E402
 
 END = "[coord-end]"
 HEARTBEAT = "[coord-hb]"
+LEASE = "[coord-lease]"
+REPLY = "[coord-reply]"
+LEASE_RENEW_S = 1.0
+LEASE_LOOK_S = 0.1  # how often the agent looks whether others' leases changed (files read, no lock)
 PROTOCOL = 1  # the request/stream format; coordinator/protocol.py AGENT_PROTOCOL
 POLL_S = 0.005  # how often a followed attempt's stdout is read (a stat and a read: cheap)
 CLAIM = "claim"  # created exclusively before an attempt starts: a repeated run request never runs it twice
@@ -273,14 +287,92 @@ def _follow_tagged(tag, adir, offset, supervisor=None):
         result = follow(adir, offset, out, finished)
     except Exception as exc:  # report, never kill the agent
         result = {"exit": 1, "stderr": "coord agent: %s" % exc}
+    _leasing.release(tag)
     _emit("%s\t%s %s" % (tag, END, json.dumps(result)))
 
 
 _alive = hostproc.alive
 
 
+class _Leasing:
+    """This agent's lease (one per agent: one coordinator, one host), renewed in a thread."""
+
+    def __init__(self):
+        self.lease = None
+        self.lock = threading.Lock()
+        self.last = None
+
+    def open(self, req):
+        with self.lock:
+            if self.lease is None:
+                self.lease = leases.Lease(req["dir"], req["holder"], req.get("meta", {}), req.get("ttl", 15.0),
+                                          bool(req.get("shared")))
+                threading.Thread(target=self._keep, daemon=True).start()
+                view = self.lease.renew()
+            else:
+                view = self.lease.update(**req.get("meta", {}))
+        self._tell(view)
+
+    def _tell(self, view):
+        if view != self.last:
+            self.last = view
+            _emit("%s %s" % (LEASE, json.dumps(view, sort_keys=True)))
+
+    def _keep(self):
+        renewed = 0.0
+        while True:
+            time.sleep(LEASE_LOOK_S)
+            try:
+                with self.lock:
+                    if self.lease is None:  # closed
+                        return
+                    if time.monotonic() - renewed >= LEASE_RENEW_S:
+                        view, renewed = self.lease.renew(), time.monotonic()
+                    else:
+                        view = self.lease.peek()
+                self._tell(view)
+            except Exception as exc:  # a full disk, a lease dir removed: said, never fatal
+                _emit("%s {\"error\": %s}" % (LEASE, json.dumps(str(exc))))
+                time.sleep(LEASE_RENEW_S)
+
+    def claim(self, req):
+        """True if the attempt may start; the answer goes to the coordinator either way."""
+        want = req.get("lease")
+        if want is None or self.lease is None:
+            return True
+        adir = req["adir"]
+        started = os.path.exists(os.path.join(adir, CLAIM))
+        try:
+            with self.lock:
+                granted, view = self.lease.claim(req["tag"], adir, int(want.get("n", 1)), want.get("gpus", []),
+                                                 started)
+        except Exception as exc:  # the lease directory cannot be used: the coordinator says where
+            _emit("%s %s" % (REPLY, json.dumps({"id": req["tag"], "granted": False,
+                                                "error": "lease directory %s: %s" % (self.lease.path, exc)})))
+            return False
+        _emit("%s %s" % (REPLY, json.dumps({"id": req["tag"], "granted": granted, "view": view})))
+        self._tell(view)
+        return granted
+
+    def close(self):
+        if self.lease is not None:
+            with self.lock:
+                self.lease.close()
+                self.lease = None
+
+    def release(self, tag):
+        if self.lease is not None:
+            with self.lock:
+                self.lease.release(tag)
+
+
+_leasing = _Leasing()
+
+
 def _run(req):
     adir = req["adir"]
+    if not _leasing.claim(req):
+        return False
     os.makedirs(adir, mode=0o700, exist_ok=True)
     for name, text in req.get("files", {}).items():
         _write_atomic(os.path.join(adir, os.path.basename(name)), text, durable=False)
@@ -311,6 +403,8 @@ def agent():
             op = req["op"]
             if op == "run":
                 supervisor = _run(req)
+                if supervisor is False:  # no slot: refused, not started
+                    continue
                 threading.Thread(target=_follow_tagged, args=(req["tag"], req["adir"], 0, supervisor),
                                  daemon=True).start()
             elif op == "follow":
@@ -330,6 +424,10 @@ def agent():
                                  daemon=True).start()
             elif op == "stop_workers":
                 slots.stop_workers(req["dir"])
+            elif op == "lease":
+                _leasing.open(req)
+            elif op == "lease_close":
+                _leasing.close()
         except Exception as exc:
             tag = req.get("tag", "?") if isinstance(req, dict) else "?"
             # a host's own write failing (a full disk) may pass: EX_IOERR is retried; anything

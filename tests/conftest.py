@@ -25,6 +25,13 @@ def _no_plots_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COORD_PLOTS", "0")
 
 
+@pytest.fixture(autouse=True)
+def _own_lease_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Searches on this machine share its slots through ~/.coord/leases; tests that run at the
+    same time (xdist workers) are not one user's searches, so each test has its own."""
+    monkeypatch.setenv("COORD_LEASE_DIR", str(tmp_path_factory.mktemp("leases")))
+
+
 @pytest.fixture
 def with_plots(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COORD_PLOTS", "1")

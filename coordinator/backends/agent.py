@@ -36,18 +36,21 @@ from typing import Any
 import paramiko
 
 from coordinator import protocol
+from coordinator.backends import leasing
 from coordinator.backends.agenthost import Attempt, Host, ensure_data, upload_runners
 from coordinator.backends.agentstream import AgentStream
 from coordinator.backends.base import Backend, Event, Handle, drain
 from coordinator.backends.carry import carry_checkpoint
+from coordinator.backends.leasing import Share, Sharing
 from coordinator.backends.localconn import LocalConnection
 from coordinator.backends.plan import HostLayout, build
 from coordinator.backends.sshconn import HostConnection
 from coordinator.config.registry import Platform
-from coordinator.errors import HostError, HostUnreachable
+from coordinator.errors import HostError, HostUnreachable, SlotTaken
 from coordinator.records import Allocation, Recipe
 
 log = logging.getLogger(__name__)
+CLAIM_WAIT_S = 15.0  # a slot claim is a few file operations on the host: this long means the host is in trouble
 
 
 class AgentBackend(AgentStream, Backend):
@@ -58,7 +61,7 @@ class AgentBackend(AgentStream, Backend):
     def __init__(self, platforms: dict[str, Platform], known_hosts: Path, runners_dir: Path, run_id: str,
                  local_root: Path, events: queue.Queue[Event] | None = None,
                  parser_factory: Any = protocol.MetricParser, stall_s: float = 5.0, reattach_s: float = 20.0,
-                 cwd: str | None = None) -> None:
+                 cwd: str | None = None, sharing: Sharing | None = None) -> None:
         cwd = cwd if cwd is not None else os.getcwd()  # where local trials start: the user's directory
         self.hosts: dict[str, Host] = {}
         ssh: dict[str, HostConnection] = {}
@@ -76,6 +79,7 @@ class AgentBackend(AgentStream, Backend):
         self.events: queue.Queue[Event] = events if events is not None else queue.Queue()
         self.parser_factory = parser_factory
         self.stall_s, self.reattach_s = stall_s, reattach_s
+        self.sharing = sharing  # None: no slot leases (this run alone on its hosts)
         self.closed = False
         self._stop = threading.Event()
         threading.Thread(target=self._watchdog, daemon=True).start()
@@ -99,6 +103,43 @@ class AgentBackend(AgentStream, Backend):
             except (OSError, EOFError, paramiko.SSHException) as exc:  # never let paramiko crash the loop
                 host.conn.close()
                 raise HostUnreachable(*host.conn.label, f"cannot prepare the host: {exc}") from None
+
+    def _hello(self, host: Host) -> None:
+        if self.sharing is not None:
+            self._send(host, leasing.hello(self.sharing, host.platform, host.waiting))
+
+    def _claimed(self, host: Host, key: str) -> None:
+        """Wait for the agent's answer to a lease claim; raise SlotTaken if it was refused."""
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        with host.answered:
+            while key not in host.replies:
+                left = deadline - time.monotonic()
+                if left <= 0 or host.chan is None or host.chan.closed:
+                    raise HostUnreachable(*host.conn.label, "no answer from the agent to a slot claim")
+                host.answered.wait(min(left, 0.5))
+            answer = host.replies.pop(key)
+        if "view" in answer:
+            host.share = Share.from_view(answer["view"])
+        if answer.get("error"):
+            raise HostUnreachable(*host.conn.label, str(answer["error"]))
+        if not answer.get("granted"):
+            raise SlotTaken(host.platform.key)
+
+    def shares(self) -> dict[str, Share]:
+        return {k: h.share for k, h in self.hosts.items() if self.sharing is not None and h.share.seen}
+
+    def want(self, waiting: dict[str, int]) -> None:
+        """Tell each host's agent how many trials this run waits to place there (its claim
+        on slots that free up: a higher priority, or fair share, takes them first)."""
+        if self.sharing is None:
+            return
+        for key, n in waiting.items():
+            host = self.hosts.get(key)
+            if host is None or host.waiting == n or host.chan is None:
+                continue
+            host.waiting = n
+            with contextlib.suppress(HostError):  # re-sent with the lease after a re-attach
+                self._send(host, {"op": "lease", "meta": {"waiting": n}})
 
     def _send(self, host: Host, request: dict[str, Any]) -> None:
         line = (json.dumps(request) + "\n").encode()
@@ -134,9 +175,14 @@ class AgentBackend(AgentStream, Backend):
                       logs=(str(local_dir / "stdout"), str(local_dir / "stderr")))
         with host.lock:
             host.attempts[handle.key] = rem
+        request = plan.request(handle.key)
+        if self.sharing is not None:
+            request["lease"] = {"n": len(allocation.slots), "gpus": list(allocation.gpus)}
         try:
-            self._send(host, plan.request(handle.key))
-        except HostError:
+            self._send(host, request)
+            if self.sharing is not None:
+                self._claimed(host, handle.key)
+        except (HostError, SlotTaken):
             with host.lock:
                 host.attempts.pop(handle.key, None)
             if rem.out is not None:
@@ -216,10 +262,12 @@ class AgentBackend(AgentStream, Backend):
         deadline = time.monotonic() + 8
         while any(h.attempts for h in self.hosts.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for host in self.hosts.values():  # the run's warm workers end with it
+        for host in self.hosts.values():  # the run's warm workers end with it, and its leases
             if host.chan is not None:
                 with contextlib.suppress(HostError):
                     self._send(host, {"op": "stop_workers", "dir": f"{host.base}/slots"})
+                    if self.sharing is not None:
+                        self._send(host, {"op": "lease_close"})
         time.sleep(0.1 if any(h.chan is not None for h in self.hosts.values()) else 0)
         self.closed = True
         self._stop.set()

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from coordinator import protocol
 from coordinator.backends.base import Handle
+from coordinator.backends.leasing import Share
 from coordinator.backends.localconn import LocalConnection
 from coordinator.backends.plan import HostLayout
 from coordinator.backends.sshconn import HostConnection
@@ -66,6 +67,10 @@ class Host:
     attempts: dict[str, Attempt] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     fetching: bool = False  # copying a checkpoint home (bounded by SFTP's own 30 s timeout)
+    share: Share = field(default_factory=Share)  # what the agent last said this run may use of the host
+    waiting: int = 0  # trials this run waits to place here, as last told to the agent
+    replies: dict[str, dict[str, Any]] = field(default_factory=dict)  # the agent's answers, by request id
+    answered: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def local(self) -> bool:

@@ -24,6 +24,7 @@ from coordinator import protocol
 from coordinator.backends.agenthost import Attempt, Host
 from coordinator.backends.base import EndEvent, Event, MetricEvent
 from coordinator.backends.carry import fetch_checkpoint
+from coordinator.backends.leasing import Share
 from coordinator.backends.sshconn import HostConnection
 from coordinator.errors import DiskFull, HostError
 from coordinator.records import Outcome
@@ -48,6 +49,8 @@ class AgentStream:
 
         def _note_disk_full(self, full: DiskFull | None) -> None: ...
 
+        def _hello(self, host: Host) -> None: ...
+
     def _start_agent(self, host: Host) -> None:
         chan = host.conn.open_command([host.platform.python, "-S", f"{host.runners}/remote.py", "agent"], 30.0)
         chan.settimeout(None)  # the reader blocks; the watchdog bounds silence instead
@@ -55,6 +58,7 @@ class AgentStream:
         host.chan = chan
         host.last_seen = time.monotonic()
         threading.Thread(target=self._read_agent, args=(host, chan, host.generation), daemon=True).start()
+        self._hello(host)  # the slot lease first: a re-attached agent renews the same one
 
     def _read_agent(self, host: Host, chan: Any, generation: int) -> None:
         """Read the agent's stream in chunks: any byte that arrives shows the host alive, so
@@ -79,6 +83,9 @@ class AgentStream:
         """One line of the agent: ``TAG<TAB>OFFSET<TAB>stdout line`` or ``TAG<TAB>[coord-end] {...}``."""
         line = raw.decode("utf-8", "replace")
         if line.startswith(protocol.HEARTBEAT_PREFIX):
+            return
+        if line.startswith((protocol.LEASE_PREFIX, protocol.REPLY_PREFIX)):
+            self._lease_line(host, line)
             return
         tag, sep, rest = line.partition("\t")
         with host.lock:
@@ -109,6 +116,24 @@ class AgentStream:
         values = rem.parser.parse(payload)
         if values:
             self.events.put(MetricEvent(rem.handle, values))
+
+    def _lease_line(self, host: Host, line: str) -> None:
+        """The agent's view of the host's slot leases, or its answer to a claim."""
+        prefix, _, payload = line.partition(" ")
+        try:
+            info = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(info, dict):
+            return
+        if prefix == protocol.REPLY_PREFIX:
+            with host.answered:
+                host.replies[str(info.get("id"))] = info
+                host.answered.notify_all()
+        elif "error" in info:
+            log.warning("%s: slot leases: %s", host.platform.key, info["error"])
+        else:
+            host.share = Share.from_view(info)
 
     def _copy(self, rem: Attempt, text: str | None) -> None:
         """Append to (None: flush) the run directory's copy of an SSH attempt's stdout. A

@@ -16,6 +16,11 @@
   disk), the trials go on, and ``coord resume`` re-attaches to them.
 - ``disk_full()``: the first full disk a background thread met writing a local copy; the
   loop checks it each turn and stops on it.
+- ``shares()`` / ``want(waiting)``: slot leases, where hosts are shared with other
+  searches (``leasing.py``): what each host's agent says this run may use there, and how
+  many trials the run waits to place on each. A launch whose slot another search took
+  first raises ``SlotTaken`` (nothing started). Backends whose scheduler shares the
+  machines (SLURM, Kubernetes) have none.
 
 Events are values; the backend never touches the search or the store.
 """
@@ -28,6 +33,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from coordinator.backends.leasing import Share
 from coordinator.errors import DiskFull
 from coordinator.records import Allocation, Outcome, Recipe
 
@@ -114,6 +120,12 @@ class Backend(abc.ABC):
     def _note_disk_full(self, full: DiskFull | None) -> None:
         if full is not None and self._disk_full is None:  # the first names the file
             self._disk_full = full
+
+    def shares(self) -> dict[str, Share]:
+        return {}
+
+    def want(self, waiting: dict[str, int]) -> None:
+        return None
 
     def stop(self, handle: Handle) -> None:
         """Ask an attempt to stop early (pruned). Built-in runners stop at their next step;

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from coordinator.backends.base import Backend, Event, Handle
+from coordinator.backends.leasing import Share
 from coordinator.errors import DiskFull
 from coordinator.records import Allocation, Recipe
 
@@ -45,6 +46,13 @@ class FleetBackend(Backend):
     def discard(self, number: int, platforms: set[str]) -> None:
         for b in self.members:
             b.discard(number, {p for p in platforms if self.by_platform.get(p) is b})
+
+    def shares(self) -> dict[str, Share]:
+        return {k: s for b in self.members for k, s in b.shares().items()}
+
+    def want(self, waiting: dict[str, int]) -> None:
+        for b in self.members:
+            b.want({k: n for k, n in waiting.items() if self.by_platform.get(k) is b})
 
     def disk_full(self) -> DiskFull | None:
         return next((d for b in self.members if (d := b.disk_full()) is not None), None)

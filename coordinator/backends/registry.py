@@ -25,6 +25,7 @@ from coordinator.backends.agent import AgentBackend
 from coordinator.backends.base import Backend
 from coordinator.backends.fleet import FleetBackend
 from coordinator.backends.kube import KubeBackend
+from coordinator.backends.leasing import Sharing
 from coordinator.backends.slurm import SlurmBackend
 from coordinator.config.registry import Platform
 
@@ -39,6 +40,7 @@ class BackendContext:
     local_root: Path  # the run directory
     parser_factory: Any = protocol.MetricParser
     cwd: str = field(default_factory=os.getcwd)  # where local trials start
+    sharing: Sharing | None = None  # slot leases on local and SSH hosts (None: this run alone)
 
 
 Factory = Callable[[dict[str, Platform], BackendContext], Backend]
@@ -46,7 +48,7 @@ Factory = Callable[[dict[str, Platform], BackendContext], Backend]
 
 def _agent(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:
     return AgentBackend(platforms, ctx.known_hosts, ctx.runners_dir, run_id=ctx.run_id, local_root=ctx.local_root,
-                        parser_factory=ctx.parser_factory, cwd=ctx.cwd)
+                        parser_factory=ctx.parser_factory, cwd=ctx.cwd, sharing=ctx.sharing)
 
 
 def _slurm(platforms: dict[str, Platform], ctx: BackendContext) -> Backend:

@@ -46,6 +46,8 @@ class SearchOptions:
     budget_gpu_hours: float | None = None
     goal: float | None = None  # stop once a trial's first objective reaches this
     hard: bool = False  # a budget or goal also stops the running trials (for coord resume)
+    priority: int = 0  # on hosts shared with other searches: a higher priority takes freed slots first
+    preempt: bool = False  # and stops lower-priority trials for them (checkpoint, requeue)
     notify: str | None = None  # a command told (JSON on stdin) of the search's end, failures, hosts down, budgets
     seed: int = 0
     sampler: str = "tpe"

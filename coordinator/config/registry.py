@@ -83,6 +83,8 @@ class Platform:
     slurm: SlurmOptions | None = None  # connection: slurm; a slot is one job that may be queued or running
     available: tuple[Window, ...] = ()  # hours of the week it may run trials (config/windows.py); () always
     kubernetes: KubeOptions | None = None  # connection: kubernetes; a slot is one Job (pending or running)
+    lease_dir: str | None = None  # slot leases shared with other users (None: <work_dir>/leases)
+    lease_ttl_s: float = 15.0  # a dead coordinator's lease lapses after this long
 
     @property
     def job_gpus(self) -> int | None:
@@ -337,6 +339,8 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         slurm=slurm,
         available=parse_windows(sec),
         kubernetes=kube,
+        lease_dir=sec.get("lease_dir", str, None),
+        lease_ttl_s=sec.get("lease_ttl_s", float, 15.0, minimum=2.0),
     )
     sec.done()
     return platform

@@ -23,6 +23,7 @@ from coordinator.schedule.pbt import PBT
 from coordinator.schedule.placement import Placement
 from coordinator.schedule.plans import Limits, Pending, Running, history_entry
 from coordinator.schedule.routing import Ledger
+from coordinator.schedule.sharing import PREEMPTED
 from coordinator.schedule.speed import SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
 from coordinator.store.files import last_lines, tail
@@ -83,6 +84,8 @@ class AttemptEvents:
                                      migrating=r.migrating is not None,
                                      segment="segment_step" in r.control and self.pbt is not None,
                                      interrupted=r.interrupted)
+            if kind == decide.Kind.MIGRATED and r.migrating == PREEMPTED:  # another search's priority
+                kind = decide.Kind.PREEMPTED
             self.store.event("ended", number=r.pending.number, attempt=r.pending.attempt, kind=kind.value,
                              exit_code=ev.outcome.exit_code, signal=ev.outcome.signal,
                              duration_s=round(ev.outcome.duration_s, 4), mono=ev.mono)

@@ -17,7 +17,7 @@ from typing import Any
 from coordinator import crashpoint
 from coordinator.backends.base import Backend
 from coordinator.config.registry import Registry
-from coordinator.errors import DiskFull, HostError, RoutingError
+from coordinator.errors import DiskFull, HostError, RoutingError, SlotTaken
 from coordinator.records import Allocation, Needs, Recipe, Result, TrialInfo, TrialStatus
 from coordinator.schedule import decide
 from coordinator.schedule.events import AttemptEvents
@@ -27,6 +27,7 @@ from coordinator.schedule.pbt import PBT
 from coordinator.schedule.placement import Placement, RunningTrial
 from coordinator.schedule.plans import Limits, Pending, Running, StudyPlan, history_entry
 from coordinator.schedule.routing import Busy, Infeasible, Ledger, route
+from coordinator.schedule.sharing import SharedHosts
 from coordinator.schedule.signals import trap_stop_signals
 from coordinator.schedule.speed import Estimate, SpeedModel
 from coordinator.store.checkpoints import CheckpointKeeper
@@ -40,7 +41,7 @@ TICK_S = 0.25
 BACKSTOP_S = 300.0  # a trial still running this long past its limit is cancelled by the coordinator
 
 
-class Coordinator(AttemptEvents, Guards):
+class Coordinator(AttemptEvents, Guards, SharedHosts):
     """Drives one run to the end. ``run()`` returns the summary; cleanup is in finally."""
 
     def __init__(self, store: RunStore, plans: list[StudyPlan], registry: Registry, backend: Backend,
@@ -83,7 +84,9 @@ class Coordinator(AttemptEvents, Guards):
         try:
             try:
                 while self.stop_signal is None:
+                    self._share()
                     self._fill()
+                    self._publish_waiting()
                     if not self.running and not self.retry_queue and not self._can_ask():
                         break
                     self._handle(self.backend.poll(self._wait_time()))
@@ -324,6 +327,12 @@ class Coordinator(AttemptEvents, Guards):
                 self.lose(p, {"platform": alloc.platform, "slot": alloc.slot, "gpu": alloc.gpu}, str(exc))
                 return
             p.not_before = self.clock()  # nothing ran: the same attempt again, elsewhere or later
+            self.retry_queue.append(p)
+            return
+        except SlotTaken:  # another search was first (slot leases): nothing ran; the router knows now
+            self.ledger.release(alloc, p.plan.needs.memory_gb)
+            self._share()
+            p.not_before = self.clock()
             self.retry_queue.append(p)
             return
         now = self.clock()

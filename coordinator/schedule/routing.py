@@ -37,6 +37,9 @@ class Ledger:
     slots: dict[str, dict[int, int]] = field(default_factory=dict)  # platform -> slot -> trial number
     memory: dict[str, float] = field(default_factory=dict)
     foreign_gpus: dict[str, set[int]] = field(default_factory=dict)  # GPUs other users' jobs occupy
+    # slot leases (backends/leasing.py): slots and GPUs other searches hold (or are owed) per platform
+    shared: dict[str, int] = field(default_factory=dict)
+    lease_gpus: dict[str, frozenset[int]] = field(default_factory=dict)
 
     def take(self, alloc: Allocation, number: int, memory_gb: float) -> None:
         taken = self.slots.setdefault(alloc.platform, {})
@@ -55,6 +58,10 @@ class Ledger:
     def busy(self, platform: str) -> int:
         return len(self.slots.get(platform, {}))
 
+    def gpus_elsewhere(self, platform: str) -> set[int]:
+        """GPUs no trial of this run may take: other users' processes, other searches' trials."""
+        return self.foreign_gpus.get(platform, set()) | self.lease_gpus.get(platform, frozenset())
+
 
 def _free_slots(p: Platform, needs: Needs, ledger: Ledger) -> list[int] | None:
     """The slots a trial takes: one, or (``procs``) one per process, each on a GPU of its
@@ -67,7 +74,7 @@ def _free_slots(p: Platform, needs: Needs, ledger: Ledger) -> list[int] | None:
     if needs.gpus_per_proc == 0:
         free = [s for s in range(p.gpu_slots, p.max_concurrent_jobs) if s not in taken]
         return free[:needs.procs] if len(free) >= needs.procs else None
-    foreign = ledger.foreign_gpus.get(p.key, set())
+    foreign = ledger.gpus_elsewhere(p.key)
     busy_gpus = {g.index for s in taken if (g := p.slot_gpu(s)) is not None}
     chosen: dict[int, int] = {}  # GPU -> slot: processes never share a GPU, nor with another trial
     for s in range(p.gpu_slots):
@@ -87,7 +94,7 @@ def _allocation(p: Platform, needs: Needs, slots: list[int], reason: str, fallba
 
 def _free_slot(p: Platform, needs: Needs, ledger: Ledger) -> int | None:
     taken = ledger.slots.get(p.key, {})
-    foreign = ledger.foreign_gpus.get(p.key, set())
+    foreign = ledger.gpus_elsewhere(p.key)
     gpu_slots = [s for s in range(p.gpu_slots) if s not in taken
                  and (gpu := p.slot_gpu(s)) is not None and gpu.index not in foreign]
     cpu_slots = [s for s in range(p.gpu_slots, p.max_concurrent_jobs) if s not in taken]
@@ -138,6 +145,11 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
             waiting.append(f"{name} has no free memory")
             continue
         slots = _free_slots(p, needs, ledger)
+        others = ledger.shared.get(name, 0)
+        if slots is not None and others and ledger.busy(name) + others + len(slots) > p.max_concurrent_jobs:
+            waiting.append(f"{name} is full ({plural(p.max_concurrent_jobs, 'slot')}, "
+                           f"{others} held by other searches)")
+            continue
         if slots is None:
             room = f"has too few free slots for {needs.procs} processes" if needs.procs > 1 else "is full"
             waiting.append(f"{name} {room} ({plural(p.max_concurrent_jobs, 'slot')})")
