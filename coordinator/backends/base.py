@@ -14,6 +14,7 @@
 - ``close()`` kills whatever is still running and releases every resource; idempotent.
 - ``detach()`` lets go without killing: the coordinator stops as a crash would (a full
   disk), the trials go on, and ``coord resume`` re-attaches to them.
+- ``host_sample(platform)``: the latest facts sampled on its host (None: none), never blocking.
 - ``disk_full()``: the first full disk a background thread met writing a local copy; the
   loop checks it each turn and stops on it.
 
@@ -28,6 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from coordinator.backends.hostwatch import HostSample
 from coordinator.errors import DiskFull
 from coordinator.records import Allocation, Outcome, Recipe
 
@@ -114,6 +116,11 @@ class Backend(abc.ABC):
     def _note_disk_full(self, full: DiskFull | None) -> None:
         if full is not None and self._disk_full is None:  # the first names the file
             self._disk_full = full
+
+    def host_sample(self, platform: str) -> HostSample | None:
+        """The latest facts sampled on the platform's host (load, GPUs, power;
+        backends/hostwatch.py), or None: not sampled (yet). Never blocks."""
+        return None
 
     def stop(self, handle: Handle) -> None:
         """Ask an attempt to stop early (pruned). Built-in runners stop at their next step;

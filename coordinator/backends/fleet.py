@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from coordinator.backends.base import Backend, Event, Handle
+from coordinator.backends.hostwatch import HostSample
 from coordinator.errors import DiskFull
 from coordinator.records import Allocation, Recipe
 
@@ -45,6 +46,9 @@ class FleetBackend(Backend):
     def discard(self, number: int, platforms: set[str]) -> None:
         for b in self.members:
             b.discard(number, {p for p in platforms if self.by_platform.get(p) is b})
+
+    def host_sample(self, platform: str) -> HostSample | None:
+        return self.by_platform[platform].host_sample(platform)
 
     def disk_full(self) -> DiskFull | None:
         return next((d for b in self.members if (d := b.disk_full()) is not None), None)

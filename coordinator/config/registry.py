@@ -18,7 +18,7 @@ from typing import Any
 from coordinator.config.kubecfg import KubeOptions, parse_kube
 from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
 from coordinator.config.slurmcfg import SlurmOptions, parse_slurm
-from coordinator.config.windows import Window, parse_windows
+from coordinator.config.windows import Conditions, Window, parse_available
 from coordinator.config.yamlcfg import KeyPath, Section, Source, closest, load_yaml
 from coordinator.errors import RegistryError
 from coordinator.records import Needs
@@ -82,6 +82,7 @@ class Platform:
     jump: str | None = None  # another ssh platform to connect through (ProxyJump)
     slurm: SlurmOptions | None = None  # connection: slurm; a slot is one job that may be queued or running
     available: tuple[Window, ...] = ()  # hours of the week it may run trials (config/windows.py); () always
+    when: Conditions | None = None  # available only while its host is idle / on AC power (config/windows.py)
     kubernetes: KubeOptions | None = None  # connection: kubernetes; a slot is one Job (pending or running)
 
     @property
@@ -335,7 +336,7 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         identity_file=sec.get("identity_file", str, None),
         jump=sec.get("jump", str, None),
         slurm=slurm,
-        available=parse_windows(sec),
+        available=(avail := parse_available(sec, connection))[0], when=avail[1],
         kubernetes=kube,
     )
     sec.done()

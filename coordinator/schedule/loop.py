@@ -82,6 +82,7 @@ class Coordinator(AttemptEvents, Guards):
         detached = False
         try:
             try:
+                self._windows()  # a platform closed at the start takes no first trial
                 while self.stop_signal is None:
                     self._fill()
                     if not self.running and not self.retry_queue and not self._can_ask():
