@@ -117,9 +117,9 @@ def _conditions(top: Section) -> Conditions | None:
     load = idle.get("load_below", float, None, minimum=0.01)
     procs = idle.get("gpu_procs_below", int, None, minimum=1)
     settle = idle.get("settle_s", float, 60.0, minimum=0)
+    idle.done()  # a misspelt key is named as such, not as a missing one
     if load is None and procs is None:
         raise idle.fail("load_below", "when_idle needs load_below (e.g. 1.5) or gpu_procs_below (e.g. 1), or both")
-    idle.done()
     return Conditions(load, procs, settle, ac)
 
 
