@@ -14,9 +14,9 @@ from typing import Any
 from coordinator import app_compare, provenance, resources
 from coordinator.backends.base import Backend
 from coordinator.backends.hosts import foreign_gpus, given, local_facts, probe
+from coordinator.backends.hostwatch import EVERY_S
 from coordinator.backends.kubejob import plan_line as kube_plan_line
 from coordinator.backends.registry import BackendContext
-from coordinator.backends.hostwatch import EVERY_S
 from coordinator.backends.registry import build as build_backend
 from coordinator.config import datasets
 from coordinator.config.compare import CompareRequest, CompareSpec
@@ -367,8 +367,8 @@ def plan_text(models: tuple[str, ...], registry_path: str | None, space_path: st
     for name, p in reg.platforms.items():
         gpus = ", ".join(f"{g.model}" for g in p.specs.gpus) or "no GPU"
         usable = "" if p.connection in RUNNABLE_CONNECTIONS else f"  [{p.connection}: not runnable yet]"
-        lines.append(f"  {name:<{width}} {p.name}: {plural(p.specs.cpu_cores, 'core')}, {p.specs.memory_gb:g} GB, {gpus}, "
-                     f"{plural(p.max_concurrent_jobs, 'slot')}{usable}")
+        lines.append(f"  {name:<{width}} {p.name}: {plural(p.specs.cpu_cores, 'core')}, {p.specs.memory_gb:g} GB, "
+                     f"{gpus}, {plural(p.max_concurrent_jobs, 'slot')}{usable}")
         if p.slurm is not None:
             o = p.slurm
             mode = "a pilot job per slot" if o.pilot else "one job per trial"

@@ -121,6 +121,11 @@ class HostWatch:
         self._stop.set()
 
 
+def _argv(host: Any) -> Callable[[], list[str] | None]:
+    """The facts script on an SSH host, once its runners are uploaded (and ``~`` resolved)."""
+    return lambda: [host.platform.python, f"{host.runners}/hostfacts.py", host.base] if host.runners else None
+
+
 def watch_hosts(hosts: dict[str, Any], runners_dir: Any) -> HostWatch:
     """The watch over the agent backend's hosts (``agenthost.Host`` values): this machine's
     by a child process, an SSH host's over its connection once its runners are uploaded."""
@@ -129,6 +134,5 @@ def watch_hosts(hosts: dict[str, Any], runners_dir: Any) -> HostWatch:
         if host.local:
             samplers[key] = local_sampler(host.platform.python, f"{runners_dir}/hostfacts.py", host.base)
         else:
-            samplers[key] = ssh_sampler(host.conn, lambda h=host: [h.platform.python, f"{h.runners}/hostfacts.py",
-                                                                    h.base] if h.runners else None)
+            samplers[key] = ssh_sampler(host.conn, _argv(host))
     return HostWatch(samplers)

@@ -89,10 +89,10 @@ def parse_available(sec: Section, connection: str, key: str = "available") \
     if raw is None:
         return (), None
     if isinstance(raw, dict) and connection not in ("local", "ssh"):
-        for cond in CONDITION_KEYS:
-            if cond in raw:
+        for name in CONDITION_KEYS:
+            if name in raw:
                 raise Section(raw, sec.source, (*sec.path, key)).fail(
-                    cond, f"{cond} is read on the host itself: only local and ssh platforms have it, not {connection}")
+                    name, f"{name} is read on the host itself: only local and ssh platforms have it, not {connection}")
     if isinstance(raw, dict) and "windows" in raw:
         top = Section(raw, sec.source, (*sec.path, key))
         windows = parse_windows(top, "windows")
