@@ -60,7 +60,7 @@ class Guards:
             if r.handle.allocation.platform in closed and r.migrating is None:
                 r.migrating = "(window closed)"
                 self.store.event("migrate", number=r.pending.number, source=r.handle.allocation.platform,
-                                 target=None, reason=why[r.handle.allocation.platform])
+                                 target=None, reason=why[r.handle.allocation.platform], step=r.last_step)
                 self.backend.cancel(r.handle, "migrate")
 
     def _gates(self) -> dict[str, Gate]:
