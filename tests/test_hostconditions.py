@@ -232,3 +232,28 @@ def test_the_live_display_shows_gpu_utilisation() -> None:
                     3.0, 3.0)
     lines.on_trial_end(result)
     assert out.getvalue().endswith("on gpu-box in 3.0s (GPU 87% 12%)\n"), out.getvalue()
+
+
+def test_the_docs_registry_and_command_run_as_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/usage.md, "When a platform is available": its registry, loaded, and its coord plan."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from coordinator.cli import main
+
+    text = (Path(__file__).parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    section = text.split("### When a platform is available")[1].split("\n### ")[0].split("\n## ")[0]
+    block = section.split("\n\n    platforms:")[1].split("\n\n")[0]
+    (tmp_path / "laptop.yaml").write_text("platforms:" + "\n".join(ln[4:] for ln in block.splitlines()) + "\n")
+    p = load_registry(str(tmp_path / "laptop.yaml")).platforms["laptop"]
+    assert p.when == Conditions(1.5, 1, 60.0, True) and [w.describe() for w in p.available] == ["19:00-08:00 weekdays"]
+    inline = section.split("conditions: `")[1].split("`")[0].replace("\n", " ")
+    (tmp_path / "several.yaml").write_text("platforms:\n  laptop:\n    connection: local\n"
+                                           f"    specs: {{cpu_cores: 2, memory_gb: 4}}\n    {inline}\n")
+    assert len(load_registry(str(tmp_path / "several.yaml")).platforms["laptop"].available) == 2
+    (command,) = [ln.strip() for ln in section.splitlines() if ln.startswith("    coord ")]
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, shlex.split(command)[1:])
+    assert out.exit_code == 0, out.output
+    assert "available: 19:00-08:00 weekdays" in out.output and "when idle (load below 1.5" in out.output
