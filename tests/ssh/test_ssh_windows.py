@@ -67,3 +67,21 @@ def test_a_window_closing_mid_trial_moves_it_to_the_other_host(cluster: Cluster,
     assert moved["source"] == "alpha" and moved["reason"] == "window closed"
     assert moved["step"] >= 3 and time.monotonic() - t0 < 90
     assert int(result["metrics"]["step"]) == 40  # every epoch trained, the early ones once
+
+
+def test_an_idle_condition_is_read_on_the_ssh_host_over_its_connection(cluster: Cluster, tmp_path: Path) -> None:
+    """alpha runs trials only when idle: it takes none until its first reading, made on
+    alpha by runners/hostfacts.py over the search's own SSH connection, and then all of
+    them (this machine's load is far below 1000; no nvidia-smi here, so no GPU process)."""
+    from tests.ssh.test_ssh_search import _script, _sleepy
+
+    reg = cluster.registry(_rules("Custom", "alpha", local=False))
+    reg.write_text(reg.read_text().replace(
+        "  alpha:\n", "  alpha:\n    available: {when_idle: {load_below: 1000, gpu_procs_below: 1}}\n"))
+    out = run_search(SearchOptions(command=f"python3 {_script(tmp_path)}", space=_sleepy(tmp_path, 0.2),
+                                   metrics=("loss",), trials=3, registry=str(reg), run_dir=str(tmp_path / "run")))
+    assert out["complete"] == 3
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    windows = [(e["event"], e["platform"], e.get("reason")) for e in events if e["event"].startswith("window_")]
+    assert windows == [("window_closed", "alpha", "no reading from the host yet"), ("window_opened", "alpha", None)]
+    assert [e["platform"] for e in events if e["event"] == "launched"] == ["alpha"] * 3
