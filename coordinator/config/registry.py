@@ -245,7 +245,7 @@ def parse_registry(data: Any, source: Source) -> Registry:
     for i, raw in enumerate(raw_rules):
         rule = _parse_rule(Section(raw, source, ("task_routing_rules", i)), platforms)
         warning = _check_model_type(rule.model_type, source, ("task_routing_rules", i, "model_type"))
-        if warning:
+        if warning and not (isinstance(raw, dict) and raw.get("command_only")):  # declared: no warning
             warnings.append((rule.model_type, warning))
         if rule.model_type.lower() in seen:
             raise source.fail(("task_routing_rules", i, "model_type"),
@@ -376,6 +376,7 @@ def _parse_gpus(specs: Section) -> tuple[Gpu, ...]:
 def _parse_rule(sec: Section, platforms: dict[str, Platform]) -> RoutingRule:
     model_type = sec.get("model_type", str)
     default_reason = sec.get("reason", str, "routing rule")
+    sec.get("command_only", bool, False)  # a --command search's own --model-type, on purpose
     route = sec.raw("route_to")
     if route is None:
         raise sec.missing("route_to")
