@@ -11,7 +11,6 @@ only (``host`` is not an option); reach it from another machine through an SSH t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any

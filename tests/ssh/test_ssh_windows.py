@@ -19,7 +19,6 @@ from tests.ssh.conftest import Cluster
 from tests.ssh.test_ssh_search import _rules
 
 
-
 @pytest.mark.slow  # two model starts (torch) over SSH: 25-65 s on the loaded 2-core machine
 def test_a_window_closing_mid_trial_moves_it_to_the_other_host(cluster: Cluster, tmp_path: Path, small_csv: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
