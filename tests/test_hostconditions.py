@@ -257,3 +257,22 @@ def test_the_docs_registry_and_command_run_as_shown(tmp_path: Path, monkeypatch:
     out = CliRunner().invoke(main, shlex.split(command)[1:])
     assert out.exit_code == 0, out.output
     assert "available: 19:00-08:00 weekdays" in out.output and "when idle (load below 1.5" in out.output
+
+
+def test_coord_plan_aligns_long_names_and_connections(tmp_path: Path) -> None:
+    """Walk-through defect: a platform name over 16 characters and a kubernetes connection
+    pushed their rows' columns out of line with the others."""
+    from click.testing import CliRunner
+
+    from coordinator.cli import main
+
+    path = tmp_path / "reg.yaml"
+    path.write_text("platforms:\n  laptop:\n    connection: local\n    specs: {cpu_cores: 2, memory_gb: 4}\n"
+                    "  a-very-long-platform-name:\n    connection: kubernetes\n"
+                    "    kubernetes: {image: \"python:3.11\", host_path: /tmp/x}\n"
+                    "    specs: {cpu_cores: 2, memory_gb: 4}\n")
+    out = CliRunner().invoke(main, ["plan", "--registry", str(path), "--model", "glm"]).output
+    rows = [ln for ln in out.splitlines() if ln.startswith(("  preferred", "  fallback"))]
+    assert len(rows) == 2 and len({ln.index(" 2 slots") for ln in rows}) == 1, out
+    heads = [ln for ln in out.splitlines() if ln.startswith(("  laptop ", "  a-very-long-platform-name "))]
+    assert len({ln.index(":") - len(ln.split()[1]) for ln in heads}) == 1, out
