@@ -14,6 +14,7 @@ from typing import Any
 from coordinator import app_compare, provenance, resources
 from coordinator.backends.base import Backend
 from coordinator.backends.hosts import foreign_gpus, given, local_facts, probe
+from coordinator.backends.hostwatch import EVERY_S
 from coordinator.backends.kubejob import plan_line as kube_plan_line
 from coordinator.backends.leasing import Sharing
 from coordinator.backends.registry import BackendContext
@@ -364,23 +365,27 @@ def plan_text(models: tuple[str, ...], registry_path: str | None, space_path: st
         for info in infos:
             check_space_matches(space, info.params, info.name, info.distributed)
     lines = [f"registry: {reg.source}", *(f"warning: {w['message']}" for w in oversubscribed(reg))]
+    width = max([16, *(len(name) for name in reg.platforms)])  # long names keep the columns aligned
     for name, p in reg.platforms.items():
         gpus = ", ".join(f"{g.model}" for g in p.specs.gpus) or "no GPU"
         usable = "" if p.connection in RUNNABLE_CONNECTIONS else f"  [{p.connection}: not runnable yet]"
-        lines.append(f"  {name:<16} {p.name}: {plural(p.specs.cpu_cores, 'core')}, {p.specs.memory_gb:g} GB, {gpus}, "
-                     f"{plural(p.max_concurrent_jobs, 'slot')}{usable}")
+        lines.append(f"  {name:<{width}} {p.name}: {plural(p.specs.cpu_cores, 'core')}, {p.specs.memory_gb:g} GB, "
+                     f"{gpus}, {plural(p.max_concurrent_jobs, 'slot')}{usable}")
         if p.slurm is not None:
             o = p.slurm
             mode = "a pilot job per slot" if o.pilot else "one job per trial"
             where = f", submitted over SSH to {p.user + '@' if p.user else ''}{p.host}" if p.host else ""
-            lines.append(f"  {'':<16} SLURM: partition {o.partition or '(default)'}, {mode}{where} "
+            lines.append(f"  {'':<{width}} SLURM: partition {o.partition or '(default)'}, {mode}{where} "
                          f"({o.cpus_per_task} CPU, mem {o.mem or 'default'}, gres gpu:{o.gpus}, "
                          f"time {o.time_limit or 'default'}), at most {p.max_concurrent_jobs} queued or running")
         if p.kubernetes is not None:
-            lines.append(f"  {'':<16} {kube_plan_line(p.kubernetes, p.max_concurrent_jobs)}")
+            lines.append(f"  {'':<{width}} {kube_plan_line(p.kubernetes, p.max_concurrent_jobs)}")
         if p.available:
-            lines.append(f"  {'':<16} available: {'; '.join(w.describe() for w in p.available)} (local time; "
+            lines.append(f"  {'':<{width}} available: {'; '.join(w.describe() for w in p.available)} (local time; "
                          "closed, it takes no trial and its running ones move)")
+        if p.when is not None:
+            lines.append(f"  {'':<{width}} available {p.when.describe()}, read on the host every "
+                         f"{EVERY_S:g} s (not so, it takes no trial and its running ones move)")
     for info in infos:
         needs = needs_of(info, space.procs, space.gpus_per_proc) if space is not None else needs_of(info)
         procs = "" if needs.procs == 1 else \

@@ -86,6 +86,13 @@ def dashboard(run: str, port: int) -> None:
 
     RunStore.open(Path(run))  # a path that is not a run: the store's one-line error
     _, studies = open_read_only(Path(run))
-    click.echo(f"dashboard: http://{HOST}:{port}/dashboard/ ({', '.join(studies) or 'no study yet'}; "
-               "read-only; Ctrl-C stops it)", err=False)
-    serve(Path(run), port)
+    def ready() -> None:  # printed once the port listens: the URL answers when shown
+        click.echo(f"dashboard: http://{HOST}:{port}/dashboard/ ({', '.join(studies) or 'no study yet'}; "
+                   "read-only; Ctrl-C stops it)", err=False)
+    try:
+        serve(Path(run), port, ready)
+    except OSError as exc:  # the port is taken: one line
+        from coordinator.errors import ConfigError
+
+        raise ConfigError(f"coord dashboard cannot listen on {HOST}:{port}: {exc.strerror or exc}; "
+                          "try another --port") from None

@@ -68,6 +68,7 @@ def test_the_dashboard_serves_a_live_search_on_loopback_and_changes_nothing(tmp_
                                 start_new_session=True)
         assert dash.stdout is not None
         first = dash.stdout.readline()
+        assert _listening(port), "the URL was printed before the port listened"
         assert first.startswith(f"dashboard: http://127.0.0.1:{port}/dashboard/ (custom; read-only"), first
         deadline = time.monotonic() + 60
         while True:
@@ -86,18 +87,22 @@ def test_the_dashboard_serves_a_live_search_on_loopback_and_changes_nothing(tmp_
                                          headers={"Content-Type": "application/json"})
         try:
             urllib.request.urlopen(request, timeout=10)
-            created = True
-        except urllib.error.HTTPError:
-            created = False
-        assert not created
+            refused: tuple[int, bytes] | None = None
+        except urllib.error.HTTPError as exc:
+            refused = exc.code, exc.read()
+        # refused as forbidden, with the reason; not a server error (500) with a traceback
+        assert refused is not None and refused[0] == 403, refused
+        assert "coord dashboard is read-only: create_new_study refused" in json.loads(refused[1])["reason"]
         status, body = _get(f"http://127.0.0.1:{port}/api/studies/0")
         assert status == 200 and json.loads(body)["name"] == "custom"
         out, err = search.communicate(timeout=240)
         assert search.returncode == 0, out + err  # the search was not disturbed
     finally:
+        console = ""
         if dash is not None and dash.poll() is None:
             os.killpg(dash.pid, signal.SIGTERM)
-            dash.wait(timeout=30)
+            console = dash.communicate(timeout=30)[0]
+        assert "Traceback" not in console and " 403 " in console, console
         if search.poll() is None:
             search.kill()
     storage, studies = open_read_only(run)

@@ -283,3 +283,17 @@ def test_a_csv_field_too_large_to_parse_is_one_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["search", "--data", str(data), "--target", "home_win", "--runs", str(tmp_path / "runs")])
     assert res.exit_code == 2 and "cannot parse the CSV file" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_rule_that_declares_its_custom_type_is_not_warned_about(tmp_path: Path) -> None:
+    """``command_only: true``: the rule is for --command searches on purpose (the example
+    registry's RL_DQN rule), so coord validate says nothing; a built-in near-miss is still refused."""
+    reg = tmp_path / "reg.yaml"
+    reg.write_text(PLATFORM + "task_routing_rules:\n  - model_type: RL_DQN\n    command_only: true\n    route_to: box\n")
+    res = CliRunner().invoke(main, ["validate", str(reg)])
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+    example = Path(__file__).parents[1] / "registry" / "hardware_registry.example.yaml"
+    res = CliRunner().invoke(main, ["validate", str(example)])
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+    reg.write_text(PLATFORM + "task_routing_rules:\n  - model_type: XGBoosst\n    command_only: true\n    route_to: box\n")
+    assert "did you mean 'XGBoost'?" in CliRunner().invoke(main, ["validate", str(reg)]).output

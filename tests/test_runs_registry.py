@@ -368,3 +368,19 @@ def test_every_command_of_the_readme_section_runs(three: Path, tmp_path: Path,
         assert res.exit_code == 0 and "coord: error" not in res.output, (line, res.output)
     assert len(_read_csv(work / "merged" / "runs.csv")) == 3
     assert {r["name"] for r in _read_csv(work / "merged-alpha" / "runs.csv")} == {"alpha"}
+
+
+def test_merged_report_names_its_files_as_a_runs_report_does(small_csv: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A random forest run: its own report writes tables/top_random_forest.tex, and the
+    merged report top_random_forest.csv and tables/top_random_forest.tex (not random-forest)."""
+    monkeypatch.setenv("COORD_PLOTS", "0")
+    root = str(tmp_path / "runs")
+    _coord("search", "--model", "random_forest", "--data", str(small_csv), "--target", "home_win", "--time-col",
+           "season", "--folds", "2", "--trials", "1", "--name", "rf", "--quiet", "--runs", root, "--parallel", "1")
+    (run,) = _runs(tmp_path)["rf"]
+    assert (run / "report" / "tables" / "top_random_forest.tex").exists()
+    out = tmp_path / "merged"
+    _coord("report", str(run), "-o", str(out))
+    assert (out / "top_random_forest.csv").exists() and (out / "tables" / "top_random_forest.tex").exists()
+    assert r"\label{tab:merged-top-random-forest}" in (out / "tables" / "top_random_forest.tex").read_text()

@@ -41,6 +41,7 @@ from coordinator.backends.agenthost import Attempt, Host, ensure_data, upload_ru
 from coordinator.backends.agentstream import AgentStream
 from coordinator.backends.base import Backend, Event, Handle, drain
 from coordinator.backends.carry import carry_checkpoint
+from coordinator.backends.hostwatch import HostSample, HostWatch, watch_hosts
 from coordinator.backends.leasing import Share, Sharing
 from coordinator.backends.localconn import LocalConnection
 from coordinator.backends.plan import HostLayout, build
@@ -83,6 +84,7 @@ class AgentBackend(AgentStream, Backend):
         self.closed = False
         self._stop = threading.Event()
         threading.Thread(target=self._watchdog, daemon=True).start()
+        self.watch: HostWatch = watch_hosts(self.hosts, runners_dir)  # load, GPUs, power: sampled on the host
 
     # -- preparing a host ------------------------------------------------------------------
     def prepare(self, platform: str) -> None:
@@ -193,6 +195,9 @@ class AgentBackend(AgentStream, Backend):
     def poll(self, timeout: float) -> list[Event]:
         return drain(self.events, timeout)
 
+    def host_sample(self, platform: str) -> HostSample | None:
+        return self.watch.latest(platform)
+
     def cancel(self, handle: Handle, reason: str = "cancelled") -> None:
         host = self.hosts[handle.allocation.platform]
         with host.lock:
@@ -246,6 +251,7 @@ class AgentBackend(AgentStream, Backend):
         if not self.closed:
             self.closed = True  # first: a reader whose channel closes must not re-attach
             self._stop.set()
+            self.watch.close()
             for host in self.hosts.values():
                 host.conn.close()
                 for rem in list(host.attempts.values()):
@@ -271,5 +277,6 @@ class AgentBackend(AgentStream, Backend):
         time.sleep(0.1 if any(h.chan is not None for h in self.hosts.values()) else 0)
         self.closed = True
         self._stop.set()
+        self.watch.close()
         for host in self.hosts.values():
             host.conn.close()

@@ -14,6 +14,7 @@
 - ``close()`` kills whatever is still running and releases every resource; idempotent.
 - ``detach()`` lets go without killing: the coordinator stops as a crash would (a full
   disk), the trials go on, and ``coord resume`` re-attaches to them.
+- ``host_sample(platform)``: the latest facts sampled on its host (None: none), never blocking.
 - ``disk_full()``: the first full disk a background thread met writing a local copy; the
   loop checks it each turn and stops on it.
 - ``shares()`` / ``want(waiting)``: slot leases, where hosts are shared with other
@@ -33,6 +34,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from coordinator.backends.hostwatch import HostSample
 from coordinator.backends.leasing import Share
 from coordinator.errors import DiskFull
 from coordinator.records import Allocation, Outcome, Recipe
@@ -125,6 +127,11 @@ class Backend(abc.ABC):
         return {}
 
     def want(self, waiting: dict[str, int]) -> None:
+        return None
+
+    def host_sample(self, platform: str) -> HostSample | None:
+        """The latest facts sampled on the platform's host (load, GPUs, power;
+        backends/hostwatch.py), or None: not sampled (yet). Never blocks."""
         return None
 
     def stop(self, handle: Handle) -> None:

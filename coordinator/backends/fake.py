@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.backends.base import Backend, EndEvent, Event, Handle, MetricEvent
+from coordinator.backends.hostwatch import HostSample
 from coordinator.records import Allocation, Outcome, Recipe
 
 
@@ -52,6 +53,11 @@ class FakeBackend(Backend):
         self.cancelled: dict[str, str] = {}
         self.launched: list[tuple[float, Recipe, int, Allocation]] = []
         self.reports: list[tuple[float, int, str, Handle, dict[str, float]]] = []
+        # what each host "says" at a virtual time (load, GPUs, power), for host conditions
+        self.samples: Callable[[str, float], HostSample | None] = lambda platform, t: None
+
+    def host_sample(self, platform: str) -> HostSample | None:
+        return self.samples(platform, self.clock())
 
     def prepare(self, platform: str) -> None:
         """Nothing to connect to."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from coordinator.backends.base import Backend, Event, Handle
+from coordinator.backends.hostwatch import HostSample
 from coordinator.backends.leasing import Share
 from coordinator.errors import DiskFull
 from coordinator.records import Allocation, Recipe
@@ -53,6 +54,9 @@ class FleetBackend(Backend):
     def want(self, waiting: dict[str, int]) -> None:
         for b in self.members:
             b.want({k: n for k, n in waiting.items() if self.by_platform.get(k) is b})
+
+    def host_sample(self, platform: str) -> HostSample | None:
+        return self.by_platform[platform].host_sample(platform)
 
     def disk_full(self) -> DiskFull | None:
         return next((d for b in self.members if (d := b.disk_full()) is not None), None)

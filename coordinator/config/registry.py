@@ -18,7 +18,7 @@ from typing import Any
 from coordinator.config.kubecfg import KubeOptions, parse_kube
 from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
 from coordinator.config.slurmcfg import SlurmOptions, parse_slurm
-from coordinator.config.windows import Window, parse_windows
+from coordinator.config.windows import Conditions, Window, parse_available
 from coordinator.config.yamlcfg import KeyPath, Section, Source, closest, load_yaml
 from coordinator.errors import RegistryError
 from coordinator.records import Needs
@@ -82,6 +82,7 @@ class Platform:
     jump: str | None = None  # another ssh platform to connect through (ProxyJump)
     slurm: SlurmOptions | None = None  # connection: slurm; a slot is one job that may be queued or running
     available: tuple[Window, ...] = ()  # hours of the week it may run trials (config/windows.py); () always
+    when: Conditions | None = None  # available only while its host is idle / on AC power (config/windows.py)
     kubernetes: KubeOptions | None = None  # connection: kubernetes; a slot is one Job (pending or running)
     lease_dir: str | None = None  # slot leases shared with other users (None: <work_dir>/leases)
     lease_ttl_s: float = 15.0  # a dead coordinator's lease lapses after this long
@@ -246,7 +247,7 @@ def parse_registry(data: Any, source: Source) -> Registry:
     for i, raw in enumerate(raw_rules):
         rule = _parse_rule(Section(raw, source, ("task_routing_rules", i)), platforms)
         warning = _check_model_type(rule.model_type, source, ("task_routing_rules", i, "model_type"))
-        if warning:
+        if warning and not (isinstance(raw, dict) and raw.get("command_only")):  # declared: no warning
             warnings.append((rule.model_type, warning))
         if rule.model_type.lower() in seen:
             raise source.fail(("task_routing_rules", i, "model_type"),
@@ -337,7 +338,7 @@ def _parse_platform(key: str, sec: Section) -> Platform:
         identity_file=sec.get("identity_file", str, None),
         jump=sec.get("jump", str, None),
         slurm=slurm,
-        available=parse_windows(sec),
+        available=(avail := parse_available(sec, connection))[0], when=avail[1],
         kubernetes=kube,
         lease_dir=sec.get("lease_dir", str, None),
         lease_ttl_s=sec.get("lease_ttl_s", float, 15.0, minimum=2.0),
@@ -379,6 +380,7 @@ def _parse_gpus(specs: Section) -> tuple[Gpu, ...]:
 def _parse_rule(sec: Section, platforms: dict[str, Platform]) -> RoutingRule:
     model_type = sec.get("model_type", str)
     default_reason = sec.get("reason", str, "routing rule")
+    sec.get("command_only", bool, False)  # a --command search's own --model-type, on purpose
     route = sec.raw("route_to")
     if route is None:
         raise sec.missing("route_to")

@@ -89,7 +89,7 @@ def write_merged(paths: Iterable[Path], out: Path, caption_prefix: str = "", lab
     for key, (cols, top, caption, heads) in _tops(merged).items():
         files[f"top:{key}"] = _csv(out / f"top_{key}.csv", cols, top)
         files[f"tex:top_{key}"] = _tex(out / "tables" / f"top_{key}.tex", "top_configs.tex.j2", caption,
-                                       f"merged-top-{key}", [latex.Col("Rank"), latex.Col("Run"),
+                                       f"merged-top-{tables._label(key)}", [latex.Col("Rank"), latex.Col("Run"),
                                                              latex.Col("Trial"), *heads],
                                        [[r[c] for c in cols] for r in top], pre)
     hosts = _hosts(merged)
@@ -191,7 +191,9 @@ def _tops(merged: list[_Run]) -> dict[str, tuple[list[str], list[dict[str, Any]]
         done.sort(key=lambda t: (-sign * t[1]["value"], t[0], t[1]["number"]))
         top = [{"rank": k + 1, "run": merged[i].label, "trial": x["number"], **{p: x.get(p) for p in params},
                 **{m: x.get(m) for m in metrics}} for k, (i, x) in enumerate(done[:tables.TOP_K])]
-        key = tables._label(_top_key(name, metric, direction, list(groups)))
+        # the file names as a run's own report spells them (top_random_forest.csv), safe as a file name
+        key = "".join(ch if ch.isalnum() or ch in "_-." else "-" for ch in _top_key(name, metric, direction,
+                                                                                   list(groups)))
         note = tables._steps_note(members[0][2], [x for _, x in done], params)
         caption = (f"Top {len(top)} of {len(done)} completed {name} configurations in {len(members)} "
                    f"run{'s' if len(members) != 1 else ''} by {latex.metric_name(metric)} ({direction}){note}"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from coordinator.backends.base import Backend
 from coordinator.config.registry import Registry
 from coordinator.config.windows import open_at
+from coordinator.schedule.hostgate import Gate
 from coordinator.schedule.plans import Limits, Running, StudyPlan
 from coordinator.store.rundir import RunStore
 from coordinator.store.usage import Meter
@@ -30,6 +31,7 @@ class Guards:
     start: float
     wall0: float
     closed: set[str]
+    gates: dict[str, Gate]
     ended_by: str | None
     hard_stopped: bool
     budget_warned: bool
@@ -38,20 +40,35 @@ class Guards:
         def _stop_running(self, why: str) -> None: ...
 
     def _windows(self) -> None:
-        """A platform whose availability window closed takes no new trial, and its running
-        trials move (checkpoint, exit 75, go on elsewhere; no retry spent); one that opened
-        takes trials again. Each change is an event."""
+        """A platform whose availability window closed, or whose host is not idle or not on
+        AC power now (its conditions, schedule/hostgate.py), takes no new trial, and its
+        running trials move (checkpoint, exit 75, go on elsewhere; no retry spent); one that
+        opened takes trials again. Each change is an event."""
         now = self.wall0 + (self.clock() - self.start)
-        closed = {k for k, p in self.registry.platforms.items() if not open_at(p.available, now)}
+        why = {k: "window closed" for k, p in self.registry.platforms.items() if not open_at(p.available, now)}
+        for k, gate in self._gates().items():
+            if not gate.update(self.backend.host_sample(k)):
+                why.setdefault(k, gate.why)
+        self.snap.gpu = {k: s.gpu_util for k, p in self.registry.platforms.items()
+                         if p.specs.gpus and (s := self.backend.host_sample(k)) is not None and s.gpu_util}
+        closed = set(why)
         for platform in sorted(closed ^ self.closed):
-            self.store.event("window_closed" if platform in closed else "window_opened", platform=platform)
+            self.store.event("window_closed" if platform in closed else "window_opened", platform=platform,
+                             **({"reason": why[platform]} if platform in why else {}))
         self.closed = closed
         for r in list(self.running.values()):
             if r.handle.allocation.platform in closed and r.migrating is None:
                 r.migrating = "(window closed)"
                 self.store.event("migrate", number=r.pending.number, source=r.handle.allocation.platform,
-                                 target=None, reason="window closed")
+                                 target=None, reason=why[r.handle.allocation.platform], step=r.last_step)
                 self.backend.cancel(r.handle, "migrate")
+
+    def _gates(self) -> dict[str, Gate]:
+        """One gate per platform with host conditions, made at the first turn."""
+        gates: dict[str, Gate] | None = getattr(self, "gates", None)
+        if gates is None:
+            gates = self.gates = {k: Gate(p.when) for k, p in self.registry.platforms.items() if p.when is not None}
+        return gates
 
     def _host_event(self, name: str, /, **fields: Any) -> None:
         self.store.event(name, **fields)

@@ -83,6 +83,7 @@ class Coordinator(AttemptEvents, Guards, SharedHosts):
         detached = False
         try:
             try:
+                self._windows()  # a platform closed at the start takes no first trial
                 while self.stop_signal is None:
                     self._share()
                     self._fill()

@@ -182,11 +182,14 @@ def route(needs: Needs, registry: Registry, ledger: Ledger, down: Collection[str
 def plan_lines(registry: Registry, needs: Needs) -> list[str]:
     """Human-readable plan for one model type: candidates, slots and why."""
     lines = []
+    # columns as wide as the longest name and connection (kubernetes, slurm): they line up
+    wn, wc = (max([n, *(len(x) for x in xs)]) for n, xs in (
+        (16, registry.platforms), (6, (p.connection for p in registry.platforms.values()))))
     for i, c in enumerate(registry.candidates(needs.model_type)):
         name, reason, p = c.platform, c.reason, registry.platforms[c.platform]
         role = "preferred" if i == 0 else f"fallback {i}"
         why = never_fits(p, needs)
         state = f"never: {why}" if why else (
             plural(p.max_concurrent_jobs, "slot") + (f" ({p.gpu_slots} with GPU)" if p.gpu_slots else ""))
-        lines.append(f"  {role:<11} {name:<16} {p.connection:<6} {state}  -- {reason}")
+        lines.append(f"  {role:<11} {name:<{wn}} {p.connection:<{wc}} {state}  -- {reason}")
     return lines

@@ -11,7 +11,7 @@ only (``host`` is not an option); reach it from another machine through an SSH t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,9 @@ class ReadOnly(ConfigError):
     """A write the dashboard attempted on a run's study."""
 
 
-def read_only(storage: Any) -> Any:
-    """``storage`` behind a BaseStorage whose every write raises (reads are passed on)."""
+def read_only(storage: Any, refusal: Callable[[str], Exception] = ReadOnly) -> Any:
+    """``storage`` behind a BaseStorage whose every write raises ``refusal(message)`` (reads
+    are passed on)."""
     from optuna.storages import BaseStorage
 
     writes = ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
@@ -36,7 +37,7 @@ def read_only(storage: Any) -> Any:
 
     def refuse(name: str) -> Any:
         def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-            raise ReadOnly(f"coord dashboard is read-only: {name} refused (the search owns its study)")
+            raise refusal(f"coord dashboard is read-only: {name} refused (the search owns its study)")
         return method
 
     def passes(name: str) -> Any:
@@ -49,20 +50,36 @@ def read_only(storage: Any) -> Any:
     return type("ReadOnlyStorage", (BaseStorage,), namespace)()
 
 
-def open_read_only(run: Path) -> tuple[Any, Sequence[str]]:
+def open_read_only(run: Path, refusal: Callable[[str], Exception] = ReadOnly) -> tuple[Any, Sequence[str]]:
     """The run's study storage, read-only, and its studies' names."""
     store = RunStore.open(run)
     url = (store.config.get("options") or {}).get("storage")
-    storage = read_only(open_storage(store.root, url))
+    storage = read_only(open_storage(store.root, url), refusal)
     return storage, [s.study_name for s in storage.get_all_studies()]
 
 
-def serve(run: Path, port: int) -> None:
-    """Serve the dashboard until interrupted (blocks)."""
+def serve(run: Path, port: int, ready: Callable[[], None] = lambda: None) -> None:
+    """Serve the dashboard until interrupted (blocks). ``ready`` is called once the port
+    listens (the URL printed before that may not answer yet, or belong to another program)."""
     try:
-        from optuna_dashboard import run_server
+        from optuna_dashboard._app import create_app
     except ImportError:
         raise ConfigError("coord dashboard needs optuna-dashboard: pip install optuna-dashboard "
                           "(scripts/install.sh installs it)") from None
-    storage, _ = open_read_only(run)
-    run_server(storage, host=HOST, port=port)
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from bottle import HTTPError
+
+    # a refused write is answered 403 with the reason (the dashboard's views turn an HTTPError
+    # into its status), not 500 with a traceback in the console: nothing went wrong
+    storage, _ = open_read_only(run, lambda message: HTTPError(403, message))
+    app = create_app(storage)
+    server = make_server(HOST, port, app, handler_class=WSGIRequestHandler)  # binds here
+    ready()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+

@@ -32,6 +32,13 @@ def _clock(seconds: float | None) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def gpu_line(util: tuple[float | None, ...] | None) -> str:
+    """The host's GPU utilisation as nvidia-smi last reported it there ("" without one)."""
+    if not util:
+        return ""
+    return ", GPU " + " ".join("?" if u is None else f"{u:.0f}%" for u in util)
+
+
 class LiveDisplay(Tracker):
     """A rich live panel, refreshed a few times a second."""
 
@@ -66,7 +73,8 @@ class LiveDisplay(Tracker):
             table.add_row("[bold]best[/]", f"{snap.metric} = [green]{fmt(snap.best_value)}[/] "
                                            f"(trial #{snap.best_number})")
         for name, (busy, slots) in snap.busy.items():
-            table.add_row(f"[bold]{name}[/]", "█" * busy + "░" * (slots - busy) + f" {busy}/{slots} busy")
+            table.add_row(f"[bold]{name}[/]", "█" * busy + "░" * (slots - busy) + f" {busy}/{slots} busy"
+                          + gpu_line(snap.gpu.get(name)))
         table.add_row("[bold]time[/]", f"{_clock(snap.elapsed_s)} elapsed, ETA {_clock(snap.eta_s)}")
         if snap.used:
             table.add_row("[bold]used[/]", snap.used)
@@ -102,8 +110,9 @@ class PlainLines(Tracker):
         extra = "" if result.status == TrialStatus.COMPLETE else f" ({result.kind})"
         value = f" {fmt(result.value)}" if result.value is not None else ""
         study = f" ({result.study})" if self.several else ""
+        gpu = gpu_line(self.snap.gpu.get(result.platform)) if self.snap is not None else ""
         self.out.write(f"trial {result.number}{study} {result.status.value}{extra}{value} on "
-                       f"{result.platform} in {result.duration_s:.1f}s\n")
+                       f"{result.platform} in {result.duration_s:.1f}s{f' ({gpu[2:]})' if gpu else ''}\n")
         self.out.flush()
 
 

@@ -28,6 +28,7 @@ class Snapshot:
     best_number: int | None = None
     metric: str = ""
     busy: dict[str, tuple[int, int]] = field(default_factory=dict)  # platform -> (busy, slots)
+    gpu: dict[str, tuple[float | None, ...]] = field(default_factory=dict)  # platform -> % per GPU (nvidia-smi)
     elapsed_s: float = 0.0
     eta_s: float | None = None
     waiting_reason: str = ""
