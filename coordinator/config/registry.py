@@ -18,6 +18,7 @@ from typing import Any
 from coordinator.config.kubecfg import KubeOptions, parse_kube
 from coordinator.config.models import ALIASES, BUILTIN, CUSTOM_MODEL_TYPE
 from coordinator.config.slurmcfg import SlurmOptions, parse_slurm
+from coordinator.config.specs import Gpu, Specs, parse_gpus
 from coordinator.config.windows import Conditions, Window, parse_available
 from coordinator.config.yamlcfg import KeyPath, Section, Source, closest, load_yaml
 from coordinator.errors import RegistryError
@@ -34,20 +35,6 @@ MODEL_TYPES = (*dict.fromkeys(m.model_type for m in BUILTIN.values()), CUSTOM_MO
 # wrong in a name of 7 or more letters (XGBoosst, RandomForst). Just above 6/7, so one letter
 # added to a 3-letter name (GLMM, a mixed model) stays a custom type, with a warning.
 TYPO_CUTOFF = 0.86
-
-
-@dataclass(frozen=True)
-class Gpu:
-    index: int
-    model: str = "GPU"
-    memory_gb: float = 0.0
-
-
-@dataclass(frozen=True)
-class Specs:
-    cpu_cores: int
-    memory_gb: float
-    gpus: tuple[Gpu, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,7 +278,7 @@ def _parse_platform(key: str, sec: Section) -> Platform:
     connection = sec.get("connection", str, "local", choices=(*CONNECTIONS, *CONNECTION_ALIASES))
     connection = CONNECTION_ALIASES.get(connection, connection)
     specs_sec = sec.section("specs")
-    gpus = _parse_gpus(specs_sec)
+    gpus = parse_gpus(specs_sec)
     specs = Specs(cpu_cores=specs_sec.get("cpu_cores", int, minimum=1),
                   memory_gb=specs_sec.get("memory_gb", float, minimum=0.1), gpus=gpus)
     specs_sec.get("cuda_version", (str, float), None)  # informational, as in the user's registry
@@ -354,27 +341,6 @@ def _power(sec: Section, key: str, other: str) -> float | None:
         raise sec.fail(key, f"{key} prices electricity only with {other} beside it (e.g. watts: 450, "
                             "tariff_per_kwh: 0.30)")
     return value
-
-
-def _parse_gpus(specs: Section) -> tuple[Gpu, ...]:
-    raw = specs.raw("gpus")
-    legacy = specs.raw("gpu")  # the user's seed format: gpu: false | "RTX 4090 24GB"
-    if raw is None:
-        if isinstance(legacy, str):
-            mem = re.search(r"(\d+(?:\.\d+)?)\s*GB", legacy, re.I)
-            return (Gpu(0, legacy, float(mem.group(1)) if mem else 0.0),)
-        if legacy not in (None, False):
-            raise specs.fail("gpu", "expected false or a GPU description such as \"RTX 4090 24GB\"")
-        return ()
-    if not isinstance(raw, list):
-        raise specs.fail("gpus", "expected a list of GPUs (index, model, memory_gb)")
-    gpus = []
-    for i, item in enumerate(raw):
-        sec = Section(item, specs.source, (*specs.path, "gpus", i))
-        gpus.append(Gpu(sec.get("index", int, i, minimum=0), sec.get("model", str, "GPU"),
-                        sec.get("memory_gb", float, 0.0, minimum=0)))
-        sec.done()
-    return tuple(gpus)
 
 
 def _parse_rule(sec: Section, platforms: dict[str, Platform]) -> RoutingRule:
