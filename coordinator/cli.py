@@ -19,7 +19,7 @@ import click
 
 from coordinator import cli_runs
 from coordinator.cli_compare import COMPARE_EXAMPLES, COMPARE_SECTIONS, compare_options
-from coordinator.cli_help import SectionedCommand, budget_options
+from coordinator.cli_help import SectionedCommand, budget_options, sharing_options
 from coordinator.cli_tracking import TRACKING_SECTION, dashboard, pop_tracking, summary_line, sync, tracking_options
 from coordinator.errors import CoordError
 
@@ -151,11 +151,7 @@ REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this mach
               "report keeps it.")
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines for scripts.")
-@click.option("--priority", type=click.IntRange(-1000, 1000), default=0, show_default=True,
-              help="On hosts other searches use too: a higher priority takes the slots that free up first "
-              "(equal priorities share them fairly).")
-@click.option("--preempt", is_flag=True, help="Stop lower-priority searches' trials for slots this one waits "
-              "for (built-in trials checkpoint and continue later; no retry is spent).")
+@sharing_options
 @click.option("--notify", metavar="COMMAND", help="Run COMMAND on the search's end, a burst of failures, a host "
               "going down and 80% of a budget; the event is JSON on its stdin.")
 @tracking_options()

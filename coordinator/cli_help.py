@@ -50,6 +50,15 @@ class SectionedCommand(click.Command):
                     formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
 
 
+def sharing_options(fn: Any) -> Any:
+    """--priority and --preempt: how a search shares hosts with other searches (slot leases)."""
+    fn = click.option("--preempt", is_flag=True, help="Stop lower-priority searches' trials for slots this one "
+                      "waits for (built-in trials checkpoint and continue later; no retry is spent).")(fn)
+    return click.option("--priority", type=click.IntRange(-1000, 1000), default=0, show_default=True,
+                        help="On hosts other searches use too: a higher priority takes the slots that free up "
+                        "first (equal priorities share them fairly).")(fn)
+
+
 def budget_options(fn: Any) -> Any:
     """--budget-* , --goal and --hard: for coord search, and for coord resume to raise them."""
     for option in reversed([
