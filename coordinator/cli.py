@@ -20,7 +20,15 @@ import click
 from coordinator import cli_runs
 from coordinator.cli_compare import COMPARE_EXAMPLES, COMPARE_SECTIONS, compare_options
 from coordinator.cli_help import SectionedCommand, budget_options, sharing_options
-from coordinator.cli_tracking import TRACKING_SECTION, dashboard, pop_tracking, summary_line, sync, tracking_options
+from coordinator.cli_tracking import (
+    TRACKING_SECTION,
+    dashboard,
+    pop_tracking,
+    queue,
+    summary_line,
+    sync,
+    tracking_options,
+)
 from coordinator.errors import CoordError
 
 log = logging.getLogger("coordinator")
@@ -395,3 +403,4 @@ main.add_command(cli_runs.show)
 main.add_command(cli_runs.rerun)
 main.add_command(sync)
 main.add_command(dashboard)
+main.add_command(queue)

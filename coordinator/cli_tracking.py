@@ -96,3 +96,19 @@ def dashboard(run: str, port: int) -> None:
 
         raise ConfigError(f"coord dashboard cannot listen on {HOST}:{port}: {exc.strerror or exc}; "
                           "try another --port") from None
+
+
+@click.command(short_help="Every search using the registry's hosts: priority, slots held, waiting trials.")
+@click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(),
+              help="Hardware registry YAML [env COORD_REGISTRY] (default: this machine).")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+def queue(registry: str | None, as_json: bool) -> None:
+    """Read the slot leases on every local and SSH host of the registry (nothing is written):
+    which searches hold its slots or wait for them, their --priority, and whether each
+    coordinator is alive. A coordinator that died shows as gone until its running trials end."""
+    from coordinator.backends.queue_view import queue_rows, render
+    from coordinator.config.localhost import default_registry
+    from coordinator.config.registry import load_registry
+
+    rows = queue_rows(load_registry(registry) if registry else default_registry())
+    click.echo(json.dumps(rows, indent=2) if as_json else render(rows))
