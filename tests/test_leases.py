@@ -118,3 +118,15 @@ def test_the_lease_directory_mode(tmp_path: Path, shared: bool) -> None:
     lz.renew()
     mode = (tmp_path / "dir").stat().st_mode & 0o7777
     assert mode == (0o1777 if shared else 0o700)
+
+
+def test_coord_queue_lists_this_machines_searches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``coord queue`` with no registry: this machine's lease directory."""
+    monkeypatch.setenv("COORD_LEASE_DIR", str(tmp_path / "leases"))
+    waiting = lease(tmp_path, "run-a", priority=3)
+    waiting.update(waiting=2)
+    out = subprocess.run([sys.executable, "-m", "coordinator", "queue"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    head, row = out.stdout.splitlines()[:2]
+    assert head.split() == ["HOST", "SEARCH", "PRIORITY", "HELD", "WAITING", "STATE", "WHO"]
+    assert row.split()[:6] == ["local", "run-a", "3", "0/%d" % (os.cpu_count() or 1), "2", "alive"]

@@ -133,6 +133,12 @@ def test_a_higher_priority_started_second_gets_the_freed_slots_first(cluster: Cl
         assert time.monotonic() < deadline and high.poll() is None, "the high-priority search never waited"
         time.sleep(0.05)
     waited = time.time()
+    queue = subprocess.run([sys.executable, "-m", "coordinator", "queue", "--registry", str(registry), "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert queue.returncode == 0, queue.stderr
+    rows = {r["run"]: r for r in json.loads(queue.stdout) if r["host"] == "alpha"}
+    assert rows["high"]["priority"] == 5 and rows["high"]["waiting"] >= 1 and rows["high"]["state"] == "alive"
+    assert rows["low"]["held"] == 2 and rows["low"]["priority"] == 0
     _finish(high)
     _finish(low)
     lows, highs = _intervals(cluster, "low"), _intervals(cluster, "high")
