@@ -304,6 +304,8 @@ class _Leasing:
 
     def open(self, req):
         with self.lock:
+            if self.lease is None and "dir" not in req:  # an update for a lease never opened
+                return
             if self.lease is None:
                 self.lease = leases.Lease(req["dir"], req["holder"], req.get("meta", {}), req.get("ttl", 15.0),
                                           bool(req.get("shared")))
