@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.ssh_dispatch import loopback_host  # noqa: E402
 from coordinator import resources  # noqa: E402
 from coordinator.backends.agent import AgentBackend  # noqa: E402
 from coordinator.backends.base import EndEvent  # noqa: E402
 from coordinator.backends.leasing import Sharing  # noqa: E402
 from coordinator.config.registry import load_registry  # noqa: E402
 from coordinator.records import Allocation, Recipe  # noqa: E402
-from tests import sshd  # noqa: E402
 
 sys.path.insert(0, str(resources.folder("runners")))
 import leases  # noqa: E402
@@ -68,17 +68,7 @@ def main() -> None:
     n, rounds, others = (int(a) for a in (sys.argv[1:4] + ["20", "5", "4"][len(sys.argv[1:4]):]))
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-        key = base / "key"
-        host = sshd.make_host(base, "alpha", sshd.keygen(key))
-        host.start()
-        known = base / "known_hosts"
-        known.write_text(host.known_hosts_line() + "\n")
-        reg = base / "reg.yaml"
-        reg.write_text(f"platforms:\n  alpha:\n    connection: ssh\n    host: 127.0.0.1\n    port: {host.port}\n"
-                       f"    user: root\n    identity_file: {key}\n    python: {sys.executable}\n"
-                       f"    work_dir: {host.work_dir}\n    specs: {{cpu_cores: 2, memory_gb: 8}}\n"
-                       "    max_concurrent_jobs: 64\n")
+        host, _, known, reg = loopback_host(base, "    max_concurrent_jobs: 64\n")
         platforms = load_registry(reg).platforms
         for k in range(others):  # other coordinators' leases on the host: every claim reads them
             leases.Lease(str(host.work_dir / "leases"), f"other{k}", {"slots": 64, "waiting": 0}, 3600).renew()

@@ -64,6 +64,22 @@ def fabric_round(conn: object, n: int) -> list[float]:
     return out
 
 
+def loopback_host(base: Path, extra: str = "") -> tuple[sshd.SSHHost, Path, Path, Path]:
+    """A real sshd on loopback, trusted, and a registry naming it ``alpha``: (host, key,
+    known_hosts, registry). ``extra``: more YAML lines for the platform."""
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    key = base / "key"
+    host = sshd.make_host(base, "alpha", sshd.keygen(key))
+    host.start()
+    known = base / "known_hosts"
+    known.write_text(host.known_hosts_line() + "\n")
+    reg = base / "reg.yaml"
+    reg.write_text(f"platforms:\n  alpha:\n    connection: ssh\n    host: 127.0.0.1\n    port: {host.port}\n"
+                   f"    user: root\n    identity_file: {key}\n    python: {sys.executable}\n"
+                   f"    work_dir: {host.work_dir}\n    specs: {{cpu_cores: 2, memory_gb: 8}}\n" + extra)
+    return host, key, known, reg
+
+
 def main() -> None:
     n, rounds = (int(a) for a in (sys.argv[1:3] + ["20", "3"][len(sys.argv[1:3]):]))
     import fabric
@@ -71,16 +87,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-        key = base / "key"
-        host = sshd.make_host(base, "alpha", sshd.keygen(key))
-        host.start()
-        known = base / "known_hosts"
-        known.write_text(host.known_hosts_line() + "\n")
-        reg = base / "reg.yaml"
-        reg.write_text(f"platforms:\n  alpha:\n    connection: ssh\n    host: 127.0.0.1\n    port: {host.port}\n"
-                       f"    user: root\n    identity_file: {key}\n    python: {sys.executable}\n"
-                       f"    work_dir: {host.work_dir}\n    specs: {{cpu_cores: 2, memory_gb: 8}}\n")
+        host, key, known, reg = loopback_host(base)
         backend = AgentBackend(load_registry(reg).platforms, known, resources.folder("runners"), run_id="bench",
                                local_root=base)
         backend.prepare("alpha")
@@ -91,7 +98,7 @@ def main() -> None:
         results: dict[str, list[float]] = {"coord": [], "ssh_controlmaster": [], "fabric_run": []}
         try:
             for r in range(rounds):  # interleaved rounds; the first call of each warms up
-                results["coord"] += coord_round(backend, base / "local", n, r * n)[1:]
+                results["coord"] += coord_round(backend, base, n, r * n)[1:]
                 results["ssh_controlmaster"] += ssh_round(host, key, known, base / "ctl", n)[1:]
                 results["fabric_run"] += fabric_round(conn, n)[1:]
         finally:
