@@ -19,9 +19,8 @@ import click
 
 from coordinator import cli_runs
 from coordinator.cli_compare import COMPARE_EXAMPLES, COMPARE_SECTIONS, compare_options
-from coordinator.cli_help import SectionedCommand, budget_options, sharing_options
+from coordinator.cli_help import SEARCH_EXAMPLES, SEARCH_SECTIONS, SectionedCommand, budget_options, sharing_options
 from coordinator.cli_tracking import (
-    TRACKING_SECTION,
     dashboard,
     pop_tracking,
     queue,
@@ -66,26 +65,6 @@ def _terminated(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-# search --help: options by what a person is deciding; names are click's param names
-# (positive_class: the option another branch adds, placed here in advance)
-SEARCH_SECTIONS = [
-    ("What to tune", ["models", "command", "model_type", "space", "metrics", "direction", "sampler", "seed"]),
-    ("Data", ["data", "target", "task", "positive_class", "cv", "time_col", "folds"]),
-    ("Budget", ["trials", "timeout", "trial_timeout", "budget_cost", "budget_machine_hours", "budget_gpu_hours",
-                "goal", "hard"]),
-    ("Where it runs", ["registry", "parallel", "placement", "priority", "preempt"]),
-    ("Early stopping and PBT", ["pruner", "min_resource", "max_resource", "reduction_factor", "prune_threshold",
-                                "pbt", "pbt_interval"]),
-    ("Reliability", ["max_retries", "host_retry", "checkpoint_every"]),
-    ("Output", ["run_dir", "runs_root", "name", "storage", "figure_width", "caption_prefix", "label_prefix", "quiet",
-                "as_json", "notify"]),
-    TRACKING_SECTION,
-]
-SEARCH_EXAMPLES = [
-    "coord search --model xgboost",
-    "coord search --model xgboost --model glm --trials 40 --pruner asha",
-    "coord search --command \"python train.py\" --space space.yaml --metric val_loss",
-]
 REGISTRY_HELP = "Hardware registry YAML [env COORD_REGISTRY] (default: this machine)."
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from coordinator.cli_tracking import TRACKING_SECTION
+
 _COL_MAX = 30  # click's default: a longer option name gets its help on the next line
 
 
@@ -75,3 +77,25 @@ def budget_options(fn: Any) -> Any:
     ]):
         fn = option(fn)
     return fn
+
+
+# search --help: options by what a person is deciding; names are click's param names
+# (positive_class: the option another branch adds, placed here in advance)
+SEARCH_SECTIONS = [
+    ("What to tune", ["models", "command", "model_type", "space", "metrics", "direction", "sampler", "seed"]),
+    ("Data", ["data", "target", "task", "positive_class", "cv", "time_col", "folds"]),
+    ("Budget", ["trials", "timeout", "trial_timeout", "budget_cost", "budget_machine_hours", "budget_gpu_hours",
+                "goal", "hard"]),
+    ("Where it runs", ["registry", "parallel", "placement", "priority", "preempt"]),
+    ("Early stopping and PBT", ["pruner", "min_resource", "max_resource", "reduction_factor", "prune_threshold",
+                                "pbt", "pbt_interval"]),
+    ("Reliability", ["max_retries", "host_retry", "checkpoint_every"]),
+    ("Output", ["run_dir", "runs_root", "name", "storage", "figure_width", "caption_prefix", "label_prefix", "quiet",
+                "as_json", "notify"]),
+    TRACKING_SECTION,
+]
+SEARCH_EXAMPLES = [
+    "coord search --model xgboost",
+    "coord search --model xgboost --model glm --trials 40 --pruner asha",
+    "coord search --command \"python train.py\" --space space.yaml --metric val_loss",
+]

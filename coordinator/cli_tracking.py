@@ -98,7 +98,7 @@ def dashboard(run: str, port: int) -> None:
                           "try another --port") from None
 
 
-@click.command(short_help="Every search using the registry's hosts: priority, slots held, waiting trials.")
+@click.command(short_help="Searches sharing the registry's hosts.")
 @click.option("--registry", envvar="COORD_REGISTRY", type=click.Path(),
               help="Hardware registry YAML [env COORD_REGISTRY] (default: this machine).")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")

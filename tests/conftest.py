@@ -76,15 +76,9 @@ def space_file(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``optin`` (minutes of inherent waiting, their path also proved by a test
-    of the default run) run only with COORD_TEST_ALL=1; under xdist the longest tests go first
-    (tests/ordering.py). One process (COORD_TEST_WORKERS=0) keeps the collection order, so its
-    module-scoped fixtures are built once."""
+    of the default run) run only with COORD_TEST_ALL=1."""
     if os.environ.get("COORD_TEST_ALL") != "1":
         opted = [item for item in items if item.get_closest_marker("optin")]
         if opted:
             config.hook.pytest_deselected(items=opted)
             items[:] = [item for item in items if not item.get_closest_marker("optin")]
-    if hasattr(config, "workerinput"):  # an xdist worker: the controller schedules in this order
-        from tests.ordering import longest_first
-
-        longest_first(items)

@@ -129,4 +129,4 @@ def test_coord_queue_lists_this_machines_searches(tmp_path: Path, monkeypatch: p
     assert out.returncode == 0, out.stderr
     head, row = out.stdout.splitlines()[:2]
     assert head.split() == ["HOST", "SEARCH", "PRIORITY", "HELD", "WAITING", "STATE", "WHO"]
-    assert row.split()[:6] == ["local", "run-a", "3", "0/%d" % (os.cpu_count() or 1), "2", "alive"]
+    assert row.split()[:6] == ["local", "run-a", "3", f"0/{os.cpu_count() or 1}", "2", "alive"]

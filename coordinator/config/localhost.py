@@ -7,7 +7,8 @@ import os
 import shutil
 import subprocess
 
-from coordinator.config.registry import Gpu, Platform, Registry, Specs
+from coordinator.config.registry import Platform, Registry
+from coordinator.config.specs import Gpu, Specs
 
 
 def detect_gpus(timeout: float = 5.0) -> tuple[Gpu, ...]:
