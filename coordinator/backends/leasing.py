@@ -56,13 +56,12 @@ class Share:
     others: int = 0  # slots to treat as taken: other searches' trials, or kept for waiters that come first
     gpus: frozenset[int] = frozenset()  # GPUs other searches' trials hold
     yield_n: int = 0  # own trials a preempting higher-priority search needs stopped
-    holders: int = 0  # other live coordinators on the host
     seen: bool = False
 
     @classmethod
     def from_view(cls, view: dict[str, Any]) -> Share:
         return cls(int(view.get("others", 0)), frozenset(int(g) for g in view.get("gpus", [])),
-                   int(view.get("yield", 0)), int(view.get("holders", 0)), True)
+                   int(view.get("yield", 0)), True)
 
 
 def lease_dir(p: Platform) -> tuple[str, bool]:
